@@ -1,1 +1,103 @@
+//! `weir check` and `weir test` as a user meets them: exit codes and messages.
 
+mod common;
+
+use common::*;
+use serde_json::json;
+
+#[test]
+fn check_accepts_the_todo_deployment() {
+    plugin("task_validator");
+    let output = run(weir().args(["check", "--config", "pipelines.toml"]));
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}\n{out}", stderr(&output));
+    assert!(out.contains("pipeline reminders"), "{out}");
+    assert!(out.contains("pipeline ui-sync"), "{out}");
+    assert!(out.contains("task_validator@"), "{out}");
+    assert!(out.contains("reminders.dlq"), "{out}");
+}
+
+#[test]
+fn check_names_file_line_and_key_of_a_misspelt_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(root().join("pipelines.toml"))
+        .unwrap()
+        .replace("cleanup = \"compact\"", "clenaup = \"compact\"");
+    let line = text.lines().position(|l| l.starts_with("clenaup")).unwrap() + 1;
+    let path = dir.path().join("broken.toml");
+    std::fs::write(&path, text).unwrap();
+    let output = run(weir().arg("check").arg("--config").arg(&path));
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(err.contains(&format!("broken.toml:{line}:")), "{err}");
+    assert!(err.contains("clenaup"), "{err}");
+}
+
+#[test]
+fn check_reports_a_plugin_that_refuses_its_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        r#"
+[topics.out]
+[[pipeline]]
+name = "p"
+input = "in"
+plugins = [{{ path = "{}", config = {{ lead-time = "whenever" }} }}]
+outputs = {{ reminders = "out" }}
+"#,
+        plugin("reminder_deriver").display()
+    );
+    let path = dir.path().join("p.toml");
+    std::fs::write(&path, config).unwrap();
+    let output = run(weir().arg("check").arg("--config").arg(&path));
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(
+        err.contains("reminder_deriver refused its config: lead-time:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_without_a_config_file_says_so() {
+    let output = run(weir().args(["check", "--config", "nowhere/pipelines.toml"]));
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("cannot read nowhere/pipelines.toml"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn test_skips_malformed_lines_reports_them_and_fails() {
+    let input = tempfile::Builder::new()
+        .suffix(".jsonl")
+        .tempfile()
+        .unwrap();
+    std::fs::write(
+        input.path(),
+        format!(
+            "{}\nnot json at all\n{}\n",
+            json!({"value": "a"}),
+            json!({"vaule": "typo"})
+        ),
+    )
+    .unwrap();
+    let output = run(weir()
+        .arg("test")
+        .arg(plugin("chaos_plugin"))
+        .arg("--input")
+        .arg(input.path()));
+    assert_eq!(output.status.code(), Some(1));
+    let results = json_lines(&output);
+    assert_eq!(results.len(), 1, "the good line is still processed");
+    assert_eq!(results[0]["value"], "a");
+    let err = stderr(&output);
+    let name = input.path().display().to_string();
+    assert!(err.contains(&format!("{name}:2:")), "{err}");
+    assert!(
+        err.contains(&format!("{name}:3: unknown field `vaule`")),
+        "{err}"
+    );
+}

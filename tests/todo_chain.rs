@@ -1,1 +1,286 @@
+//! The Todo chains through `weir test`, checked against a model written here from
+//! SPEC §7 (not from the plugins' code) and against the JSON Schemas in `schemas/`.
 
+mod common;
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use common::*;
+use serde_json::{Value, json};
+
+fn schema(name: &str) -> jsonschema::Validator {
+    let text = std::fs::read_to_string(root().join("schemas").join(name)).expect("schema file");
+    let schema: Value = serde_json::from_str(&text).expect("schema is JSON");
+    jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn examples() -> Vec<Value> {
+    std::fs::read_to_string(root().join("examples/task-events.jsonl"))
+        .expect("examples/task-events.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("example line is JSON"))
+        .collect()
+}
+
+/// The event as a JSON value, when the line's value is a JSON object (not text).
+fn task_event(line: &Value) -> Option<&Value> {
+    line["value"].as_object().map(|_| &line["value"])
+}
+
+fn is_valid_by_schema(validator: &jsonschema::Validator, line: &Value) -> bool {
+    task_event(line).is_some_and(|v| validator.is_valid(v))
+}
+
+fn chain(plugins: &[&str], input: &std::path::Path, extra: &[&str]) -> Vec<Value> {
+    let mut command = weir();
+    command.arg("test");
+    for p in plugins {
+        command.arg(plugin(p));
+    }
+    let output = run(command.arg("--input").arg(input).args(extra));
+    assert!(
+        output.status.success(),
+        "weir test failed: {}",
+        stderr(&output)
+    );
+    json_lines(&output)
+}
+
+fn utc(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .expect("RFC 3339")
+        .with_timezone(&Utc)
+}
+
+fn fmt(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// What SPEC §7 says the reminders pipeline emits for one valid event.
+fn expected_reminder(event: &Value, lead: TimeDelta) -> Option<(&'static str, String)> {
+    let payload = &event["payload"];
+    let due = payload["due_date"].as_str().map(utc)?;
+    let at = utc(event["timestamp"].as_str().unwrap());
+    match event["event_type"].as_str().unwrap() {
+        "task.created" | "task.updated" if payload["status"] != "completed" => {
+            Some(("reminder.scheduled", fmt((due - lead).max(at))))
+        }
+        "task.completed" | "task.deleted" => Some(("reminder.cancelled", fmt(due - lead))),
+        _ => None,
+    }
+}
+
+#[test]
+fn reminders_chain_matches_the_model() {
+    let lines = examples();
+    let input = root().join("examples/task-events.jsonl");
+    let results = chain(
+        &["task_validator", "reminder_deriver"],
+        &input,
+        &["--config", "lead-time=1h"],
+    );
+    let task_schema = schema("task-event.schema.json");
+    let reminder_schema = schema("reminder.schema.json");
+    let lead = TimeDelta::hours(1);
+
+    let mut by_input: HashMap<u64, Vec<&Value>> = HashMap::new();
+    for r in &results {
+        by_input
+            .entry(r["input"].as_u64().unwrap())
+            .or_default()
+            .push(r);
+    }
+    let mut reminder_ids: HashMap<(String, String), String> = HashMap::new();
+    let (mut scheduled, mut cancelled, mut invalid) = (0, 0, 0);
+    for (i, line) in lines.iter().enumerate() {
+        let got = by_input.remove(&(i as u64 + 1)).unwrap_or_default();
+        if !is_valid_by_schema(&task_schema, line) {
+            assert_eq!(got.len(), 1, "line {}: {got:?}", i + 1);
+            assert_eq!(got[0]["failure"], "invalid", "line {}: {}", i + 1, got[0]);
+            assert_eq!(got[0]["plugin"], "task_validator");
+            invalid += 1;
+            continue;
+        }
+        let event = task_event(line).unwrap();
+        match expected_reminder(event, lead) {
+            None => assert!(
+                got.is_empty(),
+                "line {}: expected nothing, got {got:?}",
+                i + 1
+            ),
+            Some((event_type, time)) => {
+                assert_eq!(got.len(), 1, "line {}: {got:?}", i + 1);
+                let r = got[0];
+                assert_eq!(r["to"], "reminders");
+                assert_eq!(r["key"], event["payload"]["user_id"]);
+                assert_eq!(r["headers"]["event_type"], event_type);
+                assert_eq!(r["headers"]["correlation_id"], event["correlation_id"]);
+                let v = &r["value"];
+                assert!(
+                    reminder_schema.is_valid(v),
+                    "line {}: {v} breaks reminder.schema.json",
+                    i + 1
+                );
+                assert_eq!(v["event_type"], event_type);
+                assert_eq!(v["correlation_id"], event["correlation_id"]);
+                assert_eq!(v["version"], event["version"]);
+                assert_eq!(v["timestamp"], event["timestamp"]);
+                assert_eq!(v["payload"]["task_id"], event["payload"]["task_id"]);
+                assert_eq!(
+                    v["payload"]["scheduled_time"],
+                    time.as_str(),
+                    "line {}",
+                    i + 1
+                );
+                assert_ne!(v["event_id"], event["event_id"]);
+                // One reminder per (task, due instant), whatever the offset it was written in.
+                let due = fmt(utc(event["payload"]["due_date"].as_str().unwrap()));
+                let id = v["payload"]["reminder_id"].as_str().unwrap().to_owned();
+                let task = event["payload"]["task_id"].as_str().unwrap().to_owned();
+                let known = reminder_ids
+                    .entry((task, due))
+                    .or_insert_with(|| id.clone());
+                assert_eq!(
+                    *known,
+                    id,
+                    "line {}: reminder_id changed for the same task and due date",
+                    i + 1
+                );
+                if event_type == "reminder.scheduled" {
+                    scheduled += 1
+                } else {
+                    cancelled += 1
+                }
+            }
+        }
+    }
+    assert!(
+        by_input.is_empty(),
+        "results for unknown inputs: {by_input:?}"
+    );
+    let distinct: std::collections::HashSet<_> = reminder_ids.values().collect();
+    assert_eq!(
+        distinct.len(),
+        reminder_ids.len(),
+        "different reminders share an id"
+    );
+    assert!(
+        scheduled >= 20 && cancelled >= 4 && invalid >= 14,
+        "{scheduled} {cancelled} {invalid}"
+    );
+}
+
+#[test]
+fn ui_sync_chain_projects_state_and_tombstones() {
+    let lines = examples();
+    let input = root().join("examples/task-events.jsonl");
+    let results = chain(&["task_validator", "ui_projector"], &input, &[]);
+    let task_schema = schema("task-event.schema.json");
+    let update_schema = schema("task-update.schema.json");
+    let mut by_input: HashMap<u64, &Value> = HashMap::new();
+    for r in &results {
+        assert!(
+            by_input.insert(r["input"].as_u64().unwrap(), r).is_none(),
+            "one result per event"
+        );
+    }
+    for (i, line) in lines.iter().enumerate() {
+        let r = by_input[&(i as u64 + 1)];
+        if !is_valid_by_schema(&task_schema, line) {
+            assert_eq!(r["failure"], "invalid", "line {}", i + 1);
+            continue;
+        }
+        let event = task_event(line).unwrap();
+        let payload = &event["payload"];
+        assert_eq!(r["to"], "task-updates");
+        assert_eq!(r["key"], payload["task_id"]);
+        assert_eq!(r["headers"]["event_id"], event["event_id"]);
+        if event["event_type"] == "task.deleted" {
+            assert_eq!(
+                r["value"],
+                Value::Null,
+                "line {}: deletion is a tombstone",
+                i + 1
+            );
+            continue;
+        }
+        let v = &r["value"];
+        assert!(
+            update_schema.is_valid(v),
+            "line {}: {v} breaks task-update.schema.json",
+            i + 1
+        );
+        for field in ["task_id", "user_id", "title", "status", "priority"] {
+            assert_eq!(v[field], payload[field], "line {}: {field}", i + 1);
+        }
+        assert_eq!(
+            v["description"],
+            payload.get("description").cloned().unwrap_or(Value::Null)
+        );
+        assert_eq!(
+            v["due_date"],
+            payload.get("due_date").cloned().unwrap_or(Value::Null)
+        );
+        assert_eq!(v["updated_at"], event["timestamp"]);
+        assert_eq!(v["event_id"], event["event_id"]);
+        assert_eq!(v["correlation_id"], event["correlation_id"]);
+        assert_eq!(v["version"], event["version"]);
+    }
+}
+
+#[test]
+fn validator_passes_valid_events_unchanged_and_names_the_field() {
+    let valid = json!({
+        "event_id": "3b0c1c6e-7d0a-4d53-a6a4-4b1e0f9b2d11",
+        "event_type": "task.updated",
+        "timestamp": "2026-12-01T08:15:00.250+05:30",
+        "version": "1.9",
+        "correlation_id": "c0ffee00-1111-4222-8333-444455556666",
+        "extra": {"nested": [1, 2, 3]},
+        "payload": {"task_id": "d3adbeef-0000-4000-8000-00000000abcd", "user_id": "0badcafe-0000-4000-8000-000000000042",
+                    "title": "Ünïcødé ✓", "status": "in_progress", "priority": "medium", "due_date": null}
+    });
+    let mut wrong_priority = valid.clone();
+    wrong_priority["payload"]["priority"] = json!("urgent");
+    let mut no_title = valid.clone();
+    no_title["payload"].as_object_mut().unwrap().remove("title");
+    let mut bad_user = valid.clone();
+    bad_user["payload"]["user_id"] = json!(17);
+    let input = jsonl(&[
+        json!({"key": "u1", "value": valid, "headers": {"trace": "abc"}}),
+        json!({"key": "u1", "value": wrong_priority}),
+        json!({"key": "u1", "value": no_title}),
+        json!({"key": "u1", "value": bad_user}),
+        json!({"key": "u1", "value": "{\"event_id\":"}),
+    ]);
+    let results = chain(&["task_validator"], input.path(), &[]);
+    assert_eq!(results.len(), 5);
+    assert_eq!(results[0]["value"], valid, "valid events pass unchanged");
+    assert_eq!(results[0]["key"], "u1");
+    assert_eq!(results[0]["headers"]["trace"], "abc");
+    assert_eq!(
+        results[1]["message"],
+        r#"payload.priority: expected one of low|medium|high, got "urgent""#
+    );
+    assert_eq!(
+        results[2]["message"],
+        "payload.title: missing required field"
+    );
+    assert_eq!(
+        results[3]["message"],
+        "payload.user_id: expected a string, got a number"
+    );
+    assert!(
+        results[4]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid JSON")
+    );
+    for r in &results[1..] {
+        assert_eq!(r["failure"], "invalid");
+    }
+}

@@ -1,1 +1,11 @@
-//! weir
+//! weir: binds Kafka topics to sandboxed WebAssembly components.
+//!
+//! `config` reads pipelines.toml, `plugin` runs plugins in the sandbox, `pipeline`
+//! chains them, `cli` implements the verbs of the `weir` binary, `telemetry` sets up
+//! logs.
+
+pub mod cli;
+pub mod config;
+pub mod pipeline;
+pub mod plugin;
+pub mod telemetry;

@@ -39,7 +39,11 @@ pub fn parse_config(config: &[(String, String)]) -> Result<Settings, String> {
                     .map_err(|e| format!("lead-time: {e} (got {value:?}; try \"15m\")"))?;
             }
             "output" => settings.output = value.clone(),
-            other => return Err(format!("unknown config key {other:?} (known: lead-time, output)")),
+            other => {
+                return Err(format!(
+                    "unknown config key {other:?} (known: lead-time, output)"
+                ));
+            }
         }
     }
     Ok(settings)
@@ -65,7 +69,11 @@ pub fn derive(value: &[u8], lead_time: Duration) -> Result<Option<Reminder>, Rej
         EventType::Created | EventType::Updated if !event.task.is_completed() => (
             "reminder.scheduled",
             remind_at.max(event.timestamp.with_timezone(&Utc)),
-            format!("Reminder: \"{}\" is due at {}", event.task.title, format_utc(due)),
+            format!(
+                "Reminder: \"{}\" is due at {}",
+                event.task.title,
+                format_utc(due)
+            ),
         ),
         EventType::Created | EventType::Updated => return Ok(None),
         EventType::Completed | EventType::Deleted => (
@@ -74,7 +82,11 @@ pub fn derive(value: &[u8], lead_time: Duration) -> Result<Option<Reminder>, Rej
             format!(
                 "Reminder cancelled: \"{}\" was {}",
                 event.task.title,
-                if event.event_type == EventType::Completed { "completed" } else { "deleted" }
+                if event.event_type == EventType::Completed {
+                    "completed"
+                } else {
+                    "deleted"
+                }
             ),
         ),
     };
@@ -125,10 +137,9 @@ mod component {
             let settings = SETTINGS
                 .get()
                 .ok_or_else(|| Failure::Transient("handle-event called before init".into()))?;
-            let value = event
-                .value
-                .as_deref()
-                .ok_or_else(|| Failure::Invalid("a tombstone (null value) is not a task event".into()))?;
+            let value = event.value.as_deref().ok_or_else(|| {
+                Failure::Invalid("a tombstone (null value) is not a task event".into())
+            })?;
             let reminder = super::derive(value, settings.lead_time)
                 .map_err(|r| Failure::Invalid(r.to_string()))?;
             Ok(reminder
@@ -178,45 +189,91 @@ mod tests {
 
     #[test]
     fn schedules_lead_time_before_due() {
-        let r = derive(&event("task.created", "pending", json!("2026-11-27T18:00:00+01:00")), LEAD)
-            .unwrap()
-            .unwrap();
+        let r = derive(
+            &event(
+                "task.created",
+                "pending",
+                json!("2026-11-27T18:00:00+01:00"),
+            ),
+            LEAD,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(r.event_type, "reminder.scheduled");
         assert_eq!(r.key, "a11ce000-0000-4000-8000-000000000001");
-        assert_eq!(r.value["payload"]["scheduled_time"], "2026-11-27T16:45:00.000Z");
-        assert_eq!(r.value["correlation_id"], "5d6f7a8b-1c2d-4e3f-8a9b-0c1d2e3f4a5b");
+        assert_eq!(
+            r.value["payload"]["scheduled_time"],
+            "2026-11-27T16:45:00.000Z"
+        );
+        assert_eq!(
+            r.value["correlation_id"],
+            "5d6f7a8b-1c2d-4e3f-8a9b-0c1d2e3f4a5b"
+        );
         assert_eq!(r.value["version"], "1.0");
     }
 
     #[test]
     fn never_schedules_before_the_event() {
-        let r = derive(&event("task.updated", "in_progress", json!("2026-11-26T09:05:00Z")), LEAD)
-            .unwrap()
-            .unwrap();
-        assert_eq!(r.value["payload"]["scheduled_time"], "2026-11-26T09:00:00.000Z");
+        let r = derive(
+            &event("task.updated", "in_progress", json!("2026-11-26T09:05:00Z")),
+            LEAD,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            r.value["payload"]["scheduled_time"],
+            "2026-11-26T09:00:00.000Z"
+        );
     }
 
     #[test]
     fn cancels_the_same_reminder() {
         let due = json!("2026-11-27T17:00:00Z");
-        let scheduled = derive(&event("task.created", "pending", due.clone()), LEAD).unwrap().unwrap();
-        // The same instant written in another offset is the same reminder.
-        let cancelled = derive(&event("task.deleted", "pending", json!("2026-11-27T18:00:00+01:00")), LEAD)
+        let scheduled = derive(&event("task.created", "pending", due.clone()), LEAD)
             .unwrap()
             .unwrap();
+        // The same instant written in another offset is the same reminder.
+        let cancelled = derive(
+            &event(
+                "task.deleted",
+                "pending",
+                json!("2026-11-27T18:00:00+01:00"),
+            ),
+            LEAD,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(cancelled.event_type, "reminder.cancelled");
-        assert_eq!(scheduled.value["payload"]["reminder_id"], cancelled.value["payload"]["reminder_id"]);
-        let done = derive(&event("task.completed", "completed", due), LEAD).unwrap().unwrap();
+        assert_eq!(
+            scheduled.value["payload"]["reminder_id"],
+            cancelled.value["payload"]["reminder_id"]
+        );
+        let done = derive(&event("task.completed", "completed", due), LEAD)
+            .unwrap()
+            .unwrap();
         assert_eq!(done.event_type, "reminder.cancelled");
     }
 
     #[test]
     fn nothing_without_due_date_or_when_completed() {
-        assert!(derive(&event("task.created", "pending", Value::Null), LEAD).unwrap().is_none());
-        assert!(derive(&event("task.completed", "completed", Value::Null), LEAD).unwrap().is_none());
-        assert!(derive(&event("task.updated", "completed", json!("2026-11-27T17:00:00Z")), LEAD)
+        assert!(
+            derive(&event("task.created", "pending", Value::Null), LEAD)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            derive(&event("task.completed", "completed", Value::Null), LEAD)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            derive(
+                &event("task.updated", "completed", json!("2026-11-27T17:00:00Z")),
+                LEAD
+            )
             .unwrap()
-            .is_none());
+            .is_none()
+        );
     }
 
     #[test]
@@ -229,8 +286,16 @@ mod tests {
     fn config_is_checked() {
         let ok = parse_config(&[("lead-time".into(), "1h".into())]).unwrap();
         assert_eq!(ok.lead_time, Duration::from_secs(3600));
-        assert!(parse_config(&[("lead-time".into(), "soon".into())]).unwrap_err().contains("lead-time"));
-        assert!(parse_config(&[("lead".into(), "1h".into())]).unwrap_err().contains("unknown config key"));
+        assert!(
+            parse_config(&[("lead-time".into(), "soon".into())])
+                .unwrap_err()
+                .contains("lead-time")
+        );
+        assert!(
+            parse_config(&[("lead".into(), "1h".into())])
+                .unwrap_err()
+                .contains("unknown config key")
+        );
     }
 
     #[test]

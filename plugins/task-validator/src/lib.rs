@@ -37,7 +37,10 @@ mod component {
         fn handle_event(event: Event) -> Result<Vec<Output>, Failure> {
             super::validate(event.value.as_deref()).map_err(|r| Failure::Invalid(r.to_string()))?;
             Ok(vec![Output {
-                to: OUTPUT.get().map_or(super::DEFAULT_OUTPUT, String::as_str).to_owned(),
+                to: OUTPUT
+                    .get()
+                    .map_or(super::DEFAULT_OUTPUT, String::as_str)
+                    .to_owned(),
                 key: event.key,
                 value: event.value,
                 headers: event.headers,
@@ -54,7 +57,12 @@ mod tests {
 
     #[test]
     fn tombstones_are_rejected() {
-        assert!(validate(None).unwrap_err().to_string().contains("tombstone"));
+        assert!(
+            validate(None)
+                .unwrap_err()
+                .to_string()
+                .contains("tombstone")
+        );
     }
 
     #[test]

@@ -104,8 +104,8 @@ const PRIORITIES: &[&str] = &["low", "medium", "high"];
 impl TaskEvent {
     /// Parses and validates a task event from its JSON bytes.
     pub fn parse(bytes: &[u8]) -> Result<TaskEvent, Rejection> {
-        let value: Value = serde_json::from_slice(bytes)
-            .map_err(|e| reject("", format!("invalid JSON: {e}")))?;
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| reject("", format!("invalid JSON: {e}")))?;
         let root = value
             .as_object()
             .ok_or_else(|| reject("", format!("expected a JSON object, got {}", kind(&value))))?;
@@ -115,7 +115,11 @@ impl TaskEvent {
         let event_type = EventType::parse(event_type_text).ok_or_else(|| {
             reject(
                 "event_type",
-                format!("expected one of {}, got {:?}", EventType::NAMES, event_type_text),
+                format!(
+                    "expected one of {}, got {:?}",
+                    EventType::NAMES,
+                    event_type_text
+                ),
             )
         })?;
         let timestamp_text = string_field(root, "", "timestamp")?;
@@ -202,7 +206,9 @@ fn string_field<'a>(
     name: &str,
 ) -> Result<&'a str, Rejection> {
     match map.get(name) {
-        None | Some(Value::Null) => Err(reject(&format!("{prefix}{name}"), "missing required field")),
+        None | Some(Value::Null) => {
+            Err(reject(&format!("{prefix}{name}"), "missing required field"))
+        }
         Some(Value::String(s)) => Ok(s),
         Some(other) => Err(reject(
             &format!("{prefix}{name}"),
@@ -213,8 +219,12 @@ fn string_field<'a>(
 
 fn uuid_field(map: &Map<String, Value>, prefix: &str, name: &str) -> Result<Uuid, Rejection> {
     let text = string_field(map, prefix, name)?;
-    Uuid::try_parse(text)
-        .map_err(|_| reject(&format!("{prefix}{name}"), format!("expected a UUID, got {text:?}")))
+    Uuid::try_parse(text).map_err(|_| {
+        reject(
+            &format!("{prefix}{name}"),
+            format!("expected a UUID, got {text:?}"),
+        )
+    })
 }
 
 fn one_of<'a>(
@@ -235,8 +245,12 @@ fn one_of<'a>(
 }
 
 fn rfc3339(field: &str, text: &str) -> Result<DateTime<FixedOffset>, Rejection> {
-    DateTime::parse_from_rfc3339(text)
-        .map_err(|e| reject(field, format!("expected an RFC 3339 timestamp, got {text:?} ({e})")))
+    DateTime::parse_from_rfc3339(text).map_err(|e| {
+        reject(
+            field,
+            format!("expected an RFC 3339 timestamp, got {text:?} ({e})"),
+        )
+    })
 }
 
 fn check_version(version: &str) -> Result<(), Rejection> {
@@ -245,7 +259,9 @@ fn check_version(version: &str) -> Result<(), Rejection> {
         Ok(SUPPORTED_MAJOR) => Ok(()),
         Ok(other) => Err(reject(
             "version",
-            format!("unsupported major version {other} (this plugin understands {SUPPORTED_MAJOR}.x), got {version:?}"),
+            format!(
+                "unsupported major version {other} (this plugin understands {SUPPORTED_MAJOR}.x), got {version:?}"
+            ),
         )),
         Err(_) => Err(reject(
             "version",
@@ -302,7 +318,10 @@ mod tests {
         let e = parse(&sample()).unwrap();
         assert_eq!(e.event_type, EventType::Created);
         assert_eq!(e.task.title, "Buy milk");
-        assert_eq!(e.task.due_date_text.as_deref(), Some("2026-11-27T18:00:00+01:00"));
+        assert_eq!(
+            e.task.due_date_text.as_deref(),
+            Some("2026-11-27T18:00:00+01:00")
+        );
         assert_eq!(e.task.description, None);
     }
 
@@ -317,7 +336,12 @@ mod tests {
 
     #[test]
     fn rejections_name_field_and_problem() {
-        assert!(TaskEvent::parse(b"{not json").unwrap_err().to_string().starts_with("invalid JSON"));
+        assert!(
+            TaskEvent::parse(b"{not json")
+                .unwrap_err()
+                .to_string()
+                .starts_with("invalid JSON")
+        );
         assert_eq!(
             rejection(|v| v["payload"]["priority"] = json!("urgent")),
             r#"payload.priority: expected one of low|medium|high, got "urgent""#
@@ -335,21 +359,38 @@ mod tests {
             r#"payload.task_id: expected a UUID, got "42""#
         );
         assert_eq!(
-            rejection(|v| v.as_object_mut().unwrap().remove("correlation_id").map(drop).unwrap()),
+            rejection(|v| v
+                .as_object_mut()
+                .unwrap()
+                .remove("correlation_id")
+                .map(drop)
+                .unwrap()),
             "correlation_id: missing required field"
         );
         assert_eq!(
             rejection(|v| v["payload"]["title"] = json!("  ")),
             "payload.title: must not be empty"
         );
-        assert!(rejection(|v| v["timestamp"] = json!("yesterday")).starts_with("timestamp: expected an RFC 3339"));
-        assert!(rejection(|v| v["payload"]["due_date"] = json!("2026-13-01")).starts_with("payload.due_date:"));
-        assert!(rejection(|v| v["version"] = json!("2.0")).starts_with("version: unsupported major version 2"));
+        assert!(
+            rejection(|v| v["timestamp"] = json!("yesterday"))
+                .starts_with("timestamp: expected an RFC 3339")
+        );
+        assert!(
+            rejection(|v| v["payload"]["due_date"] = json!("2026-13-01"))
+                .starts_with("payload.due_date:")
+        );
+        assert!(
+            rejection(|v| v["version"] = json!("2.0"))
+                .starts_with("version: unsupported major version 2")
+        );
         assert_eq!(
             rejection(|v| v["payload"]["description"] = json!(5)),
             "payload.description: expected a string, got a number"
         );
-        assert_eq!(rejection(|v| v["payload"] = json!([])), "payload: expected an object, got an array");
+        assert_eq!(
+            rejection(|v| v["payload"] = json!([])),
+            "payload: expected an object, got an array"
+        );
     }
 
     #[test]

@@ -72,13 +72,15 @@ mod component {
         }
 
         fn handle_event(event: Event) -> Result<Vec<Output>, Failure> {
-            let value = event
-                .value
-                .as_deref()
-                .ok_or_else(|| Failure::Invalid("a tombstone (null value) is not a task event".into()))?;
+            let value = event.value.as_deref().ok_or_else(|| {
+                Failure::Invalid("a tombstone (null value) is not a task event".into())
+            })?;
             let update = super::project(value).map_err(|r| Failure::Invalid(r.to_string()))?;
             Ok(vec![Output {
-                to: OUTPUT.get().map_or(super::DEFAULT_OUTPUT, String::as_str).to_owned(),
+                to: OUTPUT
+                    .get()
+                    .map_or(super::DEFAULT_OUTPUT, String::as_str)
+                    .to_owned(),
                 key: Some(update.key.into_bytes()),
                 value: update.value.map(|v| v.to_string().into_bytes()),
                 headers: vec![

@@ -56,7 +56,10 @@ pub fn run(command: &str, key: &[u8], attempts: &mut HashMap<Vec<u8>, u32>) -> R
         }
         "invalid" => Reply::Invalid("chaos plugin rejects this event".to_owned()),
         "transient" => Reply::Transient("chaos plugin asks to retry".to_owned()),
-        _ => match command.strip_prefix("flaky:").and_then(|n| n.parse::<u32>().ok()) {
+        _ => match command
+            .strip_prefix("flaky:")
+            .and_then(|n| n.parse::<u32>().ok())
+        {
             Some(failures) => {
                 let seen = attempts.entry(key.to_vec()).or_default();
                 *seen += 1;
@@ -120,10 +123,14 @@ mod component {
         }
 
         fn handle_event(event: Event) -> Result<Vec<Output>, Failure> {
-            let text = String::from_utf8_lossy(event.value.as_deref().unwrap_or_default()).into_owned();
+            let text =
+                String::from_utf8_lossy(event.value.as_deref().unwrap_or_default()).into_owned();
             let command = MODE.with(|m| m.borrow().clone()).unwrap_or(text);
             match command.as_str() {
-                "log" => log(Level::Warn, &format!("chaos log at offset {}", event.offset)),
+                "log" => log(
+                    Level::Warn,
+                    &format!("chaos log at offset {}", event.offset),
+                ),
                 "print" => {
                     println!("chaos stdout at offset {}", event.offset);
                     eprintln!("chaos stderr at offset {}", event.offset);
@@ -169,9 +176,18 @@ mod tests {
     #[test]
     fn flaky_fails_then_succeeds_per_key() {
         let mut attempts = HashMap::new();
-        assert!(matches!(run("flaky:2", b"a", &mut attempts), Reply::Transient(_)));
-        assert!(matches!(run("flaky:2", b"b", &mut attempts), Reply::Transient(_)));
-        assert!(matches!(run("flaky:2", b"a", &mut attempts), Reply::Transient(_)));
+        assert!(matches!(
+            run("flaky:2", b"a", &mut attempts),
+            Reply::Transient(_)
+        ));
+        assert!(matches!(
+            run("flaky:2", b"b", &mut attempts),
+            Reply::Transient(_)
+        ));
+        assert!(matches!(
+            run("flaky:2", b"a", &mut attempts),
+            Reply::Transient(_)
+        ));
         assert_eq!(run("flaky:2", b"a", &mut attempts), Reply::Echo);
     }
 

@@ -1,0 +1,65 @@
+//! The verbs of the `weir` binary. `main.rs` parses arguments and calls [`run`]; every
+//! verb lives in its own file.
+
+mod check;
+mod test;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::telemetry::{LogFormat, init_logging};
+
+/// weir: binds Kafka topics to sandboxed WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "weir", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log line format on stderr (`WEIR_LOG` sets the level, e.g. `debug`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load the config and every plugin, init them, and exit 0 or explain.
+    Check {
+        /// The pipelines file.
+        #[arg(long, default_value = "pipelines.toml")]
+        config: PathBuf,
+    },
+    /// Run a plugin chain over JSON-lines events with no broker; print one JSON line
+    /// per output or failure.
+    Test(test::TestArgs),
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Check { config } => check::run(&config),
+        Command::Test(args) => test::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A hint for a plugin file that does not exist yet.
+fn build_hint(path: &std::path::Path) -> Option<String> {
+    let text = path.to_string_lossy();
+    if !text.contains("wasm32-wasip2") {
+        return None;
+    }
+    let stem = path.file_stem()?.to_string_lossy().replace('_', "-");
+    Some(format!(
+        "build it with: cargo build --release --target wasm32-wasip2 -p {stem} (or scripts/build-plugins)"
+    ))
+}

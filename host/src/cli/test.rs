@@ -1,0 +1,341 @@
+//! `weir test`: the plugin author's inner loop. Runs a chain over JSON-lines events
+//! with no broker and prints one JSON line per output or failure, in input order.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::{ByteSize, HumanDuration};
+use crate::pipeline::Chain;
+use crate::plugin::{CallSite, Event, Header, Limits, Output, PluginEngine};
+
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// The plugin chain, first stage first.
+    #[arg(required = true, value_name = "PLUGIN.wasm")]
+    plugins: Vec<PathBuf>,
+    /// JSON lines: {"key": ..., "value": {...} | "text" | null, "headers": {"k": "v"}}.
+    /// `-` reads stdin.
+    #[arg(long, value_name = "FILE.jsonl")]
+    input: PathBuf,
+    /// Plugin config `k=v` for every plugin, or `PLUGIN:k=v` for one (PLUGIN is the
+    /// file stem, e.g. `reminder_deriver`, or its 1-based position).
+    #[arg(long = "config", value_name = "[PLUGIN:]K=V")]
+    config: Vec<String>,
+    /// Memory cap per plugin instance.
+    #[arg(long, default_value = "64MiB")]
+    memory: String,
+    /// Deadline of one call.
+    #[arg(long, default_value = "200ms")]
+    timeout: String,
+    /// Largest output record accepted.
+    #[arg(long, default_value = "1MiB")]
+    max_output: String,
+}
+
+/// One input line.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InputLine {
+    #[serde(default)]
+    key: Option<String>,
+    value: Value,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    /// Record timestamp, milliseconds since the epoch.
+    #[serde(default, rename = "timestamp-ms")]
+    timestamp_ms: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct OutputLine<'a> {
+    input: usize,
+    to: &'a str,
+    key: Option<String>,
+    value: Value,
+    headers: BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+struct FailureLine<'a> {
+    input: usize,
+    failure: &'a str,
+    message: String,
+    plugin: &'a str,
+}
+
+pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
+    let limits = Limits {
+        memory: parse_size(&args.memory).context("--memory")? as usize,
+        timeout: parse_duration(&args.timeout).context("--timeout")?,
+        max_output: parse_size(&args.max_output).context("--max-output")? as usize,
+    };
+    let engine = PluginEngine::new()?;
+    let mut versions = Vec::new();
+    for (i, path) in args.plugins.iter().enumerate() {
+        let config = plugin_config(&args.config, i, path)?;
+        let version = engine.load(path, config, limits).map_err(|e| {
+            let hint = super::build_hint(path)
+                .map(|h| format!("\n  {h}"))
+                .unwrap_or_default();
+            anyhow::anyhow!("{e}{hint}")
+        })?;
+        versions.push(version);
+    }
+    let mut chain = Chain::new(&versions)?;
+
+    let source_name = args.input.display().to_string();
+    let reader: Box<dyn BufRead> = if args.input.as_os_str() == "-" {
+        Box::new(BufReader::new(std::io::stdin()))
+    } else {
+        let file = std::fs::File::open(&args.input)
+            .with_context(|| format!("cannot open --input {source_name}"))?;
+        Box::new(BufReader::new(file))
+    };
+    let site = CallSite {
+        pipeline: Arc::from("weir-test"),
+        partition: 0,
+        offset: 0,
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut tally = Tally::default();
+    for (index, line) in reader.lines().enumerate() {
+        let number = index + 1;
+        let line = line.with_context(|| format!("cannot read {source_name}"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event = match parse_line(&line, index as i64) {
+            Ok(event) => event,
+            Err(message) => {
+                eprintln!("error: {source_name}:{number}: {message}");
+                tally.malformed += 1;
+                continue;
+            }
+        };
+        tally.events += 1;
+        let site = CallSite {
+            offset: index as i64,
+            ..site.clone()
+        };
+        match chain.process(event, &site) {
+            Ok(outputs) => {
+                for output in &outputs {
+                    serde_json::to_writer(&mut out, &output_line(number, output))?;
+                    out.write_all(b"\n")?;
+                }
+                tally.outputs += outputs.len();
+            }
+            Err(failure) => {
+                let kind = failure.error.kind().as_str();
+                let line = FailureLine {
+                    input: number,
+                    failure: kind,
+                    message: failure.error.message(),
+                    plugin: &failure.plugin.name,
+                };
+                serde_json::to_writer(&mut out, &line)?;
+                out.write_all(b"\n")?;
+                *tally.failures.entry(kind).or_default() += 1;
+            }
+        }
+        out.flush()?;
+    }
+    let failures: Vec<_> = tally
+        .failures
+        .iter()
+        .map(|(k, n)| format!("{k}: {n}"))
+        .collect();
+    eprintln!(
+        "{} event(s): {} output(s), {} failure(s){}",
+        tally.events,
+        tally.outputs,
+        tally.failures.values().sum::<usize>(),
+        if failures.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", failures.join(", "))
+        }
+    );
+    if tally.malformed > 0 {
+        eprintln!(
+            "error: {} malformed line(s) in {source_name} were skipped",
+            tally.malformed
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Default)]
+struct Tally {
+    events: usize,
+    outputs: usize,
+    malformed: usize,
+    failures: BTreeMap<&'static str, usize>,
+}
+
+fn parse_size(text: &str) -> anyhow::Result<u64> {
+    Ok(serde_json::from_value::<ByteSize>(Value::String(text.to_owned()))?.0)
+}
+
+fn parse_duration(text: &str) -> anyhow::Result<Duration> {
+    Ok(serde_json::from_value::<HumanDuration>(Value::String(text.to_owned()))?.0)
+}
+
+/// The `--config` entries that apply to plugin `index` at `path`.
+fn plugin_config(
+    entries: &[String],
+    index: usize,
+    path: &std::path::Path,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let position = (index + 1).to_string();
+    let mut config = Vec::new();
+    for entry in entries {
+        let Some((lhs, value)) = entry.split_once('=') else {
+            bail!("--config {entry:?}: expected K=V or PLUGIN:K=V");
+        };
+        let (target, key) = match lhs.split_once(':') {
+            Some((target, key)) => (Some(target), key),
+            None => (None, lhs),
+        };
+        if key.is_empty() {
+            bail!("--config {entry:?}: the key is empty");
+        }
+        if target.is_none_or(|t| t == stem || t == position) {
+            config.push((key.to_owned(), value.to_owned()));
+        }
+    }
+    Ok(config)
+}
+
+fn parse_line(line: &str, offset: i64) -> Result<Event, String> {
+    let input: InputLine = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    let value = match input.value {
+        Value::Null => None,
+        Value::String(text) => Some(text.into_bytes()),
+        other => Some(other.to_string().into_bytes()),
+    };
+    Ok(Event {
+        topic: "weir-test".to_owned(),
+        partition: 0,
+        offset,
+        timestamp_ms: input.timestamp_ms,
+        key: input.key.map(String::into_bytes),
+        value,
+        headers: input
+            .headers
+            .into_iter()
+            .map(|(key, value)| Header {
+                key,
+                value: value.into_bytes(),
+            })
+            .collect(),
+    })
+}
+
+fn text_or_base64(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(_) => base64::engine::general_purpose::STANDARD.encode(bytes),
+    }
+}
+
+fn output_line(input: usize, output: &Output) -> OutputLine<'_> {
+    let value = match &output.value {
+        None => Value::Null,
+        Some(bytes) => {
+            serde_json::from_slice(bytes).unwrap_or_else(|_| Value::String(text_or_base64(bytes)))
+        }
+    };
+    OutputLine {
+        input,
+        to: &output.to,
+        key: output.key.as_deref().map(text_or_base64),
+        value,
+        headers: output
+            .headers
+            .iter()
+            .map(|h| (h.key.clone(), text_or_base64(&h.value)))
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn config_entries_target_plugins() {
+        let entries = vec![
+            "a=1".to_owned(),
+            "reminder_deriver:lead-time=1h".to_owned(),
+            "1:output=x".to_owned(),
+        ];
+        let first = plugin_config(&entries, 0, Path::new("x/task_validator.wasm")).unwrap();
+        assert_eq!(
+            first,
+            vec![("a".into(), "1".into()), ("output".into(), "x".into())]
+        );
+        let second = plugin_config(&entries, 1, Path::new("x/reminder_deriver.wasm")).unwrap();
+        assert_eq!(
+            second,
+            vec![("a".into(), "1".into()), ("lead-time".into(), "1h".into())]
+        );
+        assert!(plugin_config(&["novalue".into()], 0, Path::new("p.wasm")).is_err());
+    }
+
+    #[test]
+    fn lines_become_events() {
+        let e = parse_line(
+            r#"{"key": "k", "value": {"a": 1}, "headers": {"h": "v"}}"#,
+            4,
+        )
+        .unwrap();
+        assert_eq!(e.key.as_deref(), Some(&b"k"[..]));
+        assert_eq!(e.value.as_deref(), Some(&br#"{"a":1}"#[..]));
+        assert_eq!(e.offset, 4);
+        assert_eq!(e.headers[0].key, "h");
+        let tomb = parse_line(r#"{"value": null}"#, 0).unwrap();
+        assert!(tomb.value.is_none() && tomb.key.is_none());
+        let text = parse_line(r#"{"value": "plain"}"#, 0).unwrap();
+        assert_eq!(text.value.as_deref(), Some(&b"plain"[..]));
+        assert!(
+            parse_line(r#"{"vaule": 1}"#, 0)
+                .unwrap_err()
+                .contains("unknown field")
+        );
+    }
+
+    #[test]
+    fn outputs_render_json_text_or_base64() {
+        let output = Output {
+            to: "out".into(),
+            key: Some(vec![0xff, 0x00]),
+            value: Some(b"not json".to_vec()),
+            headers: vec![Header {
+                key: "h".into(),
+                value: b"v".to_vec(),
+            }],
+        };
+        let line = serde_json::to_string(&output_line(3, &output)).unwrap();
+        assert_eq!(
+            line,
+            r#"{"input":3,"to":"out","key":"/wA=","value":"not json","headers":{"h":"v"}}"#
+        );
+    }
+}

@@ -1,0 +1,703 @@
+//! `pipelines.toml`: serde structs, environment expansion and cross-field checks.
+//!
+//! Loading either yields a [`WeirConfig`] that the rest of the host can trust, or an
+//! error naming the file, the line and the key. Behaviour lives here, not in CLI
+//! flags. This module does not touch Kafka or wasm.
+
+mod env;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+pub use env::expand as expand_env;
+
+use crate::plugin::Limits;
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Bad TOML, an unknown key, a wrong type, an unset variable.
+    #[error("{file}:{line}:{column}: {message}")]
+    Parse {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// A value that parses but cannot work (cross-field checks).
+    #[error("{file}:{line}: {key}: {message}")]
+    Invalid {
+        file: String,
+        line: usize,
+        key: String,
+        message: String,
+    },
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct WeirConfig {
+    #[serde(default)]
+    pub kafka: KafkaConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub topics: BTreeMap<String, Spanned<TopicConfig>>,
+    #[serde(default, rename = "pipeline")]
+    pub pipelines: Vec<PipelineConfig>,
+    /// The directory of the config file; relative plugin paths start here.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct KafkaConfig {
+    /// Bootstrap servers, or `embedded` for the in-process development cluster.
+    #[serde(default = "default_brokers")]
+    pub brokers: EnvString,
+    #[serde(default = "default_client_id")]
+    pub client_id: EnvString,
+    /// Passed through to librdkafka as they are.
+    #[serde(default)]
+    pub properties: BTreeMap<String, EnvString>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> KafkaConfig {
+        KafkaConfig {
+            brokers: default_brokers(),
+            client_id: default_client_id(),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_brokers() -> EnvString {
+    EnvString("embedded".into())
+}
+
+fn default_client_id() -> EnvString {
+    EnvString("weir".into())
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MetricsConfig {
+    #[serde(default = "default_listen")]
+    pub listen: EnvString,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> MetricsConfig {
+        MetricsConfig {
+            listen: default_listen(),
+        }
+    }
+}
+
+fn default_listen() -> EnvString {
+    EnvString("127.0.0.1:9464".into())
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TopicConfig {
+    #[serde(default = "one")]
+    pub partitions: i32,
+    #[serde(default = "one")]
+    pub replication: i32,
+    /// `None`: the broker's default.
+    #[serde(default)]
+    pub retention: Option<HumanDuration>,
+    #[serde(default)]
+    pub cleanup: Cleanup,
+}
+
+fn one() -> i32 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cleanup {
+    #[default]
+    Delete,
+    Compact,
+}
+
+impl Cleanup {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cleanup::Delete => "delete",
+            Cleanup::Compact => "compact",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PipelineConfig {
+    pub name: Spanned<String>,
+    pub input: Spanned<String>,
+    #[serde(default)]
+    pub group: Option<EnvString>,
+    pub plugins: Spanned<Vec<PluginConfig>>,
+    #[serde(default)]
+    pub outputs: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub dlq: Option<Spanned<String>>,
+    #[serde(default)]
+    pub retry: RetryConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub circuit: CircuitConfig,
+}
+
+impl PipelineConfig {
+    pub fn name(&self) -> &str {
+        self.name.get_ref()
+    }
+
+    pub fn input(&self) -> &str {
+        self.input.get_ref()
+    }
+
+    /// The consumer group: `group`, or `weir-<name>`.
+    pub fn group(&self) -> String {
+        match &self.group {
+            Some(group) => group.0.clone(),
+            None => format!("weir-{}", self.name()),
+        }
+    }
+
+    /// The dead-letter topic: `dlq`, or `<input>.<name>.dlq`.
+    pub fn dlq(&self) -> String {
+        match &self.dlq {
+            Some(dlq) => dlq.get_ref().clone(),
+            None => format!("{}.{}.dlq", self.input(), self.name()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PluginConfig {
+    pub path: EnvString,
+    /// Handed to the plugin's `init`, values rendered as strings.
+    #[serde(default)]
+    pub config: BTreeMap<String, ConfigValue>,
+}
+
+impl PluginConfig {
+    /// The config as `init` receives it.
+    pub fn init_config(&self) -> Vec<(String, String)> {
+        self.config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.0.clone()))
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RetryConfig {
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "default_initial_backoff")]
+    pub initial_backoff: HumanDuration,
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: HumanDuration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> RetryConfig {
+        RetryConfig {
+            max_attempts: default_attempts(),
+            initial_backoff: default_initial_backoff(),
+            max_backoff: default_max_backoff(),
+        }
+    }
+}
+
+fn default_attempts() -> u32 {
+    5
+}
+
+fn default_initial_backoff() -> HumanDuration {
+    HumanDuration(Duration::from_millis(200))
+}
+
+fn default_max_backoff() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LimitsConfig {
+    #[serde(default = "default_memory")]
+    pub memory: ByteSize,
+    #[serde(default = "default_timeout")]
+    pub timeout: HumanDuration,
+    /// Largest output record (key + value + headers) a plugin may return.
+    #[serde(default = "default_max_output")]
+    pub max_output: ByteSize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> LimitsConfig {
+        LimitsConfig {
+            memory: default_memory(),
+            timeout: default_timeout(),
+            max_output: default_max_output(),
+        }
+    }
+}
+
+impl LimitsConfig {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            memory: self.memory.0 as usize,
+            timeout: self.timeout.0,
+            max_output: self.max_output.0 as usize,
+        }
+    }
+}
+
+fn default_memory() -> ByteSize {
+    ByteSize(Limits::default().memory as u64)
+}
+
+fn default_timeout() -> HumanDuration {
+    HumanDuration(Limits::default().timeout)
+}
+
+fn default_max_output() -> ByteSize {
+    ByteSize(Limits::default().max_output as u64)
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CircuitConfig {
+    #[serde(default = "default_ratio")]
+    pub failure_ratio: f64,
+    #[serde(default = "default_window")]
+    pub window: u32,
+    #[serde(default = "default_cooldown")]
+    pub cooldown: HumanDuration,
+}
+
+impl Default for CircuitConfig {
+    fn default() -> CircuitConfig {
+        CircuitConfig {
+            failure_ratio: default_ratio(),
+            window: default_window(),
+            cooldown: default_cooldown(),
+        }
+    }
+}
+
+fn default_ratio() -> f64 {
+    0.5
+}
+
+fn default_window() -> u32 {
+    100
+}
+
+fn default_cooldown() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30))
+}
+
+/// A string with `${VAR}` / `${VAR:-default}` expanded from the environment while
+/// parsing, so an unset variable is reported at its line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvString(pub String);
+
+impl<'de> Deserialize<'de> for EnvString {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        env::expand(&raw, &|name| std::env::var(name).ok())
+            .map(EnvString)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for EnvString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A humantime duration: `200ms`, `15m`, `7d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        humantime::parse_duration(&raw)
+            .map(HumanDuration)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "{e} in {raw:?} (write durations like \"200ms\", \"15m\", \"7d\")"
+                ))
+            })
+    }
+}
+
+/// A size: `64MiB`, `512KiB`, or a plain number of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Ok(ByteSize(n)),
+            Raw::Text(text) => text
+                .parse::<bytesize::ByteSize>()
+                .map(|b| ByteSize(b.as_u64()))
+                .map_err(|e| {
+                    serde::de::Error::custom(format!(
+                        "{e} in {text:?} (write sizes like \"64MiB\")"
+                    ))
+                }),
+        }
+    }
+}
+
+/// A plugin config value: strings as they are, numbers and booleans rendered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigValue(pub String);
+
+impl<'de> Deserialize<'de> for ConfigValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = match toml::Value::deserialize(d)? {
+            toml::Value::String(s) => env::expand(&s, &|name| std::env::var(name).ok())
+                .map_err(serde::de::Error::custom)?,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Datetime(d) => d.to_string(),
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "plugin config values must be strings, numbers or booleans, got a {}",
+                    other.type_str()
+                )));
+            }
+        };
+        Ok(ConfigValue(text))
+    }
+}
+
+impl WeirConfig {
+    /// Reads, parses and checks a config file.
+    pub fn load(path: &Path) -> Result<WeirConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = WeirConfig::parse(&text, &path.display().to_string())?;
+        config.base_dir = path.parent().map(Path::to_owned).unwrap_or_default();
+        Ok(config)
+    }
+
+    /// Parses and checks config text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<WeirConfig, ConfigError> {
+        let config: WeirConfig = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map_or((0, 0), |s| line_col(text, s.start));
+            let key = e
+                .span()
+                .map(|s| text[s].trim().to_owned())
+                .filter(|k| !k.is_empty() && k.len() < 80 && !k.contains('\n'));
+            let message = e.message().trim_end().to_owned();
+            ConfigError::Parse {
+                file: file.to_owned(),
+                line,
+                column,
+                message: match key {
+                    Some(key) if !message.contains(&key) => format!("at `{key}`: {message}"),
+                    _ => message,
+                },
+            }
+        })?;
+        Checker { text, file }.check(&config)?;
+        Ok(config)
+    }
+
+    /// Resolves a plugin path against the config file's directory.
+    pub fn plugin_path(&self, plugin: &PluginConfig) -> PathBuf {
+        let path = Path::new(&plugin.path.0);
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+/// Cross-field checks, each reported at the line of the offending key.
+struct Checker<'a> {
+    text: &'a str,
+    file: &'a str,
+}
+
+impl Checker<'_> {
+    fn error(&self, span: Range<usize>, key: String, message: String) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_owned(),
+            line: line_col(self.text, span.start).0,
+            key,
+            message,
+        }
+    }
+
+    fn check(&self, config: &WeirConfig) -> Result<(), ConfigError> {
+        for (name, topic) in &config.topics {
+            let key = format!("topics.{name}");
+            if topic.get_ref().partitions < 1 {
+                return Err(self.error(topic.span(), key, "partitions must be at least 1".into()));
+            }
+            if topic.get_ref().replication < 1 {
+                return Err(self.error(topic.span(), key, "replication must be at least 1".into()));
+            }
+        }
+        let mut names = HashSet::new();
+        for (i, p) in config.pipelines.iter().enumerate() {
+            let at = |field: &str| format!("pipeline[{i}].{field}");
+            let name = p.name();
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(self.error(
+                    p.name.span(),
+                    at("name"),
+                    format!(
+                        "{name:?} is not a valid pipeline name (use letters, digits, '-', '_', '.')"
+                    ),
+                ));
+            }
+            if !names.insert(name) {
+                return Err(self.error(
+                    p.name.span(),
+                    at("name"),
+                    format!("duplicate pipeline name {name:?}; every pipeline needs its own name"),
+                ));
+            }
+            if p.plugins.get_ref().is_empty() {
+                return Err(self.error(
+                    p.plugins.span(),
+                    at("plugins"),
+                    "a pipeline needs at least one plugin".into(),
+                ));
+            }
+            for (output, topic) in &p.outputs {
+                if !config.topics.contains_key(topic.get_ref()) {
+                    return Err(self.error(
+                        topic.span(),
+                        at(&format!("outputs.{output}")),
+                        format!(
+                            "topic {:?} is not declared; add a [topics.{}] table or fix the name",
+                            topic.get_ref(),
+                            topic.get_ref()
+                        ),
+                    ));
+                }
+            }
+            if let Some(dlq) = &p.dlq
+                && dlq.get_ref() == p.input()
+            {
+                return Err(self.error(
+                    dlq.span(),
+                    at("dlq"),
+                    format!(
+                        "the dead-letter topic must differ from the input {:?}",
+                        p.input()
+                    ),
+                ));
+            }
+            if p.outputs.values().any(|t| t.get_ref() == p.input()) {
+                let (output, topic) = p
+                    .outputs
+                    .iter()
+                    .find(|(_, t)| t.get_ref() == p.input())
+                    .expect("checked just above");
+                return Err(self.error(
+                    topic.span(),
+                    at(&format!("outputs.{output}")),
+                    "an output must not be the pipeline's own input (it would loop)".into(),
+                ));
+            }
+            if p.retry.max_attempts == 0 {
+                return Err(self.error(
+                    p.name.span(),
+                    at("retry.max-attempts"),
+                    "must be at least 1 (1 means no retries)".into(),
+                ));
+            }
+            let circuit = &p.circuit;
+            if !(circuit.failure_ratio > 0.0 && circuit.failure_ratio <= 1.0) || circuit.window == 0
+            {
+                return Err(self.error(
+                    p.name.span(),
+                    at("circuit"),
+                    "failure-ratio must be in (0, 1] and window at least 1".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[kafka]
+brokers = "${WEIR_TEST_SURELY_UNSET:-embedded}"
+
+[topics.task-events]
+partitions = 6
+retention = "7d"
+
+[topics.reminders]
+
+[[pipeline]]
+name = "reminders"
+input = "task-events"
+plugins = [
+  { path = "a.wasm" },
+  { path = "b.wasm", config = { lead-time = "15m", n = 3, on = true } },
+]
+outputs = { reminders = "reminders" }
+retry = { max-attempts = 3, initial-backoff = "100ms", max-backoff = "5s" }
+limits = { memory = "32MiB", timeout = "150ms" }
+"#;
+
+    fn parse(text: &str) -> Result<WeirConfig, ConfigError> {
+        WeirConfig::parse(text, "pipelines.toml")
+    }
+
+    #[test]
+    fn parses_with_defaults() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.kafka.brokers.0, "embedded");
+        assert_eq!(c.metrics.listen.0, "127.0.0.1:9464");
+        let t = c.topics["task-events"].get_ref();
+        assert_eq!(t.partitions, 6);
+        assert_eq!(t.retention.unwrap().0, Duration::from_secs(7 * 86400));
+        assert_eq!(t.cleanup, Cleanup::Delete);
+        let p = &c.pipelines[0];
+        assert_eq!(p.group(), "weir-reminders");
+        assert_eq!(p.dlq(), "task-events.reminders.dlq");
+        assert_eq!(p.retry.max_attempts, 3);
+        let limits = p.limits.limits();
+        assert_eq!(limits.memory, 32 << 20);
+        assert_eq!(limits.timeout, Duration::from_millis(150));
+        assert_eq!(limits.max_output, 1 << 20);
+        assert_eq!(p.circuit.window, 100);
+        assert_eq!(
+            p.plugins.get_ref()[1].init_config(),
+            vec![
+                ("lead-time".into(), "15m".into()),
+                ("n".into(), "3".into()),
+                ("on".into(), "true".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn misspelt_key_names_file_line_and_key() {
+        let text = GOOD.replace("partitions = 6", "partitons = 6");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.starts_with("pipelines.toml:6:"), "{err}");
+        assert!(err.contains("partitons"), "{err}");
+    }
+
+    #[test]
+    fn undeclared_output_topic_is_an_error_at_its_line() {
+        let text = GOOD.replace("reminders = \"reminders\"", "reminders = \"remnders\"");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.starts_with("pipelines.toml:18: pipeline[0].outputs.reminders:"),
+            "{err}"
+        );
+        assert!(err.contains("\"remnders\" is not declared"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_pipeline_names_are_refused() {
+        let second = GOOD[GOOD.find("[[pipeline]]").unwrap()..].to_owned();
+        let err = parse(&format!("{GOOD}\n{second}")).unwrap_err().to_string();
+        assert!(
+            err.contains("duplicate pipeline name \"reminders\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn dlq_equal_to_input_is_refused() {
+        let text = GOOD.replace("outputs = {", "dlq = \"task-events\"\noutputs = {");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("pipeline[0].dlq"), "{err}");
+    }
+
+    #[test]
+    fn unset_variable_is_reported_at_its_line() {
+        let text = GOOD.replace(
+            "${WEIR_TEST_SURELY_UNSET:-embedded}",
+            "${WEIR_TEST_SURELY_UNSET}",
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.starts_with("pipelines.toml:3:"), "{err}");
+        assert!(err.contains("WEIR_TEST_SURELY_UNSET is not set"), "{err}");
+    }
+
+    #[test]
+    fn bad_durations_and_sizes_explain_the_format() {
+        let err = parse(&GOOD.replace("\"150ms\"", "\"fast\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("200ms"), "{err}");
+        let err = parse(&GOOD.replace("\"32MiB\"", "\"lots\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("64MiB"), "{err}");
+    }
+
+    #[test]
+    fn the_shipped_deployment_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines.toml");
+        let config = WeirConfig::load(&path).unwrap();
+        assert_eq!(config.pipelines.len(), 2);
+    }
+}

@@ -1,0 +1,112 @@
+//! A plugin chain: every output of stage i is handed to stage i+1 as an event; the
+//! outputs of the last stage are the chain's outputs.
+//!
+//! The chain owns one instance per stage and replaces an instance after a sandbox
+//! fault. It does not retry, route or produce: that is the runner's job.
+
+use std::sync::Arc;
+
+use crate::plugin::{
+    CallError, CallSite, Event, Fault, LoadError, Output, PluginInstance, PluginVersion,
+};
+
+/// One failed stage of a chain.
+#[derive(Debug, Clone)]
+pub struct ChainFailure {
+    /// The plugin version that failed, for `weir.plugin` and logs.
+    pub plugin: Arc<PluginVersion>,
+    pub error: CallError,
+}
+
+/// Instances of a chain of plugins, for one worker.
+pub struct Chain {
+    stages: Vec<Stage>,
+}
+
+struct Stage {
+    version: Arc<PluginVersion>,
+    /// `None` after a fault until a fresh instance is made.
+    instance: Option<PluginInstance>,
+}
+
+impl Stage {
+    fn instance(&mut self) -> Result<&mut PluginInstance, LoadError> {
+        if self.instance.is_none() {
+            self.instance = Some(self.version.instantiate()?);
+        }
+        Ok(self.instance.as_mut().expect("set just above"))
+    }
+}
+
+impl Chain {
+    /// Instantiates and inits every stage.
+    pub fn new(versions: &[Arc<PluginVersion>]) -> Result<Chain, LoadError> {
+        let stages = versions
+            .iter()
+            .map(|v| {
+                Ok(Stage {
+                    version: v.clone(),
+                    instance: Some(v.instantiate()?),
+                })
+            })
+            .collect::<Result<_, LoadError>>()?;
+        Ok(Chain { stages })
+    }
+
+    /// The plugin versions, in chain order.
+    pub fn versions(&self) -> impl Iterator<Item = &Arc<PluginVersion>> {
+        self.stages.iter().map(|s| &s.version)
+    }
+
+    /// Runs one source event through every stage.
+    pub fn process(&mut self, event: Event, site: &CallSite) -> Result<Vec<Output>, ChainFailure> {
+        let last = self.stages.len() - 1;
+        let mut events = vec![event];
+        let mut outputs = Vec::new();
+        for (i, stage) in self.stages.iter_mut().enumerate() {
+            outputs.clear();
+            for event in &events {
+                let result = match stage.instance() {
+                    Ok(instance) => instance.handle(event, site.clone()),
+                    Err(e) => Err(CallError::Fault(Fault::Trap(format!(
+                        "cannot restart the plugin: {e}"
+                    )))),
+                };
+                match result {
+                    Ok(more) => outputs.extend(more),
+                    Err(error) => {
+                        if matches!(error, CallError::Fault(_)) {
+                            stage.instance = None;
+                        }
+                        return Err(ChainFailure {
+                            plugin: stage.version.clone(),
+                            error,
+                        });
+                    }
+                }
+            }
+            if i < last {
+                let source = &events[0];
+                let (topic, partition, offset, timestamp_ms) = (
+                    source.topic.clone(),
+                    source.partition,
+                    source.offset,
+                    source.timestamp_ms,
+                );
+                events = outputs
+                    .drain(..)
+                    .map(|o| Event {
+                        topic: topic.clone(),
+                        partition,
+                        offset,
+                        timestamp_ms,
+                        key: o.key,
+                        value: o.value,
+                        headers: o.headers,
+                    })
+                    .collect();
+            }
+        }
+        Ok(outputs)
+    }
+}

@@ -1,0 +1,433 @@
+//! The plugin runtime: one wasmtime `Engine`, plugins compiled once into an
+//! `InstancePre`, and instances that are reused across calls.
+//!
+//! This module owns the sandbox (memory cap, per-call deadline by epoch interruption,
+//! WASI with nothing granted) and turns every call into a typed [`CallOutcome`]. It
+//! knows nothing of Kafka, retries or routing: policy lives in `policy/`, routing in
+//! `pipeline/`.
+
+mod state;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, Store, Trap};
+
+pub use self::state::CallSite;
+use self::state::InstanceState;
+
+/// The single `bindgen!` of the host: the `weir:plugin` world.
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        world: "plugin",
+        path: "../wit",
+    });
+}
+
+pub use bindings::weir::plugin::types::{Event, Failure, Header, Output};
+
+/// How often the epoch advances; deadlines are whole ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Errors that stop a plugin from being loaded: a permanent condition at start-up or
+/// reload, never a record failure.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read plugin {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid WebAssembly component: {message}")]
+    Compile { path: PathBuf, message: String },
+    #[error("{path} does not implement the weir:plugin world: {message}")]
+    Link { path: PathBuf, message: String },
+    #[error("plugin {name} failed to start: {message}")]
+    Instantiate { name: String, message: String },
+    #[error("plugin {name} refused its config: {message}")]
+    Init { name: String, message: String },
+}
+
+/// The sandbox limits of one plugin.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// Linear memory cap per instance, in bytes.
+    pub memory: usize,
+    /// Deadline of one call.
+    pub timeout: Duration,
+    /// Largest output (key + value + headers) accepted, in bytes.
+    pub max_output: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            memory: 64 << 20,
+            timeout: Duration::from_millis(200),
+            max_output: 1 << 20,
+        }
+    }
+}
+
+/// The wasmtime engine shared by every plugin, with its epoch ticker.
+#[derive(Clone)]
+pub struct PluginEngine {
+    engine: Engine,
+    /// Host functions (WASI with nothing granted, and `log`), built once.
+    linker: Arc<Linker<InstanceState>>,
+    /// Keeps the epoch advancing while any clone of the engine is alive.
+    _ticker: Arc<EpochTicker>,
+}
+
+impl PluginEngine {
+    pub fn new() -> anyhow::Result<PluginEngine> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config)
+            .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| anyhow::anyhow!("cannot link WASI: {e}"))?;
+        bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(|e| anyhow::anyhow!("cannot link the weir:plugin host: {e}"))?;
+        let ticker = EpochTicker::spawn(engine.clone());
+        Ok(PluginEngine {
+            engine,
+            linker: Arc::new(linker),
+            _ticker: Arc::new(ticker),
+        })
+    }
+
+    /// Compiles and type-checks a plugin. Slow (milliseconds to seconds): call it off
+    /// the hot path.
+    pub fn load(
+        &self,
+        path: &Path,
+        config: Vec<(String, String)>,
+        limits: Limits,
+    ) -> Result<Arc<PluginVersion>, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let sha256 = hex(&Sha256::digest(&bytes));
+        let component = Component::new(&self.engine, &bytes).map_err(|e| LoadError::Compile {
+            path: path.to_owned(),
+            message: format!("{e:#}"),
+        })?;
+        let link_error = |e: wasmtime::Error| LoadError::Link {
+            path: path.to_owned(),
+            message: format!("{e:#}"),
+        };
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(link_error)?;
+        let pre = bindings::PluginPre::new(instance_pre).map_err(link_error)?;
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        let label: Arc<str> = format!("{name}@{}", &sha256[..12]).into();
+        Ok(Arc::new(PluginVersion {
+            name,
+            path: path.to_owned(),
+            sha256,
+            label,
+            config,
+            limits,
+            pre,
+            engine: self.clone(),
+        }))
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] on a thread that stops when
+/// this value is dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn spawn(engine: Engine) -> EpochTicker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("weir-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .ok();
+        EpochTicker { stop, thread }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One compiled version of a plugin, ready to instantiate.
+pub struct PluginVersion {
+    /// File stem of the wasm, e.g. `task_validator`.
+    pub name: String,
+    pub path: PathBuf,
+    /// Hex sha256 of the wasm file: the version identity in logs and DLQ headers.
+    pub sha256: String,
+    /// `name@sha256-prefix`, for log lines.
+    pub label: Arc<str>,
+    /// The pipeline's `config` table for this plugin, handed to `init`.
+    pub config: Vec<(String, String)>,
+    pub limits: Limits,
+    pre: bindings::PluginPre<InstanceState>,
+    engine: PluginEngine,
+}
+
+impl std::fmt::Debug for PluginVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginVersion")
+            .field("name", &self.name)
+            .field("sha256", &self.sha256)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginVersion {
+    /// `name sha256:...`, the value of the `weir.plugin` DLQ header.
+    pub fn identity(&self) -> String {
+        format!("{} sha256:{}", self.name, self.sha256)
+    }
+
+    /// Instantiates the plugin and calls `init` with its config.
+    pub fn instantiate(self: &Arc<Self>) -> Result<PluginInstance, LoadError> {
+        let mut store = Store::new(
+            &self.engine.engine,
+            InstanceState::new(self.label.clone(), self.limits.memory),
+        );
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(deadline_ticks(self.limits.timeout));
+        let instantiate_error = |e: wasmtime::Error| LoadError::Instantiate {
+            name: self.name.clone(),
+            message: format!("{e:#}"),
+        };
+        let bindings = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(instantiate_error)?;
+        store.set_epoch_deadline(deadline_ticks(self.limits.timeout));
+        match bindings.call_init(&mut store, &self.config) {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => {
+                return Err(LoadError::Init {
+                    name: self.name.clone(),
+                    message,
+                });
+            }
+            Err(e) => return Err(instantiate_error(e)),
+        }
+        store.data_mut().end_call();
+        Ok(PluginInstance {
+            version: self.clone(),
+            store,
+            bindings,
+        })
+    }
+}
+
+fn deadline_ticks(timeout: Duration) -> u64 {
+    (timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64).max(1)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A live instance. Reused across calls; replace it after a [`Fault`].
+pub struct PluginInstance {
+    pub version: Arc<PluginVersion>,
+    store: Store<InstanceState>,
+    bindings: bindings::Plugin,
+}
+
+/// What one call came to.
+pub type CallOutcome = Result<Vec<Output>, CallError>;
+
+/// Why a call produced no outputs. A guest failure (the plugin's own verdict) and a
+/// sandbox fault (the host stopped the guest) are different things.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CallError {
+    #[error("{0}")]
+    Guest(GuestFailure),
+    #[error("{0}")]
+    Fault(Fault),
+    /// An output broke a host rule (size, undeclared `to`).
+    #[error("bad output: {0}")]
+    BadOutput(String),
+}
+
+/// The plugin's own `failure` value.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GuestFailure {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Transient(String),
+}
+
+/// The sandbox stopped the call; the instance must be replaced.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Fault {
+    #[error("trap: {0}")]
+    Trap(String),
+    #[error("timeout: the call ran past its {0:?} deadline")]
+    Timeout(Duration),
+    #[error("memory-limit: the plugin tried to grow past its {0}-byte memory cap")]
+    MemoryLimit(usize),
+}
+
+/// The outcome names of SPEC §4/§6, as used in metrics labels, DLQ headers and
+/// `weir test` output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    Invalid,
+    Transient,
+    Trap,
+    Timeout,
+    MemoryLimit,
+    BadOutput,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Invalid => "invalid",
+            FailureKind::Transient => "transient",
+            FailureKind::Trap => "trap",
+            FailureKind::Timeout => "timeout",
+            FailureKind::MemoryLimit => "memory-limit",
+            FailureKind::BadOutput => "bad-output",
+        }
+    }
+}
+
+impl CallError {
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            CallError::Guest(GuestFailure::Invalid(_)) => FailureKind::Invalid,
+            CallError::Guest(GuestFailure::Transient(_)) => FailureKind::Transient,
+            CallError::Fault(Fault::Trap(_)) => FailureKind::Trap,
+            CallError::Fault(Fault::Timeout(_)) => FailureKind::Timeout,
+            CallError::Fault(Fault::MemoryLimit(_)) => FailureKind::MemoryLimit,
+            CallError::BadOutput(_) => FailureKind::BadOutput,
+        }
+    }
+
+    /// The message for `weir.error.message` and `weir test` output.
+    pub fn message(&self) -> String {
+        match self {
+            CallError::Guest(GuestFailure::Invalid(m) | GuestFailure::Transient(m)) => m.clone(),
+            CallError::Fault(Fault::Trap(m)) => m.clone(),
+            CallError::BadOutput(m) => m.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl PluginInstance {
+    /// Calls `handle-event` under the deadline and memory cap.
+    ///
+    /// On `Err(CallError::Fault(_))` the instance is in an unknown state: drop it and
+    /// make a new one with [`PluginVersion::instantiate`].
+    pub fn handle(&mut self, event: &Event, site: CallSite) -> CallOutcome {
+        let limits = self.version.limits;
+        self.store.data_mut().begin_call(site);
+        self.store
+            .set_epoch_deadline(deadline_ticks(limits.timeout));
+        let result = self.bindings.call_handle_event(&mut self.store, event);
+        self.store.data_mut().end_call();
+        match result {
+            Ok(Ok(outputs)) => {
+                check_outputs(&outputs, limits.max_output)?;
+                Ok(outputs)
+            }
+            Ok(Err(Failure::Invalid(m))) => Err(CallError::Guest(GuestFailure::Invalid(m))),
+            Ok(Err(Failure::Transient(m))) => Err(CallError::Guest(GuestFailure::Transient(m))),
+            Err(error) => Err(CallError::Fault(self.classify(error, limits))),
+        }
+    }
+
+    fn classify(&self, error: wasmtime::Error, limits: Limits) -> Fault {
+        if self.store.data().limiter.hit {
+            return Fault::MemoryLimit(limits.memory);
+        }
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => Fault::Timeout(limits.timeout),
+            Some(Trap::StackOverflow) => Fault::Trap("stack overflow".to_owned()),
+            Some(trap) => Fault::Trap(trap.to_string()),
+            None => Fault::Trap(format!("{error:#}")),
+        }
+    }
+}
+
+/// Rejects outputs that could never be produced to Kafka as they are.
+fn check_outputs(outputs: &[Output], max_output: usize) -> Result<(), CallError> {
+    for (i, output) in outputs.iter().enumerate() {
+        let size = output.key.as_ref().map_or(0, Vec::len)
+            + output.value.as_ref().map_or(0, Vec::len)
+            + output
+                .headers
+                .iter()
+                .map(|h| h.key.len() + h.value.len())
+                .sum::<usize>();
+        if size > max_output {
+            return Err(CallError::BadOutput(format!(
+                "output {i} (to {:?}) is {size} bytes, over the {max_output}-byte limit",
+                output.to
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_round_up_to_whole_ticks() {
+        assert_eq!(deadline_ticks(Duration::from_millis(200)), 200);
+        assert_eq!(deadline_ticks(Duration::from_micros(1500)), 2);
+        assert_eq!(deadline_ticks(Duration::ZERO), 1);
+    }
+
+    #[test]
+    fn oversized_outputs_are_bad_output() {
+        let output = Output {
+            to: "out".into(),
+            key: Some(vec![0; 10]),
+            value: Some(vec![0; 100]),
+            headers: vec![Header {
+                key: "h".into(),
+                value: vec![0; 9],
+            }],
+        };
+        assert!(check_outputs(std::slice::from_ref(&output), 120).is_ok());
+        let err = check_outputs(&[output], 119).unwrap_err();
+        assert_eq!(err.kind(), FailureKind::BadOutput);
+    }
+}

@@ -1,0 +1,92 @@
+//! Shared helpers for the end-to-end tests: build the wasm plugins once per test run,
+//! run the real `weir` binary, parse its JSON lines.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_owned()
+}
+
+/// Where cargo puts the wasm plugins.
+fn wasm_dir() -> PathBuf {
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    target.join("wasm32-wasip2").join("release")
+}
+
+/// Builds every plugin for wasm32-wasip2 once per test binary (cargo makes the
+/// later calls no-ops), and returns the path of `name`'s wasm, e.g. `chaos_plugin`.
+pub fn plugin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(root())
+            .args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"])
+            .args([
+                "-p",
+                "task-validator",
+                "-p",
+                "reminder-deriver",
+                "-p",
+                "ui-projector",
+                "-p",
+                "chaos-plugin",
+            ])
+            .status()
+            .expect("cannot run cargo to build the plugins");
+        assert!(status.success(), "building the wasm plugins failed");
+        wasm_dir()
+    });
+    let path = dir.join(format!("{name}.wasm"));
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// A `weir` command, run from the repository root.
+pub fn weir() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+    command.current_dir(root()).env("WEIR_LOG", "info");
+    command
+}
+
+/// Runs a command to completion.
+pub fn run(command: &mut Command) -> Output {
+    command.output().expect("cannot start weir")
+}
+
+/// stdout as JSON lines.
+pub fn json_lines(output: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}"))
+        })
+        .collect()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Writes `lines` to a temporary JSONL file.
+pub fn jsonl(lines: &[Value]) -> tempfile::NamedTempFile {
+    use std::io::Write;
+    let mut file = tempfile::Builder::new()
+        .suffix(".jsonl")
+        .tempfile()
+        .expect("temp file");
+    for line in lines {
+        writeln!(file, "{line}").expect("write temp file");
+    }
+    file
+}
