@@ -5,7 +5,8 @@ mod common;
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use chrono::TimeDelta;
+use common::model::{expected_reminder, fmt, utc};
 use common::*;
 use serde_json::{Value, json};
 
@@ -48,30 +49,6 @@ fn chain(plugins: &[&str], input: &std::path::Path, extra: &[&str]) -> Vec<Value
         stderr(&output)
     );
     json_lines(&output)
-}
-
-fn utc(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text)
-        .expect("RFC 3339")
-        .with_timezone(&Utc)
-}
-
-fn fmt(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-/// What SPEC §7 says the reminders pipeline emits for one valid event.
-fn expected_reminder(event: &Value, lead: TimeDelta) -> Option<(&'static str, String)> {
-    let payload = &event["payload"];
-    let due = payload["due_date"].as_str().map(utc)?;
-    let at = utc(event["timestamp"].as_str().unwrap());
-    match event["event_type"].as_str().unwrap() {
-        "task.created" | "task.updated" if payload["status"] != "completed" => {
-            Some(("reminder.scheduled", fmt((due - lead).max(at))))
-        }
-        "task.completed" | "task.deleted" => Some(("reminder.cancelled", fmt(due - lead))),
-        _ => None,
-    }
 }
 
 #[test]

@@ -50,7 +50,7 @@ fn bench(c: &mut Criterion) {
         partition: 3,
         offset: 1234,
     };
-    assert_eq!(chain.process(event(), &site).expect("chain").len(), 1);
+    assert_eq!(chain.process(&event(), &site).expect("chain").len(), 1);
     println!("event value: {} bytes", EVENT.len());
 
     let mut group = c.benchmark_group("handle_event");
@@ -58,7 +58,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("sandboxed validator+deriver", |b| {
         b.iter_batched(
             event,
-            |e| black_box(chain.process(e, &site)),
+            |e| black_box(chain.process(&e, &site)),
             criterion::BatchSize::SmallInput,
         )
     });

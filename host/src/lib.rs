@@ -6,6 +6,8 @@
 
 pub mod cli;
 pub mod config;
+pub mod kafka;
 pub mod pipeline;
 pub mod plugin;
+pub mod policy;
 pub mod telemetry;

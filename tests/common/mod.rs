@@ -90,3 +90,6 @@ pub fn jsonl(lines: &[Value]) -> tempfile::NamedTempFile {
     }
     file
 }
+
+pub mod kafka;
+pub mod model;

@@ -2,6 +2,8 @@
 //! verb lives in its own file.
 
 mod check;
+mod demo;
+mod run;
 mod test;
 
 use std::path::PathBuf;
@@ -25,6 +27,22 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run every pipeline until SIGINT/SIGTERM (a second signal exits at once).
+    Run {
+        /// The pipelines file.
+        #[arg(long, default_value = "pipelines.toml")]
+        config: PathBuf,
+    },
+    /// The embedded cluster, the Todo pipelines and generated task events, with a
+    /// summary table at the end.
+    Demo {
+        /// The pipelines file (its brokers are replaced by the embedded cluster).
+        #[arg(long, default_value = "pipelines.toml")]
+        config: PathBuf,
+        /// How many task events to generate.
+        #[arg(long, default_value_t = 1000)]
+        events: usize,
+    },
     /// Load the config and every plugin, init them, and exit 0 or explain.
     Check {
         /// The pipelines file.
@@ -38,8 +56,16 @@ pub enum Command {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
-    init_logging(cli.log_format);
+    // The demo shows a progress bar and a table; its per-record lines would bury them.
+    let default_level = if matches!(cli.command, Command::Demo { .. }) {
+        "error"
+    } else {
+        "info"
+    };
+    init_logging(cli.log_format, default_level);
     let result = match cli.command {
+        Command::Run { config } => run::run(&config),
+        Command::Demo { config, events } => demo::run(&config, events),
         Command::Check { config } => check::run(&config),
         Command::Test(args) => test::run(args),
     };

@@ -127,7 +127,7 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
             offset: index as i64,
             ..site.clone()
         };
-        match chain.process(event, &site) {
+        match chain.process(&event, &site) {
             Ok(outputs) => {
                 for output in &outputs {
                     serde_json::to_writer(&mut out, &output_line(number, output))?;

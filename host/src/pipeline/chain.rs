@@ -5,6 +5,7 @@
 //! fault. It does not retry, route or produce: that is the runner's job.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::plugin::{
     CallError, CallSite, Event, Fault, LoadError, Output, PluginInstance, PluginVersion,
@@ -59,19 +60,39 @@ impl Chain {
     }
 
     /// Runs one source event through every stage.
-    pub fn process(&mut self, event: Event, site: &CallSite) -> Result<Vec<Output>, ChainFailure> {
+    pub fn process(&mut self, event: &Event, site: &CallSite) -> Result<Vec<Output>, ChainFailure> {
+        self.process_observed(event, site, |_, _, _| {})
+    }
+
+    /// Like [`Chain::process`], reporting every plugin call to `observe` with the
+    /// plugin, its outcome (`ok` or a failure kind) and its duration.
+    pub fn process_observed(
+        &mut self,
+        event: &Event,
+        site: &CallSite,
+        mut observe: impl FnMut(&PluginVersion, &'static str, Duration),
+    ) -> Result<Vec<Output>, ChainFailure> {
         let last = self.stages.len() - 1;
-        let mut events = vec![event];
+        // Stages after the first get owned events made from the previous outputs.
+        let mut owned: Vec<Event> = Vec::new();
         let mut outputs = Vec::new();
         for (i, stage) in self.stages.iter_mut().enumerate() {
             outputs.clear();
-            for event in &events {
+            let events = if i == 0 {
+                std::slice::from_ref(event)
+            } else {
+                owned.as_slice()
+            };
+            for input in events {
+                let started = Instant::now();
                 let result = match stage.instance() {
-                    Ok(instance) => instance.handle(event, site.clone()),
+                    Ok(instance) => instance.handle(input, site.clone()),
                     Err(e) => Err(CallError::Fault(Fault::Trap(format!(
                         "cannot restart the plugin: {e}"
                     )))),
                 };
+                let outcome = result.as_ref().map_or_else(|e| e.kind().as_str(), |_| "ok");
+                observe(&stage.version, outcome, started.elapsed());
                 match result {
                     Ok(more) => outputs.extend(more),
                     Err(error) => {
@@ -86,20 +107,13 @@ impl Chain {
                 }
             }
             if i < last {
-                let source = &events[0];
-                let (topic, partition, offset, timestamp_ms) = (
-                    source.topic.clone(),
-                    source.partition,
-                    source.offset,
-                    source.timestamp_ms,
-                );
-                events = outputs
+                owned = outputs
                     .drain(..)
                     .map(|o| Event {
-                        topic: topic.clone(),
-                        partition,
-                        offset,
-                        timestamp_ms,
+                        topic: event.topic.clone(),
+                        partition: event.partition,
+                        offset: event.offset,
+                        timestamp_ms: event.timestamp_ms,
                         key: o.key,
                         value: o.value,
                         headers: o.headers,

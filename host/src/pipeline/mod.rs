@@ -1,6 +1,9 @@
-//! Pipelines: the plugin chain of one pipeline and, with the Kafka runtime, the
-//! per-partition runner and the supervisor.
+//! Pipelines: the plugin chain, the per-partition runner and the supervisor that
+//! owns the threads and shutdown.
 
 pub mod chain;
+pub mod runner;
+pub mod supervisor;
 
 pub use chain::{Chain, ChainFailure};
+pub use supervisor::{Runtime, install_signal_handlers, load_plugins};

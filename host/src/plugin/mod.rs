@@ -292,11 +292,11 @@ pub enum GuestFailure {
 /// The sandbox stopped the call; the instance must be replaced.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Fault {
-    #[error("trap: {0}")]
+    #[error("{0}")]
     Trap(String),
-    #[error("timeout: the call ran past its {0:?} deadline")]
+    #[error("the call ran past its {0:?} deadline")]
     Timeout(Duration),
-    #[error("memory-limit: the plugin tried to grow past its {0}-byte memory cap")]
+    #[error("the plugin tried to grow its memory past the {0}-byte cap")]
     MemoryLimit(usize),
 }
 
@@ -340,8 +340,6 @@ impl CallError {
     /// The message for `weir.error.message` and `weir test` output.
     pub fn message(&self) -> String {
         match self {
-            CallError::Guest(GuestFailure::Invalid(m) | GuestFailure::Transient(m)) => m.clone(),
-            CallError::Fault(Fault::Trap(m)) => m.clone(),
             CallError::BadOutput(m) => m.clone(),
             other => other.to_string(),
         }
@@ -359,7 +357,7 @@ impl PluginInstance {
         self.store
             .set_epoch_deadline(deadline_ticks(limits.timeout));
         let result = self.bindings.call_handle_event(&mut self.store, event);
-        self.store.data_mut().end_call();
+        let last_output = self.store.data_mut().end_call();
         match result {
             Ok(Ok(outputs)) => {
                 check_outputs(&outputs, limits.max_output)?;
@@ -367,20 +365,31 @@ impl PluginInstance {
             }
             Ok(Err(Failure::Invalid(m))) => Err(CallError::Guest(GuestFailure::Invalid(m))),
             Ok(Err(Failure::Transient(m))) => Err(CallError::Guest(GuestFailure::Transient(m))),
-            Err(error) => Err(CallError::Fault(self.classify(error, limits))),
+            Err(error) => Err(CallError::Fault(self.classify(error, limits, last_output))),
         }
     }
 
-    fn classify(&self, error: wasmtime::Error, limits: Limits) -> Fault {
+    /// Names the fault; a trap's message carries the guest's last line of output
+    /// (a Rust panic prints its message there).
+    fn classify(
+        &self,
+        error: wasmtime::Error,
+        limits: Limits,
+        last_output: Option<String>,
+    ) -> Fault {
         if self.store.data().limiter.hit {
             return Fault::MemoryLimit(limits.memory);
         }
-        match error.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => Fault::Timeout(limits.timeout),
-            Some(Trap::StackOverflow) => Fault::Trap("stack overflow".to_owned()),
-            Some(trap) => Fault::Trap(trap.to_string()),
-            None => Fault::Trap(format!("{error:#}")),
-        }
+        let trap = match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => return Fault::Timeout(limits.timeout),
+            Some(Trap::StackOverflow) => "stack overflow".to_owned(),
+            Some(trap) => trap.to_string(),
+            None => format!("{error:#}"),
+        };
+        Fault::Trap(match last_output {
+            Some(line) => format!("{trap} (guest said: {line})"),
+            None => trap,
+        })
     }
 }
 

@@ -82,11 +82,18 @@ impl InstanceState {
         self.limiter.hit = false;
     }
 
-    /// Moves what the guest printed during the call into the host's log.
-    pub(crate) fn end_call(&mut self) {
+    /// Moves what the guest printed during the call into the host's log, and
+    /// returns its last non-empty line.
+    pub(crate) fn end_call(&mut self) -> Option<String> {
         let (text, dropped) = self.console.take();
+        let text = String::from_utf8_lossy(&text);
+        let last = text
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .map(|l| truncate(l, 512).to_owned());
         if !text.is_empty() {
-            for line in String::from_utf8_lossy(&text).lines() {
+            for line in text.lines() {
                 tracing::info!(
                     pipeline = %self.site.pipeline,
                     partition = self.site.partition,
@@ -106,6 +113,7 @@ impl InstanceState {
                 "guest log lines over budget were dropped"
             );
         }
+        last
     }
 }
 

@@ -1,5 +1,11 @@
-//! Logging setup. Metrics join here with the Kafka runtime; one place records each
-//! outcome.
+//! Logs and metrics. Logging setup lives here; `metrics` is the one registry of SPEC §6
+//! metrics; `health` is the readiness state the runtime reports into.
+
+pub mod health;
+pub mod metrics;
+
+pub use health::Health;
+pub use metrics::{Metrics, PipelineMetrics};
 
 use tracing_subscriber::EnvFilter;
 
@@ -12,11 +18,14 @@ pub enum LogFormat {
 }
 
 /// Sends logs to stderr. `WEIR_LOG` (an `EnvFilter` directive, e.g. `debug` or
-/// `weir=debug`) overrides the default level `info`.
-pub fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+/// `weir=debug`) overrides `default_level`.
+pub fn init_logging(format: LogFormat, default_level: &str) {
+    use std::io::IsTerminal;
+    let filter =
+        EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Human => builder.try_init(),

@@ -9,6 +9,7 @@
 /// The generated bindings. They live in a module (not at the crate root) because the
 /// exported macros are `#[macro_export]`ed to the root, where a same-named `use`
 /// would clash.
+#[allow(clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "plugin",

@@ -6,6 +6,8 @@
 //! Output ids are derived with UUIDv5 from input ids, never from a clock or a random
 //! source, so a replay produces byte-identical outputs.
 
+pub mod sample;
+
 use chrono::{DateTime, FixedOffset, SecondsFormat, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;

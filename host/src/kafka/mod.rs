@@ -1,0 +1,288 @@
+//! Kafka: client configuration, the embedded development cluster, topic
+//! provisioning, the consumer context (rebalance: drain, then commit), the shared
+//! producer, and the ordered per-partition offset tracker.
+//!
+//! This module speaks to the broker; it does not call plugins or decide what a
+//! failure means.
+
+pub mod consumer;
+pub mod offsets;
+pub mod producer;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::config::{Cleanup, TopicConfig, WeirConfig};
+
+pub use offsets::OffsetTracker;
+
+/// How long start-up waits for the broker before giving up.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Broker-side failures: never a record's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error(
+        "cannot reach Kafka at {brokers} within {timeout:?}: {source} (is the broker running? check [kafka] brokers)"
+    )]
+    Unreachable {
+        brokers: String,
+        timeout: Duration,
+        source: KafkaError,
+    },
+    #[error("cannot create Kafka client: {0}")]
+    Client(#[source] KafkaError),
+    #[error("cannot create topic {topic}: {reason}")]
+    CreateTopic { topic: String, reason: String },
+    #[error(
+        "input topic {topic:?} of pipeline {pipeline} does not exist; create it or declare it under [topics.{topic}]"
+    )]
+    MissingInput { pipeline: String, topic: String },
+    #[error("the embedded cluster failed: {0}")]
+    Embedded(#[source] KafkaError),
+}
+
+/// Where the brokers are: a real cluster, or the in-process development one.
+pub struct Brokers {
+    /// `bootstrap.servers` for clients.
+    pub bootstrap: String,
+    /// Keeps the embedded cluster alive (in memory, for trying weir only).
+    embedded: Option<MockCluster<'static, DefaultProducerContext>>,
+}
+
+impl Brokers {
+    /// Resolves `[kafka] brokers`; `embedded` starts the in-process cluster.
+    pub fn connect(config: &WeirConfig) -> Result<Brokers, BrokerError> {
+        if config.kafka.brokers.0 == "embedded" {
+            let cluster = MockCluster::new(1).map_err(BrokerError::Embedded)?;
+            tracing::warn!(
+                bootstrap = %cluster.bootstrap_servers(),
+                "using the embedded development cluster: data lives in memory and is lost on exit; not for production"
+            );
+            return Ok(Brokers {
+                bootstrap: cluster.bootstrap_servers(),
+                embedded: Some(cluster),
+            });
+        }
+        Ok(Brokers {
+            bootstrap: config.kafka.brokers.0.clone(),
+            embedded: None,
+        })
+    }
+
+    pub fn is_embedded(&self) -> bool {
+        self.embedded.is_some()
+    }
+
+    /// A client config with the bootstrap servers, client id and every
+    /// `[kafka.properties]` entry.
+    pub fn client_config(&self, config: &WeirConfig) -> ClientConfig {
+        let mut client = ClientConfig::new();
+        client
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("client.id", &config.kafka.client_id.0);
+        for (key, value) in &config.kafka.properties {
+            client.set(key, &value.0);
+        }
+        client
+    }
+
+    /// Checks the broker answers, within [`CONNECT_TIMEOUT`].
+    pub fn check_reachable(&self, config: &WeirConfig) -> Result<(), BrokerError> {
+        let consumer: BaseConsumer = self
+            .client_config(config)
+            .create()
+            .map_err(BrokerError::Client)?;
+        consumer
+            .fetch_metadata(None, CONNECT_TIMEOUT)
+            .map(drop)
+            .map_err(|source| BrokerError::Unreachable {
+                brokers: self.bootstrap.clone(),
+                timeout: CONNECT_TIMEOUT,
+                source,
+            })
+    }
+
+    /// Creates the declared topics and every pipeline's dead-letter topic when
+    /// missing; on existing topics checks partitions and cleanup policy and warns on
+    /// a mismatch. Fails when a pipeline's input topic does not exist afterwards.
+    pub fn provision(&self, config: &WeirConfig) -> Result<(), BrokerError> {
+        let mut wanted: BTreeMap<String, TopicConfig> = config
+            .topics
+            .iter()
+            .map(|(name, topic)| (name.clone(), topic.get_ref().clone()))
+            .collect();
+        for pipeline in &config.pipelines {
+            wanted.entry(pipeline.dlq()).or_insert(TopicConfig {
+                partitions: 1,
+                replication: 1,
+                retention: None,
+                cleanup: Cleanup::Delete,
+            });
+        }
+        if let Some(cluster) = &self.embedded {
+            for (name, topic) in &wanted {
+                cluster
+                    .create_topic(name, topic.partitions, 1)
+                    .map_err(|e| BrokerError::CreateTopic {
+                        topic: name.clone(),
+                        reason: e.to_string(),
+                    })?;
+            }
+        } else {
+            self.create_topics(config, &wanted)?;
+        }
+        let consumer: BaseConsumer = self
+            .client_config(config)
+            .create()
+            .map_err(BrokerError::Client)?;
+        for pipeline in &config.pipelines {
+            let metadata = consumer
+                .fetch_metadata(Some(pipeline.input()), CONNECT_TIMEOUT)
+                .map_err(|source| BrokerError::Unreachable {
+                    brokers: self.bootstrap.clone(),
+                    timeout: CONNECT_TIMEOUT,
+                    source,
+                })?;
+            let exists = metadata
+                .topics()
+                .iter()
+                .any(|t| t.error().is_none() && !t.partitions().is_empty());
+            if !exists {
+                return Err(BrokerError::MissingInput {
+                    pipeline: pipeline.name().to_owned(),
+                    topic: pipeline.input().to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn create_topics(
+        &self,
+        config: &WeirConfig,
+        wanted: &BTreeMap<String, TopicConfig>,
+    ) -> Result<(), BrokerError> {
+        let admin: AdminClient<DefaultClientContext> = self
+            .client_config(config)
+            .create()
+            .map_err(BrokerError::Client)?;
+        let options = AdminOptions::new()
+            .request_timeout(Some(CONNECT_TIMEOUT))
+            .operation_timeout(Some(CONNECT_TIMEOUT));
+        let retention: BTreeMap<&str, String> = wanted
+            .iter()
+            .filter_map(|(name, t)| {
+                t.retention
+                    .map(|r| (name.as_str(), r.0.as_millis().to_string()))
+            })
+            .collect();
+        let new_topics: Vec<NewTopic<'_>> = wanted
+            .iter()
+            .map(|(name, t)| {
+                let mut topic =
+                    NewTopic::new(name, t.partitions, TopicReplication::Fixed(t.replication))
+                        .set("cleanup.policy", t.cleanup.as_str());
+                if let Some(ms) = retention.get(name.as_str()) {
+                    topic = topic.set("retention.ms", ms);
+                }
+                topic
+            })
+            .collect();
+        let runtime = block_on_runtime();
+        let results = runtime
+            .block_on(admin.create_topics(&new_topics, &options))
+            .map_err(|source| BrokerError::Unreachable {
+                brokers: self.bootstrap.clone(),
+                timeout: CONNECT_TIMEOUT,
+                source,
+            })?;
+        let mut existing = Vec::new();
+        for result in results {
+            match result {
+                Ok(name) => tracing::info!(topic = %name, "created topic"),
+                Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => existing.push(name),
+                Err((name, code)) => {
+                    return Err(BrokerError::CreateTopic {
+                        topic: name,
+                        reason: code.to_string(),
+                    });
+                }
+            }
+        }
+        self.verify_existing(&admin, &runtime, &options, config, wanted, &existing);
+        Ok(())
+    }
+
+    /// Warns when an existing topic differs from its declaration.
+    fn verify_existing(
+        &self,
+        admin: &AdminClient<DefaultClientContext>,
+        runtime: &tokio::runtime::Runtime,
+        options: &AdminOptions,
+        config: &WeirConfig,
+        wanted: &BTreeMap<String, TopicConfig>,
+        existing: &[String],
+    ) {
+        if existing.is_empty() {
+            return;
+        }
+        let Ok(consumer) = self.client_config(config).create::<BaseConsumer>() else {
+            return;
+        };
+        for name in existing {
+            let declared = &wanted[name];
+            if let Ok(metadata) = consumer.fetch_metadata(Some(name), CONNECT_TIMEOUT)
+                && let Some(topic) = metadata.topics().first()
+                && topic.partitions().len() as i32 != declared.partitions
+            {
+                tracing::warn!(
+                    topic = %name,
+                    declared = declared.partitions,
+                    actual = topic.partitions().len(),
+                    "existing topic has a different partition count than pipelines.toml declares"
+                );
+            }
+            let specifier = [ResourceSpecifier::Topic(name)];
+            match runtime.block_on(admin.describe_configs(&specifier, options)) {
+                Ok(results) => {
+                    let policy = results
+                        .first()
+                        .and_then(|r| r.as_ref().ok())
+                        .and_then(|r| r.get("cleanup.policy"))
+                        .and_then(|e| e.value.clone());
+                    if let Some(policy) = policy
+                        && policy != declared.cleanup.as_str()
+                    {
+                        tracing::warn!(
+                            topic = %name,
+                            declared = declared.cleanup.as_str(),
+                            actual = %policy,
+                            "existing topic has a different cleanup policy than pipelines.toml declares"
+                        );
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(topic = %name, error = %e, "cannot describe topic config")
+                }
+            }
+        }
+    }
+}
+
+/// A small runtime to drive the admin client's futures.
+fn block_on_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime can always be built")
+}

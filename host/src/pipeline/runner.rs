@@ -1,0 +1,599 @@
+//! The per-partition runner: receive a record, call the chain (retrying with
+//! backoff), route the outputs, produce them (or a DLQ record), and register the
+//! record with the partition's offset tracker. One thread per assigned partition
+//! keeps order within the partition; partitions run in parallel.
+//!
+//! [`PartitionSet`] owns the runners of one pipeline and follows rebalances: on
+//! revocation it stops the runners, waits for in-flight deliveries, then commits.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use rdkafka::Offset;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::topic_partition_list::TopicPartitionList;
+
+use super::{Chain, ChainFailure};
+use crate::config::{PipelineConfig, RetryConfig};
+use crate::kafka::OffsetTracker;
+use crate::kafka::consumer::{PipelineConsumer, RebalanceHandler};
+use crate::kafka::producer::{OutRecord, OutputProducer, Ticket};
+use crate::plugin::{CallError, CallSite, Event, Header, Output, PluginVersion};
+use crate::policy::{CircuitBreaker, DeadLetter, Decision, Permit, decide};
+use crate::telemetry::{Health, PipelineMetrics};
+
+/// Records buffered between the consumer and one partition's runner.
+const QUEUE_DEPTH: usize = 512;
+/// How long a revocation or shutdown waits for in-flight deliveries.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Everything the runners of one pipeline share.
+pub struct PipelineShared {
+    pub name: Arc<str>,
+    pub input: String,
+    pub dlq: String,
+    /// Logical output name -> topic.
+    pub outputs: HashMap<String, String>,
+    pub retry: RetryConfig,
+    /// The chain's plugin versions; each runner instantiates its own chain.
+    pub versions: Vec<Arc<PluginVersion>>,
+    pub producer: OutputProducer,
+    pub breaker: Mutex<CircuitBreaker>,
+    pub metrics: PipelineMetrics,
+    pub health: Arc<Health>,
+}
+
+impl PipelineShared {
+    pub fn new(
+        config: &PipelineConfig,
+        versions: Vec<Arc<PluginVersion>>,
+        producer: OutputProducer,
+        metrics: PipelineMetrics,
+        health: Arc<Health>,
+    ) -> PipelineShared {
+        PipelineShared {
+            name: Arc::from(config.name()),
+            input: config.input().to_owned(),
+            dlq: config.dlq(),
+            outputs: config
+                .outputs
+                .iter()
+                .map(|(name, topic)| (name.clone(), topic.get_ref().clone()))
+                .collect(),
+            retry: config.retry,
+            versions,
+            producer,
+            breaker: Mutex::new(CircuitBreaker::new(&config.circuit)),
+            metrics,
+            health,
+        }
+    }
+
+    fn breaker(&self) -> std::sync::MutexGuard<'_, CircuitBreaker> {
+        self.breaker.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the consumer should pause the pipeline's partitions now.
+    pub fn circuit_blocks(&self) -> bool {
+        self.breaker().blocks_consumption(Instant::now())
+    }
+}
+
+/// The runners of one pipeline, keyed by partition.
+pub struct PartitionSet {
+    shared: Arc<PipelineShared>,
+    runners: Mutex<BTreeMap<i32, RunnerHandle>>,
+}
+
+/// The consumer's side of one partition's runner.
+struct RunnerHandle {
+    /// Records to the runner; dropped to let it finish.
+    tx: Option<Sender<Event>>,
+    /// Asks the runner to stop at the next record boundary (or backoff).
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    tracker: Arc<OffsetTracker>,
+    /// Records that did not fit in the queue; the partition is paused meanwhile.
+    overflow: VecDeque<Event>,
+}
+
+impl PartitionSet {
+    pub fn new(shared: Arc<PipelineShared>) -> PartitionSet {
+        PartitionSet {
+            shared,
+            runners: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn runners(&self) -> std::sync::MutexGuard<'_, BTreeMap<i32, RunnerHandle>> {
+        self.runners.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn partitions(&self) -> Vec<i32> {
+        self.runners().keys().copied().collect()
+    }
+
+    fn tpl(&self, partitions: impl IntoIterator<Item = i32>) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for p in partitions {
+            tpl.add_partition(&self.shared.input, p);
+        }
+        tpl
+    }
+
+    /// Hands a consumed record to its partition's runner. Returns false when the
+    /// runner's queue is full: the record is kept and the caller pauses the partition.
+    pub fn dispatch(&self, event: Event) -> bool {
+        let mut runners = self.runners();
+        let Some(runner) = runners.get_mut(&event.partition) else {
+            // Not ours (any more): the next owner consumes it from the committed offset.
+            return true;
+        };
+        if !runner.overflow.is_empty() {
+            runner.overflow.push_back(event);
+            return false;
+        }
+        let Some(tx) = &runner.tx else { return true };
+        match tx.try_send(event) {
+            Ok(()) => true,
+            Err(TrySendError::Full(event)) => {
+                runner.overflow.push_back(event);
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => true,
+        }
+    }
+
+    /// Moves overflowed records into their queues; returns the partitions whose
+    /// overflow is now empty (to resume).
+    pub fn flush_overflow(&self) -> Vec<i32> {
+        let mut resumed = Vec::new();
+        for (partition, runner) in self.runners().iter_mut() {
+            if runner.overflow.is_empty() {
+                continue;
+            }
+            let Some(tx) = &runner.tx else { continue };
+            while let Some(event) = runner.overflow.pop_front() {
+                if let Err(e) = tx.try_send(event) {
+                    match e {
+                        TrySendError::Full(event) => runner.overflow.push_front(event),
+                        TrySendError::Disconnected(_) => runner.overflow.clear(),
+                    }
+                    break;
+                }
+            }
+            if runner.overflow.is_empty() {
+                resumed.push(*partition);
+            }
+        }
+        resumed
+    }
+
+    /// Partitions whose runner has overflowed records (kept paused).
+    pub fn backpressured(&self) -> Vec<i32> {
+        self.runners()
+            .iter()
+            .filter(|(_, r)| !r.overflow.is_empty())
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    pub fn pause(&self, consumer: &PipelineConsumer, partitions: impl IntoIterator<Item = i32>) {
+        if let Err(error) = consumer.pause(&self.tpl(partitions)) {
+            tracing::warn!(pipeline = %self.shared.name, %error, "cannot pause partitions");
+        }
+    }
+
+    pub fn resume(&self, consumer: &PipelineConsumer, partitions: impl IntoIterator<Item = i32>) {
+        if let Err(error) = consumer.resume(&self.tpl(partitions)) {
+            tracing::warn!(pipeline = %self.shared.name, %error, "cannot resume partitions");
+        }
+    }
+
+    /// Commits every partition whose committable offset moved.
+    pub fn commit(&self, consumer: &PipelineConsumer, mode: CommitMode) {
+        let runners = self.runners();
+        self.commit_trackers(
+            consumer,
+            runners.iter().map(|(p, r)| (*p, &r.tracker)),
+            mode,
+        );
+    }
+
+    fn commit_trackers<'a>(
+        &self,
+        consumer: &PipelineConsumer,
+        trackers: impl Iterator<Item = (i32, &'a Arc<OffsetTracker>)>,
+        mode: CommitMode,
+    ) {
+        let mut tpl = TopicPartitionList::new();
+        let mut taken = Vec::new();
+        for (partition, tracker) in trackers {
+            if let Some(next) = tracker.take_commit() {
+                let _ =
+                    tpl.add_partition_offset(&self.shared.input, partition, Offset::Offset(next));
+                taken.push((tracker, next));
+            }
+        }
+        if tpl.count() == 0 {
+            return;
+        }
+        if let Err(error) = consumer.commit(&tpl, mode) {
+            self.shared
+                .health
+                .broker_trouble(format!("commit of {} failed: {error}", self.shared.name));
+            for (tracker, next) in taken {
+                tracker.commit_failed(next);
+            }
+        } else if matches!(mode, CommitMode::Sync) {
+            self.shared.health.broker_ok();
+            tracing::debug!(pipeline = %self.shared.name, ?tpl, "committed");
+        }
+    }
+
+    /// Stops the runners of `partitions`, waits for their in-flight deliveries and
+    /// commits what they completed.
+    pub fn stop(&self, consumer: &PipelineConsumer, partitions: &[i32]) {
+        let mut stopped = Vec::new();
+        {
+            let mut runners = self.runners();
+            for partition in partitions {
+                if let Some(mut runner) = runners.remove(partition) {
+                    runner.stop.store(true, Ordering::SeqCst);
+                    runner.tx = None;
+                    stopped.push((*partition, runner));
+                }
+            }
+        }
+        for (partition, runner) in &mut stopped {
+            if let Some(thread) = runner.thread.take()
+                && thread.join().is_err()
+            {
+                tracing::error!(pipeline = %self.shared.name, partition, "partition runner panicked");
+            }
+            if !runner.tracker.wait_drained(DRAIN_TIMEOUT) {
+                tracing::warn!(
+                    pipeline = %self.shared.name,
+                    partition,
+                    in_flight = runner.tracker.in_flight(),
+                    "deliveries still pending after {DRAIN_TIMEOUT:?}; their records will be processed again by the next owner"
+                );
+            }
+        }
+        self.commit_trackers(
+            consumer,
+            stopped.iter().map(|(p, r)| (*p, &r.tracker)),
+            CommitMode::Sync,
+        );
+    }
+}
+
+impl RebalanceHandler for PartitionSet {
+    fn assigned(&self, consumer: &PipelineConsumer, partitions: &[i32]) {
+        {
+            let mut runners = self.runners();
+            for &partition in partitions {
+                if runners.contains_key(&partition) {
+                    continue;
+                }
+                let (tx, rx) = crossbeam_channel::bounded(QUEUE_DEPTH);
+                let stop = Arc::new(AtomicBool::new(false));
+                let tracker = Arc::new(OffsetTracker::new());
+                let runner = PartitionRunner {
+                    shared: self.shared.clone(),
+                    partition,
+                    stop: stop.clone(),
+                    tracker: tracker.clone(),
+                };
+                let thread = std::thread::Builder::new()
+                    .name(format!("weir-{}-{partition}", self.shared.name))
+                    .spawn(move || runner.run(rx));
+                match thread {
+                    Ok(thread) => {
+                        runners.insert(
+                            partition,
+                            RunnerHandle {
+                                tx: Some(tx),
+                                stop,
+                                thread: Some(thread),
+                                tracker,
+                                overflow: VecDeque::new(),
+                            },
+                        );
+                    }
+                    Err(error) => {
+                        tracing::error!(pipeline = %self.shared.name, partition, %error, "cannot start a partition runner");
+                    }
+                }
+            }
+        }
+        if self.shared.circuit_blocks() {
+            self.pause(consumer, partitions.iter().copied());
+        }
+    }
+
+    fn revoked(&self, consumer: &PipelineConsumer, partitions: &[i32]) {
+        self.stop(consumer, partitions);
+    }
+}
+
+/// Copies a consumed message into an event.
+pub fn to_event(message: &BorrowedMessage<'_>) -> Event {
+    Event {
+        topic: message.topic().to_owned(),
+        partition: message.partition(),
+        offset: message.offset(),
+        timestamp_ms: message.timestamp().to_millis(),
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+        headers: message
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| Header {
+                        key: h.key.to_owned(),
+                        value: h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+/// One partition's runner thread.
+struct PartitionRunner {
+    shared: Arc<PipelineShared>,
+    partition: i32,
+    stop: Arc<AtomicBool>,
+    tracker: Arc<OffsetTracker>,
+}
+
+/// How a record ended.
+enum Handled {
+    Done,
+    /// Stopped mid-record (revocation or shutdown): not registered, so not committed.
+    Abandoned,
+}
+
+impl PartitionRunner {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps up to `duration`; returns false if asked to stop meanwhile.
+    fn sleep(&self, duration: Duration) -> bool {
+        let deadline = Instant::now() + duration;
+        loop {
+            if self.stopped() {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return true;
+            }
+            std::thread::sleep((deadline - now).min(Duration::from_millis(20)));
+        }
+    }
+
+    fn run(self, rx: Receiver<Event>) {
+        let mut chain = loop {
+            match Chain::new(&self.shared.versions) {
+                Ok(chain) => break chain,
+                Err(error) => {
+                    tracing::error!(pipeline = %self.shared.name, partition = self.partition, %error, "cannot start the plugin chain; retrying");
+                    if !self.sleep(Duration::from_secs(1)) {
+                        return;
+                    }
+                }
+            }
+        };
+        while let Ok(event) = rx.recv() {
+            if self.stopped() {
+                return;
+            }
+            if let Handled::Abandoned = self.handle(&mut chain, &event) {
+                return;
+            }
+        }
+    }
+
+    /// Waits for the circuit breaker's permission. `None` if asked to stop.
+    fn permit(&self) -> Option<bool> {
+        loop {
+            let permit = self.shared.breaker().try_acquire(Instant::now());
+            match permit {
+                Permit::Go => return Some(false),
+                Permit::Probe => return Some(true),
+                Permit::Wait(wait) => {
+                    if !self.sleep(wait.min(Duration::from_millis(250))) {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle(&self, chain: &mut Chain, event: &Event) -> Handled {
+        let Some(probe) = self.permit() else {
+            return Handled::Abandoned;
+        };
+        let shared = &self.shared;
+        let site = CallSite {
+            pipeline: shared.name.clone(),
+            partition: self.partition,
+            offset: event.offset,
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = chain
+                .process_observed(event, &site, |plugin, outcome, elapsed| {
+                    shared
+                        .metrics
+                        .plugin_call(&plugin.name, outcome, elapsed.as_secs_f64());
+                })
+                .and_then(|outputs| self.route(chain, outputs));
+            let failure = match result {
+                Ok(routed) => {
+                    self.produce(event, &routed);
+                    self.circuit(false, probe);
+                    return Handled::Done;
+                }
+                Err(failure) => failure,
+            };
+            match decide(
+                failure.error.kind(),
+                attempt,
+                &shared.retry,
+                fastrand::f64(),
+            ) {
+                Decision::Retry(delay) => {
+                    shared.metrics.retries.inc();
+                    tracing::debug!(
+                        pipeline = %shared.name, partition = self.partition, offset = event.offset,
+                        plugin = %failure.plugin.label, attempt, retry_in = ?delay,
+                        "{}: {}", failure.error.kind().as_str(), failure.error.message()
+                    );
+                    if !self.sleep(delay) {
+                        if probe {
+                            shared.breaker().abandon_probe();
+                        }
+                        return Handled::Abandoned;
+                    }
+                }
+                Decision::DeadLetter(reason) => {
+                    self.dead_letter(event, &failure, reason, attempt);
+                    self.circuit(true, probe);
+                    return Handled::Done;
+                }
+            }
+        }
+    }
+
+    fn circuit(&self, failed: bool, probe: bool) {
+        let shared = &self.shared;
+        let mut breaker = shared.breaker();
+        let was_open = breaker.is_open();
+        if breaker.record(failed, probe, Instant::now()) {
+            shared.metrics.circuit_open.set(1);
+            tracing::error!(
+                pipeline = %shared.name,
+                "circuit opened: too many records are failing; consumption is paused (nothing is lost)"
+            );
+        } else if was_open && !breaker.is_open() {
+            shared.metrics.circuit_open.set(0);
+            tracing::info!(pipeline = %shared.name, "circuit closed: the probe record succeeded");
+        }
+    }
+
+    /// Maps every output's `to` to its topic; an undeclared name is a bad output.
+    fn route(
+        &self,
+        chain: &Chain,
+        outputs: Vec<Output>,
+    ) -> Result<Vec<(String, Output)>, ChainFailure> {
+        let mut routed = Vec::with_capacity(outputs.len());
+        for output in outputs {
+            match self.shared.outputs.get(&output.to) {
+                Some(topic) => routed.push((topic.clone(), output)),
+                None => {
+                    let mut declared: Vec<_> =
+                        self.shared.outputs.keys().map(String::as_str).collect();
+                    declared.sort_unstable();
+                    return Err(ChainFailure {
+                        plugin: chain
+                            .versions()
+                            .last()
+                            .expect("a chain has a stage")
+                            .clone(),
+                        error: CallError::BadOutput(format!(
+                            "output to {:?} is not declared in the pipeline's outputs (declared: {})",
+                            output.to,
+                            declared.join(", ")
+                        )),
+                    });
+                }
+            }
+        }
+        Ok(routed)
+    }
+
+    fn ticket(&self, event: &Event) -> Box<Ticket> {
+        Box::new(Ticket {
+            tracker: self.tracker.clone(),
+            offset: event.offset,
+            timestamp_ms: event.timestamp_ms,
+            metrics: self.shared.metrics.clone(),
+            failures: 0,
+        })
+    }
+
+    fn produce(&self, event: &Event, routed: &[(String, Output)]) {
+        self.tracker.register(event.offset, routed.len() as u32);
+        if routed.is_empty() {
+            self.observe_latency(event);
+        }
+        for (topic, output) in routed {
+            self.shared.producer.send(
+                OutRecord {
+                    topic,
+                    key: output.key.as_deref(),
+                    value: output.value.as_deref(),
+                    headers: &output.headers,
+                },
+                self.ticket(event),
+            );
+        }
+    }
+
+    fn observe_latency(&self, event: &Event) {
+        if let Some(ts) = event.timestamp_ms {
+            let now_ms = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            self.shared
+                .metrics
+                .latency
+                .observe((now_ms - ts).max(0) as f64 / 1000.0);
+        }
+    }
+
+    fn dead_letter(&self, event: &Event, failure: &ChainFailure, reason: &str, attempts: u32) {
+        let shared = &self.shared;
+        let message = failure.error.message();
+        let plugin = failure.plugin.identity();
+        tracing::warn!(
+            pipeline = %shared.name, partition = self.partition, offset = event.offset,
+            plugin = %failure.plugin.label, reason, attempts,
+            "dead-lettered: {message}"
+        );
+        let headers = DeadLetter {
+            reason,
+            message: &message,
+            source_topic: &event.topic,
+            source_partition: event.partition,
+            source_offset: event.offset,
+            pipeline: &shared.name,
+            plugin: &plugin,
+            attempts,
+            failed_at: SystemTime::now(),
+        }
+        .headers(&event.headers);
+        shared.metrics.dead_lettered(reason);
+        self.tracker.register(event.offset, 1);
+        shared.producer.send(
+            OutRecord {
+                topic: &shared.dlq,
+                key: event.key.as_deref(),
+                value: event.value.as_deref(),
+                headers: &headers,
+            },
+            self.ticket(event),
+        );
+    }
+}

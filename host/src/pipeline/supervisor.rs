@@ -1,0 +1,246 @@
+//! The supervisor: loads plugins, provisions topics, starts one consumer thread per
+//! pipeline, and on shutdown stops fetching, lets in-flight records finish, flushes
+//! the producer and commits.
+//!
+//! Each consumer thread polls its pipeline's consumer (so rebalance callbacks run
+//! there), dispatches records to partition runners, pauses partitions for
+//! backpressure or an open circuit, and commits periodically.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+
+use super::Chain;
+use super::runner::{PartitionSet, PipelineShared, to_event};
+use crate::config::WeirConfig;
+use crate::kafka::Brokers;
+use crate::kafka::consumer::{PipelineConsumer, PipelineContext, consumer_config};
+use crate::kafka::producer::OutputProducer;
+use crate::plugin::{PluginEngine, PluginVersion};
+use crate::telemetry::{Health, Metrics};
+
+/// How often completed offsets are committed.
+pub const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+/// How long shutdown waits for the producer to deliver what it holds.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often, and how patiently, the watchdog asks the broker for metadata.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
+
+/// Compiles every pipeline's plugins and inits one chain of each, so a bad plugin or
+/// config fails start-up, not the first record.
+pub fn load_plugins(
+    config: &WeirConfig,
+    engine: &PluginEngine,
+) -> anyhow::Result<Vec<Vec<Arc<PluginVersion>>>> {
+    config
+        .pipelines
+        .iter()
+        .map(|pipeline| {
+            let limits = pipeline.limits.limits();
+            let versions = pipeline
+                .plugins
+                .get_ref()
+                .iter()
+                .map(|plugin| {
+                    engine.load(&config.plugin_path(plugin), plugin.init_config(), limits)
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .with_context(|| format!("pipeline {}", pipeline.name()))?;
+            Chain::new(&versions).with_context(|| format!("pipeline {}", pipeline.name()))?;
+            Ok(versions)
+        })
+        .collect()
+}
+
+/// The running pipelines.
+pub struct Runtime {
+    /// Set to stop every consumer thread.
+    stop: Arc<AtomicBool>,
+    consumers: Vec<(String, JoinHandle<()>)>,
+    /// Probes the broker so that an outage is noticed even when idle.
+    watchdog: JoinHandle<()>,
+    producer: OutputProducer,
+    pub metrics: Metrics,
+    pub health: Arc<Health>,
+}
+
+impl Runtime {
+    /// Starts every pipeline of `config` against `brokers` (already provisioned).
+    pub fn start(
+        config: &WeirConfig,
+        brokers: &Brokers,
+        plugins: Vec<Vec<Arc<PluginVersion>>>,
+        metrics: Metrics,
+        stop: Arc<AtomicBool>,
+    ) -> anyhow::Result<Runtime> {
+        let health = Arc::new(Health::default());
+        let base = brokers.client_config(config);
+        let producer = OutputProducer::spawn(&base, health.clone())
+            .context("cannot create the Kafka producer")?;
+        let mut consumers = Vec::new();
+        for (pipeline, versions) in config.pipelines.iter().zip(plugins) {
+            let shared = Arc::new(PipelineShared::new(
+                pipeline,
+                versions,
+                producer.clone(),
+                metrics.pipeline(pipeline.name()),
+                health.clone(),
+            ));
+            shared.metrics.circuit_open.set(0);
+            health.pipeline_assigned(pipeline.name(), false);
+            let set = Arc::new(PartitionSet::new(shared.clone()));
+            let context =
+                PipelineContext::new(pipeline.name().to_owned(), health.clone(), set.clone());
+            let consumer: PipelineConsumer = consumer_config(&base, &pipeline.group())
+                .create_with_context(context)
+                .with_context(|| {
+                    format!("cannot create the consumer of pipeline {}", pipeline.name())
+                })?;
+            consumer.subscribe(&[pipeline.input()]).with_context(|| {
+                format!(
+                    "cannot subscribe pipeline {} to {}",
+                    pipeline.name(),
+                    pipeline.input()
+                )
+            })?;
+            tracing::info!(
+                pipeline = pipeline.name(), input = pipeline.input(), group = %pipeline.group(), dlq = %pipeline.dlq(),
+                plugins = ?shared.versions.iter().map(|v| v.label.to_string()).collect::<Vec<_>>(),
+                "pipeline started"
+            );
+            let loop_stop = stop.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("weir-consume-{}", pipeline.name()))
+                .spawn(move || consume(consumer, set, shared, loop_stop))
+                .context("cannot start a consumer thread")?;
+            consumers.push((pipeline.name().to_owned(), thread));
+        }
+        let probe: BaseConsumer = base.create().context("cannot create the broker probe")?;
+        let (watch_stop, watch_health) = (stop.clone(), health.clone());
+        let watchdog = std::thread::Builder::new()
+            .name("weir-watchdog".into())
+            .spawn(move || watch(probe, watch_health, watch_stop))
+            .context("cannot start the watchdog thread")?;
+        Ok(Runtime {
+            stop,
+            consumers,
+            watchdog,
+            producer,
+            metrics,
+            health,
+        })
+    }
+
+    /// Stops fetching, lets in-flight records finish, commits, flushes the producer.
+    pub fn shutdown(self) -> anyhow::Result<()> {
+        self.stop.store(true, Ordering::SeqCst);
+        for (name, thread) in self.consumers {
+            if thread.join().is_err() {
+                tracing::error!(pipeline = %name, "consumer thread panicked");
+            }
+        }
+        let _ = self.watchdog.join();
+        self.producer.flush(FLUSH_TIMEOUT).with_context(|| {
+            format!(
+                "{} records were not delivered before shutdown",
+                self.producer.in_flight()
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Whether shutdown was asked for (by a signal).
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+}
+
+/// The consumer thread of one pipeline.
+fn consume(
+    consumer: PipelineConsumer,
+    set: Arc<PartitionSet>,
+    shared: Arc<PipelineShared>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut last_commit = Instant::now();
+    let mut circuit_paused = false;
+    while !stop.load(Ordering::SeqCst) {
+        // The circuit: pause everything while it cools down.
+        let blocked = shared.circuit_blocks();
+        if blocked && !circuit_paused {
+            set.pause(&consumer, set.partitions());
+            circuit_paused = true;
+        } else if !blocked && circuit_paused {
+            let backpressured = set.backpressured();
+            set.resume(
+                &consumer,
+                set.partitions()
+                    .into_iter()
+                    .filter(|p| !backpressured.contains(p)),
+            );
+            circuit_paused = false;
+        }
+        // Backpressure: resume partitions whose overflow drained.
+        let drained = set.flush_overflow();
+        if !drained.is_empty() && !circuit_paused {
+            set.resume(&consumer, drained);
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(message)) => {
+                shared.metrics.consumed.inc();
+                let event = to_event(&message);
+                let partition = event.partition;
+                if !set.dispatch(event) {
+                    set.pause(&consumer, [partition]);
+                }
+            }
+            Some(Err(error)) => {
+                tracing::warn!(pipeline = %shared.name, %error, "consume error");
+            }
+        }
+        if last_commit.elapsed() >= COMMIT_INTERVAL {
+            set.commit(&consumer, CommitMode::Async);
+            shared.health.watch_stall(shared.producer.in_flight());
+            last_commit = Instant::now();
+        }
+    }
+    tracing::info!(pipeline = %shared.name, "stopping: finishing in-flight records");
+    set.stop(&consumer, &set.partitions());
+    consumer.unsubscribe();
+    tracing::info!(pipeline = %shared.name, "stopped");
+}
+
+/// Asks the broker for metadata every [`PROBE_EVERY`]; no answer within that
+/// time is broker trouble (a frozen broker raises no error by itself).
+fn watch(probe: BaseConsumer, health: Arc<Health>, stop: Arc<AtomicBool>) {
+    let mut next = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        if Instant::now() >= next {
+            let result = probe
+                .fetch_metadata(None, PROBE_EVERY)
+                .map(drop)
+                .map_err(|e| format!("no metadata answer within {PROBE_EVERY:?}: {e}"));
+            health.probe_result(result);
+            next = Instant::now() + PROBE_EVERY;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Installs SIGINT/SIGTERM handlers: the first sets `stop`, a second exits at once.
+pub fn install_signal_handlers(stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    for signal in [SIGINT, SIGTERM] {
+        // Registered first, so it sees the flag as it was before this signal.
+        signal_hook::flag::register_conditional_shutdown(signal, 130, stop.clone())
+            .context("cannot install signal handler")?;
+        signal_hook::flag::register(signal, stop.clone())
+            .context("cannot install signal handler")?;
+    }
+    Ok(())
+}

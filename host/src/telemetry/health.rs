@@ -1,0 +1,197 @@
+//! Readiness: is every pipeline assigned, and is the broker answering? The runtime
+//! reports into this; the readiness endpoint and logs read it.
+//!
+//! A frozen broker often produces no error at all (connections stay open), so
+//! silence counts too: records in flight with no acknowledgement for
+//! [`STALL_AFTER`] is broker trouble.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// How long records may wait for any acknowledgement before weir says so.
+pub const STALL_AFTER: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Default)]
+struct State {
+    /// Pipelines and whether they hold an assignment.
+    assigned: BTreeMap<String, bool>,
+    /// The latest broker trouble, cleared by the next sign of a healthy broker.
+    broker_problem: Option<(String, Instant)>,
+    /// The watchdog's last verdict: the broker did not answer a probe.
+    probe_problem: Option<String>,
+}
+
+/// Shared readiness state.
+#[derive(Debug)]
+pub struct Health {
+    state: Mutex<State>,
+    /// Mirrors `state.broker_problem.is_some()` so the hot path need not lock.
+    troubled: AtomicBool,
+    /// When the broker last acknowledged something, in ms since `epoch`.
+    last_ack_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl Default for Health {
+    fn default() -> Health {
+        Health {
+            state: Mutex::default(),
+            troubled: AtomicBool::new(false),
+            last_ack_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+impl Health {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    pub fn pipeline_assigned(&self, pipeline: &str, assigned: bool) {
+        self.lock().assigned.insert(pipeline.to_owned(), assigned);
+    }
+
+    /// A produce, commit or connection error. Logged once per change.
+    pub fn broker_trouble(&self, problem: String) {
+        let mut state = self.lock();
+        if state
+            .broker_problem
+            .as_ref()
+            .is_none_or(|(p, _)| *p != problem)
+        {
+            tracing::warn!(%problem, "broker trouble: records are kept and retried; weir is not ready");
+        }
+        state.broker_problem = Some((problem, Instant::now()));
+        self.troubled.store(true, Ordering::SeqCst);
+    }
+
+    /// A successful delivery or commit. Cheap unless there was trouble.
+    pub fn broker_ok(&self) {
+        self.last_ack_ms.store(self.now_ms(), Ordering::Relaxed);
+        if self.troubled.swap(false, Ordering::SeqCst)
+            && let Some((problem, since)) = self.lock().broker_problem.take()
+        {
+            tracing::info!(%problem, after = ?since.elapsed(), "broker answers again");
+        }
+    }
+
+    /// Reports broker trouble when `in_flight` records have waited past
+    /// [`STALL_AFTER`] without any acknowledgement. Call periodically.
+    pub fn watch_stall(&self, in_flight: i32) {
+        if in_flight <= 0 {
+            self.last_ack_ms.store(self.now_ms(), Ordering::Relaxed);
+            return;
+        }
+        let silent = Duration::from_millis(
+            self.now_ms()
+                .saturating_sub(self.last_ack_ms.load(Ordering::Relaxed)),
+        );
+        if silent >= STALL_AFTER && !self.troubled.load(Ordering::SeqCst) {
+            self.broker_trouble(format!(
+                "no acknowledgement from the broker for {}s with {in_flight} record(s) in flight",
+                silent.as_secs()
+            ));
+        }
+    }
+
+    /// The watchdog's probe of the broker: `Err` when it did not answer.
+    pub fn probe_result(&self, result: Result<(), String>) {
+        let mut state = self.lock();
+        match result {
+            Ok(()) => {
+                if let Some(problem) = state.probe_problem.take() {
+                    tracing::info!(%problem, "broker answers probes again");
+                }
+            }
+            Err(problem) => {
+                if state.probe_problem.is_none() {
+                    tracing::warn!(%problem, "broker trouble: the broker does not answer; weir is not ready");
+                }
+                state.probe_problem = Some(problem);
+            }
+        }
+    }
+
+    /// `Ok` when ready, else the reason.
+    pub fn readiness(&self) -> Result<(), String> {
+        let state = self.lock();
+        if let Some(problem) = &state.probe_problem {
+            return Err(format!("broker trouble: {problem}"));
+        }
+        if let Some((problem, _)) = &state.broker_problem {
+            return Err(format!("broker trouble: {problem}"));
+        }
+        let waiting: Vec<_> = state
+            .assigned
+            .iter()
+            .filter(|(_, assigned)| !**assigned)
+            .map(|(p, _)| p.as_str())
+            .collect();
+        if !waiting.is_empty() {
+            return Err(format!(
+                "waiting for a partition assignment: {}",
+                waiting.join(", ")
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_when_assigned_and_broker_ok() {
+        let health = Health::default();
+        health.pipeline_assigned("a", false);
+        assert!(health.readiness().unwrap_err().contains("a"));
+        health.pipeline_assigned("a", true);
+        assert!(health.readiness().is_ok());
+        health.broker_trouble("timed out".into());
+        assert!(health.readiness().unwrap_err().contains("timed out"));
+        health.broker_ok();
+        assert!(health.readiness().is_ok());
+    }
+
+    #[test]
+    fn an_unanswered_probe_is_trouble_until_one_is_answered() {
+        let health = Health::default();
+        health.probe_result(Err("no answer within 2s".into()));
+        assert!(health.readiness().unwrap_err().contains("no answer"));
+        health.broker_ok();
+        assert!(
+            health.readiness().is_err(),
+            "a delivery does not clear the probe's verdict"
+        );
+        health.probe_result(Ok(()));
+        assert!(health.readiness().is_ok());
+    }
+
+    #[test]
+    fn silence_with_records_in_flight_is_trouble() {
+        let health = Health {
+            epoch: Instant::now() - STALL_AFTER * 2,
+            ..Health::default()
+        };
+        health.watch_stall(0);
+        assert!(health.readiness().is_ok());
+        health.last_ack_ms.store(0, Ordering::Relaxed);
+        health.watch_stall(3);
+        assert!(
+            health
+                .readiness()
+                .unwrap_err()
+                .contains("3 record(s) in flight")
+        );
+        health.broker_ok();
+        assert!(health.readiness().is_ok());
+    }
+}

@@ -1,0 +1,285 @@
+//! The metrics of SPEC §6, in one registry. Each outcome is recorded in one place:
+//! the runner, the producer's delivery callback or the consumer loop call these
+//! methods; nothing else touches the Prometheus types. Labels stay bounded: pipeline,
+//! plugin, topic, partition, outcome or reason, never a key, an offset or an id.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Every weir metric.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    records_consumed: IntCounterVec,
+    plugin_calls: IntCounterVec,
+    plugin_call_duration: HistogramVec,
+    records_produced: IntCounterVec,
+    retries: IntCounterVec,
+    dlq_records: IntCounterVec,
+    consumer_lag: IntGaugeVec,
+    end_to_end_latency: HistogramVec,
+    circuit_open: IntGaugeVec,
+    plugin_reloads: IntCounterVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric =
+        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric names are unique");
+    metric
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric names are unique");
+    metric
+}
+
+fn histogram(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: Vec<f64>,
+) -> HistogramVec {
+    let metric = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .expect("valid metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric names are unique");
+    metric
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let call_buckets =
+            prometheus::exponential_buckets(0.000_005, 2.0, 20).expect("valid buckets");
+        let latency_buckets =
+            prometheus::exponential_buckets(0.000_5, 1.5, 30).expect("valid buckets");
+        Metrics {
+            records_consumed: counter(
+                &registry,
+                "weir_records_consumed_total",
+                "Records consumed from input topics.",
+                &["pipeline"],
+            ),
+            plugin_calls: counter(
+                &registry,
+                "weir_plugin_calls_total",
+                "Plugin calls by outcome.",
+                &["pipeline", "plugin", "outcome"],
+            ),
+            plugin_call_duration: histogram(
+                &registry,
+                "weir_plugin_call_duration_seconds",
+                "Duration of one plugin call.",
+                &["pipeline", "plugin"],
+                call_buckets,
+            ),
+            records_produced: counter(
+                &registry,
+                "weir_records_produced_total",
+                "Records produced (outputs and DLQ), by delivery outcome.",
+                &["pipeline", "topic", "outcome"],
+            ),
+            retries: counter(
+                &registry,
+                "weir_retries_total",
+                "Attempts retried after a retryable failure.",
+                &["pipeline"],
+            ),
+            dlq_records: counter(
+                &registry,
+                "weir_dlq_records_total",
+                "Records sent to the dead-letter topic, by reason.",
+                &["pipeline", "reason"],
+            ),
+            consumer_lag: gauge(
+                &registry,
+                "weir_consumer_lag",
+                "High watermark minus committed offset.",
+                &["pipeline", "topic", "partition"],
+            ),
+            end_to_end_latency: histogram(
+                &registry,
+                "weir_end_to_end_latency_seconds",
+                "From record timestamp to all its outputs acknowledged.",
+                &["pipeline"],
+                latency_buckets,
+            ),
+            circuit_open: gauge(
+                &registry,
+                "weir_circuit_open",
+                "1 while the pipeline's circuit is open.",
+                &["pipeline"],
+            ),
+            plugin_reloads: counter(
+                &registry,
+                "weir_plugin_reloads_total",
+                "Hot reloads by outcome.",
+                &["plugin", "outcome"],
+            ),
+            registry,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        let families = self.registry.gather();
+        if TextEncoder::new().encode(&families, &mut buffer).is_err() {
+            return String::new();
+        }
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+
+    /// Handles for one pipeline, so the hot path does not look labels up.
+    pub fn pipeline(&self, pipeline: &str) -> PipelineMetrics {
+        PipelineMetrics {
+            name: pipeline.to_owned(),
+            consumed: self.records_consumed.with_label_values(&[pipeline]),
+            retries: self.retries.with_label_values(&[pipeline]),
+            latency: self.end_to_end_latency.with_label_values(&[pipeline]),
+            circuit_open: self.circuit_open.with_label_values(&[pipeline]),
+            metrics: self.clone(),
+        }
+    }
+
+    pub fn plugin_reloaded(&self, plugin: &str, ok: bool) {
+        self.plugin_reloads
+            .with_label_values(&[plugin, if ok { "ok" } else { "rejected" }])
+            .inc();
+    }
+}
+
+/// One pipeline's metric handles.
+#[derive(Clone)]
+pub struct PipelineMetrics {
+    name: String,
+    pub consumed: IntCounter,
+    pub retries: IntCounter,
+    pub latency: Histogram,
+    pub circuit_open: IntGauge,
+    metrics: Metrics,
+}
+
+impl PipelineMetrics {
+    pub fn plugin_call(&self, plugin: &str, outcome: &str, seconds: f64) {
+        self.metrics
+            .plugin_calls
+            .with_label_values(&[self.name.as_str(), plugin, outcome])
+            .inc();
+        self.metrics
+            .plugin_call_duration
+            .with_label_values(&[self.name.as_str(), plugin])
+            .observe(seconds);
+    }
+
+    pub fn produced(&self, topic: &str, ok: bool) {
+        self.metrics
+            .records_produced
+            .with_label_values(&[self.name.as_str(), topic, if ok { "ok" } else { "error" }])
+            .inc();
+    }
+
+    pub fn dead_lettered(&self, reason: &str) {
+        self.metrics
+            .dlq_records
+            .with_label_values(&[self.name.as_str(), reason])
+            .inc();
+    }
+
+    pub fn lag(&self, topic: &str, partition: i32, lag: i64) {
+        self.metrics
+            .consumer_lag
+            .with_label_values(&[self.name.as_str(), topic, &partition.to_string()])
+            .set(lag);
+    }
+
+    /// Estimates a quantile of the end-to-end latency, in seconds, by linear
+    /// interpolation within histogram buckets (for `weir demo`'s summary).
+    pub fn latency_quantile(&self, q: f64) -> Option<f64> {
+        use prometheus::core::Metric;
+        let metric = self.latency.metric();
+        let histogram = metric.get_histogram();
+        let total = histogram.get_sample_count();
+        if total == 0 {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * total as f64;
+        let (mut below, mut lower) = (0u64, 0.0);
+        for bucket in histogram.get_bucket() {
+            let (count, upper) = (bucket.cumulative_count(), bucket.upper_bound());
+            if count as f64 >= rank && count > below {
+                let within = (rank - below as f64) / (count - below) as f64;
+                return Some(lower + (upper - lower) * within);
+            }
+            (below, lower) = (count, upper);
+        }
+        Some(lower)
+    }
+
+    /// Reads a counter back (for `weir demo`'s summary).
+    pub fn dlq_count(&self, reason: &str) -> u64 {
+        self.metrics
+            .dlq_records
+            .with_label_values(&[self.name.as_str(), reason])
+            .get()
+    }
+
+    pub fn produced_count(&self, topic: &str) -> u64 {
+        self.metrics
+            .records_produced
+            .with_label_values(&[self.name.as_str(), topic, "ok"])
+            .get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_spec_metric_once_used() {
+        let metrics = Metrics::new();
+        let p = metrics.pipeline("reminders");
+        p.consumed.inc();
+        p.plugin_call("task_validator", "ok", 0.000_01);
+        p.produced("reminders", true);
+        p.retries.inc();
+        p.dead_lettered("invalid");
+        p.lag("task-events", 0, 3);
+        p.latency.observe(0.01);
+        p.circuit_open.set(0);
+        metrics.plugin_reloaded("task_validator", true);
+        let text = metrics.render();
+        for name in [
+            "weir_records_consumed_total{pipeline=\"reminders\"} 1",
+            "weir_plugin_calls_total{outcome=\"ok\",pipeline=\"reminders\",plugin=\"task_validator\"} 1",
+            "weir_plugin_call_duration_seconds_bucket",
+            "weir_records_produced_total{outcome=\"ok\",pipeline=\"reminders\",topic=\"reminders\"} 1",
+            "weir_retries_total{pipeline=\"reminders\"} 1",
+            "weir_dlq_records_total{pipeline=\"reminders\",reason=\"invalid\"} 1",
+            "weir_consumer_lag{partition=\"0\",pipeline=\"reminders\",topic=\"task-events\"} 3",
+            "weir_end_to_end_latency_seconds_count{pipeline=\"reminders\"} 1",
+            "weir_circuit_open{pipeline=\"reminders\"} 0",
+            "weir_plugin_reloads_total{outcome=\"ok\",plugin=\"task_validator\"} 1",
+        ] {
+            assert!(text.contains(name), "missing {name} in\n{text}");
+        }
+        assert_eq!(p.dlq_count("invalid"), 1);
+    }
+}

@@ -1,0 +1,438 @@
+//! Kafka helpers for the end-to-end tests: a real nisshi broker process, a client
+//! (rdkafka) to produce inputs and read outputs, committed offsets, and a `weir run`
+//! process to start, signal and stop.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header as KafkaHeader, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::topic_partition_list::TopicPartitionList;
+use rdkafka::{ClientConfig, Offset};
+
+use super::root;
+
+/// A nisshi broker process; killed when dropped, and when the test process dies.
+pub struct Broker {
+    pub address: String,
+    child: Option<Child>,
+}
+
+impl Broker {
+    fn pid(&self) -> i32 {
+        self.child
+            .as_ref()
+            .map(|c| c.id() as i32)
+            .expect("a broker started by this test")
+    }
+
+    /// Freezes the broker (an outage that keeps its in-memory data).
+    pub fn stop(&self) {
+        unsafe { libc::kill(self.pid(), libc::SIGSTOP) };
+    }
+
+    pub fn resume(&self) {
+        unsafe { libc::kill(self.pid(), libc::SIGCONT) };
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn nisshi_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("WEIR_NISSHI") {
+        return PathBuf::from(path);
+    }
+    let cargo_bin = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .map(|p| p.join("bin/nisshi"));
+    match cargo_bin {
+        Some(path) if path.exists() => path,
+        _ => PathBuf::from("nisshi"),
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Starts a private broker. The child is spawned from a thread that never exits, so
+/// PDEATHSIG kills it with the test process.
+pub fn start_broker() -> Broker {
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let url = format!("tcp://{address}");
+    let binary = nisshi_binary();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut command = Command::new(&binary);
+        command
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args([
+                "--storage-engine",
+                "memory://nisshi/",
+                "--group-initial-rebalance-delay",
+                "0s",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = command.spawn().unwrap_or_else(|e| {
+            panic!(
+                "cannot start {} ({e}); install it with scripts/install-nisshi",
+                binary.display()
+            )
+        });
+        tx.send(child).expect("test thread waits");
+        loop {
+            std::thread::park();
+        }
+    });
+    let child = rx.recv().expect("broker thread");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(&address).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nisshi did not listen on {address}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Broker {
+        address,
+        child: Some(child),
+    }
+}
+
+/// The broker shared by the tests of this binary: `WEIR_TEST_BROKERS` (started by
+/// scripts/test), or a private one.
+pub fn shared_broker() -> &'static str {
+    static BROKER: OnceLock<(String, Option<Broker>)> = OnceLock::new();
+    let (address, _) = BROKER.get_or_init(|| match std::env::var("WEIR_TEST_BROKERS") {
+        Ok(address) if !address.is_empty() => (address, None),
+        _ => {
+            let broker = start_broker();
+            (broker.address.clone(), Some(broker))
+        }
+    });
+    address
+}
+
+/// A name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{prefix}-{}-{}-{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+fn client(brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("log_level", "3");
+    config
+}
+
+/// One record to produce: key, value, headers.
+pub type Record = (Option<String>, Option<Vec<u8>>, Vec<(String, String)>);
+
+pub fn produce(brokers: &str, topic: &str, records: &[Record]) {
+    let producer: ThreadedProducer<DefaultProducerContext> = client(brokers)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    for (key, value, headers) in records {
+        let headers = headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
+            h.insert(KafkaHeader {
+                key: k,
+                value: Some(v.as_bytes()),
+            })
+        });
+        let mut record = BaseRecord::to(topic).headers(headers);
+        if let Some(key) = key {
+            record = record.key(key.as_bytes());
+        }
+        if let Some(value) = value {
+            record = record.payload(value.as_slice());
+        }
+        let mut record = record;
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .expect("inputs delivered");
+}
+
+pub fn create_topic(brokers: &str, topic: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<_> = client(brokers).create().expect("admin");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let topics = [NewTopic::new(topic, partitions, TopicReplication::Fixed(1))];
+    let results = runtime
+        .block_on(admin.create_topics(&topics, &AdminOptions::new()))
+        .expect("create topic");
+    for r in results {
+        r.unwrap_or_else(|(t, e)| panic!("create {t}: {e}"));
+    }
+}
+
+fn partitions(consumer: &BaseConsumer, topic: &str) -> Vec<i32> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| p.id())
+        .collect()
+}
+
+/// Reads a whole topic from the beginning: stops once `expected` records arrived
+/// and nothing more came for `settle`, or after `timeout`.
+pub fn read_topic(
+    brokers: &str,
+    topic: &str,
+    expected: usize,
+    timeout: Duration,
+) -> Vec<OwnedMessage> {
+    let consumer: BaseConsumer = client(brokers)
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions(&consumer, topic) {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("offset");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let deadline = Instant::now() + timeout;
+    let settle = Duration::from_millis(1500);
+    let mut messages = Vec::new();
+    let mut last = Instant::now();
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                messages.push(m.detach());
+                last = Instant::now();
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None if messages.len() >= expected && last.elapsed() > settle => break,
+            None => {}
+        }
+    }
+    messages
+}
+
+/// Committed offsets of `group` on `topic`, by partition (absent = none committed).
+pub fn committed(brokers: &str, group: &str, topic: &str) -> HashMap<i32, i64> {
+    let consumer: BaseConsumer = client(brokers)
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions(&consumer, topic) {
+        tpl.add_partition(topic, p);
+    }
+    consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets")
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(n) => Some((e.partition(), n)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// High watermarks of `topic`, by partition.
+pub fn high_watermarks(brokers: &str, topic: &str) -> HashMap<i32, i64> {
+    let consumer: BaseConsumer = client(brokers).create().expect("consumer");
+    partitions(&consumer, topic)
+        .into_iter()
+        .map(|p| {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .expect("watermarks");
+            (p, high)
+        })
+        .collect()
+}
+
+/// Total lag of `group` on `topic`: high watermark minus committed, summed.
+pub fn lag(brokers: &str, group: &str, topic: &str) -> i64 {
+    let committed = committed(brokers, group, topic);
+    high_watermarks(brokers, topic)
+        .iter()
+        .map(|(p, high)| high - committed.get(p).copied().unwrap_or(0))
+        .sum()
+}
+
+/// Polls `condition` until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+pub fn header<'a>(message: &'a OwnedMessage, key: &str) -> Option<&'a str> {
+    message
+        .headers()?
+        .iter()
+        .find(|h| h.key == key)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// A `weir run` process whose stderr goes to a file.
+pub struct Weir {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Weir {
+    pub fn start(config: &Path, log_dir: &Path, name: &str) -> Weir {
+        let log = log_dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .current_dir(root())
+            .env(
+                "WEIR_LOG",
+                std::env::var("WEIR_TEST_LOG").unwrap_or_else(|_| "info,weir=debug".into()),
+            )
+            .args(["run", "--config"])
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start weir");
+        Weir {
+            child: Some(child),
+            log,
+        }
+    }
+
+    /// Waits until every one of `pipelines` pipelines holds an assignment, so that
+    /// topics exist as configured before the test produces.
+    pub fn wait_ready(&self, pipelines: usize) {
+        wait_until(Duration::from_secs(60), "weir to be assigned", || {
+            self.log_text().matches("partitions assigned").count() >= pipelines
+        });
+    }
+
+    pub fn log_text(&self) -> String {
+        let mut text = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log) {
+            let _ = f.read_to_string(&mut text);
+        }
+        text
+    }
+
+    pub fn signal(&self, signal: i32) {
+        if let Some(child) = &self.child {
+            unsafe { libc::kill(child.id() as i32, signal) };
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// SIGTERM, then the exit code.
+    pub fn terminate(mut self) -> Option<i32> {
+        self.signal(libc::SIGTERM);
+        self.wait(Duration::from_secs(60))
+    }
+
+    /// SIGKILL: no shutdown at all.
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "weir did not exit within {timeout:?}; log: {}",
+                    self.log.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Weir {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,665 @@
+//! The Kafka runtime end to end: the real `weir run` binary and real wasm plugins
+//! against a real Kafka-protocol broker (nisshi), checked with an independent client.
+//! Every test uses its own topics and groups.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use common::kafka::*;
+use common::model::expected_reminder;
+use common::*;
+use rdkafka::message::{Message, OwnedMessage};
+use serde_json::Value;
+use todo_events::sample::{SampleEvent, generate};
+
+const SETTLE: Duration = Duration::from_secs(120);
+
+/// The `[kafka]` section for tests: fast failure detection so takeovers are quick.
+fn kafka_section(brokers: &str) -> String {
+    format!(
+        r#"[kafka]
+brokers = "{brokers}"
+[kafka.properties]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "500"
+"#
+    )
+}
+
+fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join(format!("{}.toml", unique("pipelines")));
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn wasm(name: &str) -> String {
+    plugin(name).display().to_string()
+}
+
+fn start() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-26T09:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn records(samples: &[SampleEvent]) -> Vec<Record> {
+    samples
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            (
+                Some(s.key.clone()),
+                Some(s.value.clone()),
+                vec![("trace".to_owned(), format!("t-{i}"))],
+            )
+        })
+        .collect()
+}
+
+fn json(message: &OwnedMessage) -> Value {
+    serde_json::from_slice(message.payload().expect("a value")).expect("JSON value")
+}
+
+fn value_text(message: &OwnedMessage) -> String {
+    String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned()
+}
+
+/// The Todo deployment on fresh topics: (config text, input, reminders, updates).
+fn todo_config(brokers: &str) -> (String, String, String, String) {
+    let input = unique("task-events");
+    let reminders = unique("reminders");
+    let updates = unique("task-updates");
+    let text = format!(
+        r#"{kafka}
+[topics.{input}]
+partitions = 6
+retention = "7d"
+[topics.{reminders}]
+partitions = 6
+[topics.{updates}]
+partitions = 6
+cleanup = "compact"
+
+[[pipeline]]
+name = "reminders"
+input = "{input}"
+group = "{input}-reminders"
+plugins = [{{ path = "{validator}" }}, {{ path = "{deriver}", config = {{ lead-time = "15m" }} }}]
+outputs = {{ reminders = "{reminders}" }}
+
+[[pipeline]]
+name = "ui-sync"
+input = "{input}"
+group = "{input}-ui-sync"
+plugins = [{{ path = "{validator}" }}, {{ path = "{projector}" }}]
+outputs = {{ task-updates = "{updates}" }}
+"#,
+        kafka = kafka_section(brokers),
+        validator = wasm("task_validator"),
+        deriver = wasm("reminder_deriver"),
+        projector = wasm("ui_projector"),
+    );
+    (text, input, reminders, updates)
+}
+
+fn wait_for_lag_zero(brokers: &str, groups: &[String], input: &str) {
+    wait_until(SETTLE, "consumer lag 0", || {
+        groups.iter().all(|g| lag(brokers, g, input) == 0)
+    });
+}
+
+#[test]
+fn todo_flow_produces_exactly_what_spec_implies() {
+    let brokers = shared_broker();
+    let dir = tempfile::tempdir().unwrap();
+    let (text, input, reminders, updates) = todo_config(brokers);
+    let config = write_config(dir.path(), &text);
+    let samples = generate(2000, 11, start());
+    let weir = Weir::start(&config, dir.path(), "weir");
+    weir.wait_ready(2);
+    produce(brokers, &input, &records(&samples));
+    let groups = [format!("{input}-reminders"), format!("{input}-ui-sync")];
+    wait_for_lag_zero(brokers, &groups, &input);
+
+    // The model, from the inputs as they sit on the topic.
+    let inputs = read_topic(brokers, &input, samples.len(), SETTLE);
+    assert_eq!(inputs.len(), samples.len());
+    let mut want_reminders: BTreeMap<(String, String, String, String), usize> = BTreeMap::new();
+    let mut want_updates: BTreeMap<(String, String), usize> = BTreeMap::new();
+    // Invalid inputs by their unique `trace` header (values may repeat).
+    let mut invalid: HashMap<String, &OwnedMessage> = HashMap::new();
+    for message in &inputs {
+        match serde_json::from_slice::<Value>(message.payload().unwrap())
+            .ok()
+            .filter(|_| todo_events::TaskEvent::parse(message.payload().unwrap()).is_ok())
+        {
+            Some(event) => {
+                if let Some((kind, at)) = expected_reminder(&event, TimeDelta::minutes(15)) {
+                    let key = (
+                        event["payload"]["user_id"].as_str().unwrap().to_owned(),
+                        kind.to_owned(),
+                        event["payload"]["task_id"].as_str().unwrap().to_owned(),
+                        at,
+                    );
+                    *want_reminders.entry(key).or_default() += 1;
+                }
+                let task = event["payload"]["task_id"].as_str().unwrap().to_owned();
+                *want_updates
+                    .entry((task, event["event_id"].as_str().unwrap().to_owned()))
+                    .or_default() += 1;
+            }
+            None => {
+                invalid.insert(header(message, "trace").unwrap().to_owned(), message);
+            }
+        }
+    }
+
+    let got = read_topic(brokers, &reminders, want_reminders.values().sum(), SETTLE);
+    let mut got_reminders: BTreeMap<_, usize> = BTreeMap::new();
+    for m in &got {
+        let v = json(m);
+        let key = std::str::from_utf8(m.key().unwrap()).unwrap().to_owned();
+        assert_eq!(header(m, "event_type"), v["event_type"].as_str());
+        *got_reminders
+            .entry((
+                key,
+                v["event_type"].as_str().unwrap().to_owned(),
+                v["payload"]["task_id"].as_str().unwrap().to_owned(),
+                v["payload"]["scheduled_time"].as_str().unwrap().to_owned(),
+            ))
+            .or_default() += 1;
+    }
+    assert_eq!(
+        got_reminders, want_reminders,
+        "reminders differ from the model"
+    );
+
+    let got = read_topic(brokers, &updates, want_updates.values().sum(), SETTLE);
+    let mut got_updates: BTreeMap<_, usize> = BTreeMap::new();
+    for m in &got {
+        let key = std::str::from_utf8(m.key().unwrap()).unwrap().to_owned();
+        match m.payload() {
+            Some(_) => assert_eq!(json(m)["task_id"], key.as_str()),
+            None => assert_eq!(
+                header(m, "event_type"),
+                Some("task.deleted"),
+                "only deletions are tombstones"
+            ),
+        }
+        *got_updates
+            .entry((key, header(m, "event_id").unwrap().to_owned()))
+            .or_default() += 1;
+    }
+    assert_eq!(
+        got_updates, want_updates,
+        "task-updates differ from the model"
+    );
+
+    for (pipeline, dlq) in [
+        ("reminders", format!("{input}.reminders.dlq")),
+        ("ui-sync", format!("{input}.ui-sync.dlq")),
+    ] {
+        let dead = read_topic(brokers, &dlq, invalid.len(), SETTLE);
+        assert_eq!(
+            dead.len(),
+            invalid.len(),
+            "{pipeline}: every invalid event, once"
+        );
+        for m in &dead {
+            let original = invalid[header(m, "trace").expect("original headers kept")];
+            assert_eq!(m.key(), original.key(), "original key kept");
+            assert_eq!(m.payload(), original.payload(), "original value kept");
+            assert_eq!(header(m, "weir.error.reason"), Some("invalid"));
+            assert!(!header(m, "weir.error.message").unwrap().is_empty());
+            assert_eq!(header(m, "weir.source.topic"), Some(input.as_str()));
+            assert_eq!(
+                header(m, "weir.source.partition"),
+                Some(original.partition().to_string().as_str())
+            );
+            assert_eq!(
+                header(m, "weir.source.offset"),
+                Some(original.offset().to_string().as_str())
+            );
+            assert_eq!(header(m, "weir.pipeline"), Some(pipeline));
+            assert!(
+                header(m, "weir.plugin")
+                    .unwrap()
+                    .starts_with("task_validator sha256:")
+            );
+            assert_eq!(header(m, "weir.attempts"), Some("1"));
+            assert!(DateTime::parse_from_rfc3339(header(m, "weir.failed-at").unwrap()).is_ok());
+        }
+    }
+    assert_eq!(weir.terminate(), Some(0));
+}
+
+/// A pipeline around the chaos plugin on fresh topics: (config, input, output, dlq, group).
+fn chaos_config(
+    brokers: &str,
+    partitions: i32,
+    plugin_config: &str,
+    policy: &str,
+) -> (String, String, String, String, String) {
+    let input = unique("chaos-in");
+    let output = unique("chaos-out");
+    let dlq = format!("{input}.dlq");
+    let group = format!("{input}-group");
+    let text = format!(
+        r#"{kafka}
+[topics.{input}]
+partitions = {partitions}
+[topics.{output}]
+partitions = {partitions}
+
+[[pipeline]]
+name = "chaos"
+input = "{input}"
+group = "{group}"
+plugins = [{{ path = "{chaos}", config = {{ {plugin_config} }} }}]
+outputs = {{ out = "{output}" }}
+dlq = "{dlq}"
+{policy}
+"#,
+        kafka = kafka_section(brokers),
+        chaos = wasm("chaos_plugin"),
+    );
+    (text, input, output, dlq, group)
+}
+
+fn commands(values: &[&str]) -> Vec<Record> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            (
+                Some(format!("k{i}")),
+                Some(v.as_bytes().to_vec()),
+                Vec::new(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn poison_and_runaway_records_go_to_the_dlq_and_weir_carries_on() {
+    let brokers = shared_broker();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = r#"retry = { max-attempts = 2, initial-backoff = "10ms", max-backoff = "50ms" }
+limits = { memory = "32MiB", timeout = "100ms" }"#;
+    let (text, input, output, dlq, group) = chaos_config(brokers, 1, "", policy);
+    let config = write_config(dir.path(), &text);
+    let mut weir = Weir::start(&config, dir.path(), "weir");
+    weir.wait_ready(1);
+    let values = [
+        "ok-1", "invalid", "loop", "alloc", "panic", "recurse", "huge", "ok-2",
+    ];
+    produce(brokers, &input, &commands(&values));
+    wait_for_lag_zero(brokers, std::slice::from_ref(&group), &input);
+    assert!(weir.is_running(), "weir must survive its plugins");
+
+    let outs: Vec<String> = read_topic(brokers, &output, 2, SETTLE)
+        .iter()
+        .map(value_text)
+        .collect();
+    assert_eq!(
+        outs,
+        ["ok-1", "ok-2"],
+        "good records around the bad ones are processed, in order"
+    );
+    let dead = read_topic(brokers, &dlq, 6, SETTLE);
+    let reasons: Vec<(String, &str, &str)> = dead
+        .iter()
+        .map(|m| {
+            (
+                value_text(m),
+                header(m, "weir.error.reason").unwrap(),
+                header(m, "weir.attempts").unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("invalid".to_owned(), "invalid", "1"),
+            ("loop".to_owned(), "timeout", "2"),
+            ("alloc".to_owned(), "memory-limit", "2"),
+            ("panic".to_owned(), "trap", "2"),
+            ("recurse".to_owned(), "trap", "2"),
+            ("huge".to_owned(), "bad-output", "1"),
+        ]
+    );
+    assert_eq!(
+        committed(brokers, &group, &input).get(&0),
+        Some(&(values.len() as i64))
+    );
+    assert_eq!(weir.terminate(), Some(0));
+}
+
+#[test]
+fn transient_failures_are_retried_then_succeed_once() {
+    let brokers = shared_broker();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = r#"retry = { max-attempts = 5, initial-backoff = "10ms", max-backoff = "100ms" }"#;
+    let (text, input, output, dlq, group) = chaos_config(brokers, 2, "", policy);
+    let config = write_config(dir.path(), &text);
+    let weir = Weir::start(&config, dir.path(), "weir");
+    weir.wait_ready(1);
+    produce(brokers, &input, &commands(&["flaky:2"; 10]));
+    wait_for_lag_zero(brokers, std::slice::from_ref(&group), &input);
+    let outs = read_topic(brokers, &output, 10, SETTLE);
+    assert_eq!(outs.len(), 10, "one output per record");
+    let keys: HashSet<_> = outs.iter().map(|m| m.key().unwrap().to_vec()).collect();
+    assert_eq!(keys.len(), 10);
+    assert!(
+        read_topic(brokers, &dlq, 0, Duration::from_secs(3)).is_empty(),
+        "no DLQ record"
+    );
+    assert_eq!(weir.terminate(), Some(0));
+    let log = std::fs::read_to_string(dir.path().join("weir.log")).unwrap();
+    assert_eq!(
+        log.matches("transient: flaky attempt").count(),
+        20,
+        "two retries per record:\n{log}"
+    );
+}
+
+#[test]
+fn clean_shutdown_commits_so_nothing_is_processed_twice() {
+    let brokers = shared_broker();
+    let dir = tempfile::tempdir().unwrap();
+    let (text, input, output, _, group) = chaos_config(brokers, 3, "", "");
+    let config = write_config(dir.path(), &text);
+    let batch = |from: usize, n: usize| -> Vec<Record> {
+        (from..from + n)
+            .map(|i| {
+                (
+                    Some(format!("k{}", i % 7)),
+                    Some(format!("msg-{i}").into_bytes()),
+                    Vec::new(),
+                )
+            })
+            .collect()
+    };
+    let weir = Weir::start(&config, dir.path(), "first");
+    weir.wait_ready(1);
+    produce(brokers, &input, &batch(0, 500));
+    wait_for_lag_zero(brokers, std::slice::from_ref(&group), &input);
+    assert_eq!(weir.terminate(), Some(0), "SIGTERM exits 0");
+    produce(brokers, &input, &batch(500, 300));
+    let weir = Weir::start(&config, dir.path(), "second");
+    weir.wait_ready(1);
+    wait_for_lag_zero(brokers, std::slice::from_ref(&group), &input);
+    let outs: Vec<String> = read_topic(brokers, &output, 800, SETTLE)
+        .iter()
+        .map(value_text)
+        .collect();
+    assert_eq!(outs.len(), 800, "every record exactly once");
+    assert_eq!(outs.iter().collect::<HashSet<_>>().len(), 800);
+    assert_eq!(weir.terminate(), Some(0));
+}
+
+/// Asserts every valid sample came out on `updates` (possibly more than once, then
+/// byte-identical) and every invalid one on `dlq`.
+fn assert_all_accounted(brokers: &str, samples: &[SampleEvent], updates: &str, dlq: &str) {
+    let valid: HashSet<String> = samples
+        .iter()
+        .filter(|s| s.valid)
+        .map(|s| {
+            serde_json::from_slice::<Value>(&s.value).unwrap()["event_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let got = read_topic(brokers, updates, valid.len(), SETTLE);
+    let mut seen: HashMap<String, &OwnedMessage> = HashMap::new();
+    for m in &got {
+        let id = header(m, "event_id").unwrap().to_owned();
+        if let Some(first) = seen.get(&id) {
+            assert_eq!(first.key(), m.key(), "duplicate of {id} differs");
+            assert_eq!(first.payload(), m.payload(), "duplicate of {id} differs");
+        }
+        seen.insert(id, m);
+    }
+    let seen: HashSet<String> = seen.into_keys().collect();
+    assert_eq!(seen, valid, "every valid input is accounted for");
+    let invalid: HashSet<&[u8]> = samples
+        .iter()
+        .filter(|s| !s.valid)
+        .map(|s| s.value.as_slice())
+        .collect();
+    let dead = read_topic(brokers, dlq, invalid.len(), SETTLE);
+    let dead_values: HashSet<&[u8]> = dead.iter().map(|m| m.payload().unwrap()).collect();
+    assert_eq!(
+        dead_values, invalid,
+        "every invalid input is in the DLQ, and nothing else"
+    );
+    for m in &dead {
+        assert_eq!(header(m, "weir.error.reason"), Some("invalid"));
+    }
+}
+
+/// The ui-sync pipeline alone on fresh topics: (config, input, updates, dlq, group).
+fn ui_sync_config(brokers: &str) -> (String, String, String, String, String) {
+    let input = unique("tasks");
+    let updates = unique("updates");
+    let group = format!("{input}-group");
+    let text = format!(
+        r#"{kafka}
+[topics.{input}]
+partitions = 6
+[topics.{updates}]
+partitions = 6
+
+[[pipeline]]
+name = "ui-sync"
+input = "{input}"
+group = "{group}"
+plugins = [{{ path = "{validator}" }}, {{ path = "{projector}" }}]
+outputs = {{ task-updates = "{updates}" }}
+"#,
+        kafka = kafka_section(brokers),
+        validator = wasm("task_validator"),
+        projector = wasm("ui_projector"),
+    );
+    let dlq = format!("{input}.ui-sync.dlq");
+    (text, input, updates, dlq, group)
+}
+
+#[test]
+fn crash_then_restart_accounts_for_every_input() {
+    let brokers = shared_broker();
+    let dir = tempfile::tempdir().unwrap();
+    let (text, input, updates, dlq, group) = ui_sync_config(brokers);
+    let config = write_config(dir.path(), &text);
+    let samples = generate(6000, 23, start());
+    let (first, second) = samples.split_at(3000);
+    let weir = Weir::start(&config, dir.path(), "first");
+    weir.wait_ready(1);
+    produce(brokers, &input, &records(first));
+    wait_until(SETTLE, "some progress", || {
+        committed(brokers, &group, &input).values().sum::<i64>() > 500
+    });
+    // Kill while the second half is still arriving.
+    let producer = {
+        let (brokers, input, second) = (brokers.to_owned(), input.clone(), records(second));
+        std::thread::spawn(move || produce(&brokers, &input, &second))
+    };
+    std::thread::sleep(Duration::from_millis(150));
+    weir.kill();
+    producer.join().unwrap();
+    assert!(
+        lag(brokers, &group, &input) > 0,
+        "the crash must leave work behind"
+    );
+    let weir = Weir::start(&config, dir.path(), "second");
+    weir.wait_ready(1);
+    wait_for_lag_zero(brokers, std::slice::from_ref(&group), &input);
+    assert_all_accounted(brokers, &samples, &updates, &dlq);
+    assert_eq!(weir.terminate(), Some(0));
+}
+
+fn last_assignment(log: &str) -> Option<Vec<i32>> {
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("partitions assigned"))?;
+    let list = line.split("partitions=[").nth(1)?.split(']').next()?;
+    Some(
+        list.split(',')
+            .filter_map(|p| p.trim().parse().ok())
+            .collect(),
+    )
+}
+
+#[test]
+fn two_processes_share_partitions_and_one_takes_over() {
+    let brokers = shared_broker();
+    let dir = tempfile::tempdir().unwrap();
+    let (text, input, updates, dlq, group) = ui_sync_config(brokers);
+    let config = write_config(dir.path(), &text);
+    let samples = generate(4000, 31, start());
+    let (first, second) = samples.split_at(2000);
+    let a = Weir::start(&config, dir.path(), "a");
+    let b = Weir::start(&config, dir.path(), "b");
+    wait_until(SETTLE, "both processes to hold partitions", || {
+        let (pa, pb) = (
+            last_assignment(&a.log_text()),
+            last_assignment(&b.log_text()),
+        );
+        matches!((pa, pb), (Some(pa), Some(pb)) if !pa.is_empty() && !pb.is_empty() && pa.len() + pb.len() == 6
+            && pa.iter().chain(&pb).collect::<HashSet<_>>().len() == 6)
+    });
+    produce(brokers, &input, &records(first));
+    wait_until(SETTLE, "some progress", || {
+        committed(brokers, &group, &input).values().sum::<i64>() > 200
+    });
+    a.kill();
+    produce(brokers, &input, &records(second));
+    wait_until(SETTLE, "b to take every partition", || {
+        last_assignment(&b.log_text()).is_some_and(|p| p.len() == 6)
+    });
+    wait_for_lag_zero(brokers, std::slice::from_ref(&group), &input);
+    assert_all_accounted(brokers, &samples, &updates, &dlq);
+    assert_eq!(b.terminate(), Some(0));
+}
+
+#[test]
+fn a_broker_outage_loses_nothing_and_dead_letters_nothing() {
+    let broker = start_broker();
+    let brokers = broker.address.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let (text, input, updates, dlq, group) = ui_sync_config(brokers);
+    let config = write_config(dir.path(), &text);
+    let samples = generate(3000, 47, start());
+    let (first, second) = samples.split_at(1000);
+    let mut weir = Weir::start(&config, dir.path(), "weir");
+    weir.wait_ready(1);
+    produce(brokers, &input, &records(first));
+    wait_until(SETTLE, "some progress", || {
+        committed(brokers, &group, &input).values().sum::<i64>() > 100
+    });
+    // Keep records arriving, and freeze the broker while they do.
+    let trickle = {
+        let (brokers, input, second) = (brokers.to_owned(), input.clone(), records(second));
+        std::thread::spawn(move || {
+            for chunk in second.chunks(100) {
+                produce(&brokers, &input, chunk);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    broker.stop();
+    std::thread::sleep(Duration::from_secs(15));
+    broker.resume();
+    trickle.join().unwrap();
+    assert!(weir.is_running());
+    wait_for_lag_zero(brokers, std::slice::from_ref(&group), &input);
+    assert_all_accounted(brokers, &samples, &updates, &dlq);
+    let log = weir.log_text();
+    assert!(
+        log.contains("broker trouble"),
+        "the outage is reported:\n{}",
+        log.lines()
+            .filter(|l| !l.contains("DEBUG"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(weir.terminate(), Some(0));
+}
+
+#[test]
+fn an_open_circuit_stops_the_flood_and_a_fixed_config_finishes_the_work() {
+    let brokers = shared_broker();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = r#"circuit = { failure-ratio = 0.5, window = 10, cooldown = "10m" }"#;
+    let (text, input, output, dlq, group) = chaos_config(brokers, 1, r#"mode = "invalid""#, policy);
+    let config = write_config(dir.path(), &text);
+    let weir = Weir::start(&config, dir.path(), "broken");
+    weir.wait_ready(1);
+    let values: Vec<String> = (0..200).map(|i| format!("msg-{i}")).collect();
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    produce(brokers, &input, &commands(&values));
+    wait_until(SETTLE, "the circuit to open", || {
+        weir.log_text().contains("circuit opened")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let dead = read_topic(brokers, &dlq, 10, Duration::from_secs(10));
+    assert!(
+        (10..=12).contains(&dead.len()),
+        "the DLQ holds about one window, not {}",
+        dead.len()
+    );
+    let done = committed(brokers, &group, &input)
+        .get(&0)
+        .copied()
+        .unwrap_or(0);
+    assert!(done <= 12, "consumption paused, committed {done}");
+    assert_eq!(weir.terminate(), Some(0));
+
+    // Fix the config (no failure mode), restart: the rest is processed.
+    let fixed = write_config(dir.path(), &text.replace(r#"mode = "invalid""#, ""));
+    let weir = Weir::start(&fixed, dir.path(), "fixed");
+    weir.wait_ready(1);
+    wait_for_lag_zero(brokers, std::slice::from_ref(&group), &input);
+    let dead = read_topic(brokers, &dlq, 10, Duration::from_secs(5)).len();
+    let outs = read_topic(brokers, &output, 200 - dead, SETTLE).len();
+    assert_eq!(
+        outs + dead,
+        200,
+        "every record either dead-lettered before the fix or processed after"
+    );
+    assert_eq!(weir.terminate(), Some(0));
+}
+
+#[test]
+fn an_unreachable_broker_fails_start_up_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let (text, ..) = chaos_config("127.0.0.1:1", 1, "", "");
+    let config = write_config(dir.path(), &text);
+    let mut weir = Weir::start(&config, dir.path(), "weir");
+    let code = weir.wait(Duration::from_secs(60));
+    assert_eq!(code, Some(1));
+    let log = weir.log_text();
+    assert!(log.contains("cannot reach Kafka at 127.0.0.1:1"), "{log}");
+}
+
+#[test]
+fn a_config_error_fails_start_up_naming_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (text, ..) = chaos_config(shared_broker(), 1, "", "");
+    let config = write_config(
+        dir.path(),
+        &text.replace("partitions = 1\n[topics", "partitons = 1\n[topics"),
+    );
+    let mut weir = Weir::start(&config, dir.path(), "weir");
+    assert_eq!(weir.wait(Duration::from_secs(60)), Some(1));
+    let log = weir.log_text();
+    let name = config.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(log.contains(&name) && log.contains("partitons"), "{log}");
+}
