@@ -53,7 +53,17 @@ fn bench(c: &mut Criterion) {
     assert_eq!(chain.process(&event(), &site).expect("chain").len(), 1);
     println!("event value: {} bytes", EVENT.len());
 
+    // The boundary alone: a plugin that hands the event straight back.
+    let mut echo = Chain::new(&[load("chaos_plugin", vec![])]).expect("instantiate");
+
     let mut group = c.benchmark_group("handle_event");
+    group.bench_function("sandboxed echo (boundary only)", |b| {
+        b.iter_batched(
+            event,
+            |e| black_box(echo.process(&e, &site)),
+            criterion::BatchSize::SmallInput,
+        )
+    });
     group.measurement_time(Duration::from_secs(5));
     group.bench_function("sandboxed validator+deriver", |b| {
         b.iter_batched(

@@ -5,9 +5,10 @@
 //! sent again after a backoff, and the host reports not-ready meanwhile.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -106,6 +107,8 @@ impl ProducerContext for DeliveryContext {
 #[derive(Clone)]
 pub struct OutputProducer {
     inner: ThreadedProducer<DeliveryContext>,
+    /// Set by [`OutputProducer::close`]: the resender lets go of its clone.
+    closed: Arc<AtomicBool>,
 }
 
 /// One record to produce.
@@ -140,7 +143,10 @@ impl OutputProducer {
             resend: resend_tx,
         };
         let inner: ThreadedProducer<DeliveryContext> = config.create_with_context(context)?;
-        let producer = OutputProducer { inner };
+        let producer = OutputProducer {
+            inner,
+            closed: Arc::new(AtomicBool::new(false)),
+        };
         let resender = producer.clone();
         std::thread::Builder::new()
             .name("weir-resend".into())
@@ -199,6 +205,12 @@ impl OutputProducer {
     pub fn in_flight(&self) -> i32 {
         self.inner.in_flight_count()
     }
+
+    /// Ends the resender once it has nothing left, so the producer (and its
+    /// connections) go away with the last clone.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
 }
 
 fn to_kafka_headers(headers: &[Header]) -> OwnedHeaders {
@@ -214,7 +226,12 @@ fn to_kafka_headers(headers: &[Header]) -> OwnedHeaders {
 
 /// Sends failed deliveries again once their backoff has passed.
 fn resend_loop(rx: Receiver<Resend>, producer: OutputProducer) {
-    while let Ok(resend) = rx.recv() {
+    loop {
+        let resend = match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(resend) => resend,
+            Err(RecvTimeoutError::Timeout) if !producer.closed.load(Ordering::SeqCst) => continue,
+            Err(_) => return,
+        };
         let wait = resend.not_before.saturating_duration_since(Instant::now());
         std::thread::sleep(wait);
         let message = resend.message;
