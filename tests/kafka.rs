@@ -5,40 +5,16 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use common::kafka::*;
 use common::model::expected_reminder;
-use common::*;
 use rdkafka::message::{Message, OwnedMessage};
 use serde_json::Value;
 use todo_events::sample::{SampleEvent, generate};
 
 const SETTLE: Duration = Duration::from_secs(120);
-
-/// The `[kafka]` section for tests: fast failure detection so takeovers are quick.
-fn kafka_section(brokers: &str) -> String {
-    format!(
-        r#"[kafka]
-brokers = "{brokers}"
-[kafka.properties]
-"session.timeout.ms" = "6000"
-"heartbeat.interval.ms" = "500"
-"#
-    )
-}
-
-fn write_config(dir: &Path, text: &str) -> PathBuf {
-    let path = dir.join(format!("{}.toml", unique("pipelines")));
-    std::fs::write(&path, text).expect("write config");
-    path
-}
-
-fn wasm(name: &str) -> String {
-    plugin(name).display().to_string()
-}
 
 fn start() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-11-26T09:00:00Z")
@@ -235,53 +211,6 @@ fn todo_flow_produces_exactly_what_spec_implies() {
         }
     }
     assert_eq!(weir.terminate(), Some(0));
-}
-
-/// A pipeline around the chaos plugin on fresh topics: (config, input, output, dlq, group).
-fn chaos_config(
-    brokers: &str,
-    partitions: i32,
-    plugin_config: &str,
-    policy: &str,
-) -> (String, String, String, String, String) {
-    let input = unique("chaos-in");
-    let output = unique("chaos-out");
-    let dlq = format!("{input}.dlq");
-    let group = format!("{input}-group");
-    let text = format!(
-        r#"{kafka}
-[topics.{input}]
-partitions = {partitions}
-[topics.{output}]
-partitions = {partitions}
-
-[[pipeline]]
-name = "chaos"
-input = "{input}"
-group = "{group}"
-plugins = [{{ path = "{chaos}", config = {{ {plugin_config} }} }}]
-outputs = {{ out = "{output}" }}
-dlq = "{dlq}"
-{policy}
-"#,
-        kafka = kafka_section(brokers),
-        chaos = wasm("chaos_plugin"),
-    );
-    (text, input, output, dlq, group)
-}
-
-fn commands(values: &[&str]) -> Vec<Record> {
-    values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            (
-                Some(format!("k{i}")),
-                Some(v.as_bytes().to_vec()),
-                Vec::new(),
-            )
-        })
-        .collect()
 }
 
 #[test]

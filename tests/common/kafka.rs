@@ -18,7 +18,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::{ClientConfig, Offset};
 
-use super::root;
+use super::{plugin, root};
 
 /// A nisshi broker process; killed when dropped, and when the test process dies.
 pub struct Broker {
@@ -435,4 +435,112 @@ impl Drop for Weir {
             let _ = child.wait();
         }
     }
+}
+
+impl Weir {
+    /// The address of the operations endpoint, from the start-up log line.
+    pub fn ops_address(&self) -> String {
+        let mut address = None;
+        wait_until(Duration::from_secs(60), "the metrics endpoint", || {
+            address = self.log_text().lines().find_map(|l| {
+                l.split("on http://")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()
+                    .map(str::to_owned)
+            });
+            address.is_some()
+        });
+        address.expect("checked above")
+    }
+}
+
+/// A plain HTTP GET: (status, body).
+pub fn http_get(address: &str, path: &str) -> (u16, String) {
+    use std::io::Write;
+    let mut stream = TcpStream::connect(address).expect("connect to the metrics endpoint");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").expect("send request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read response");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("an HTTP status line");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The `[kafka]` section for tests: fast failure detection so takeovers are quick.
+pub fn kafka_section(brokers: &str) -> String {
+    format!(
+        r#"[kafka]
+brokers = "{brokers}"
+[kafka.properties]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "500"
+[metrics]
+listen = "127.0.0.1:0"
+"#
+    )
+}
+
+pub fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join(format!("{}.toml", unique("pipelines")));
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+pub fn wasm(name: &str) -> String {
+    plugin(name).display().to_string()
+}
+
+/// A pipeline around the chaos plugin on fresh topics: (config, input, output, dlq, group).
+pub fn chaos_config(
+    brokers: &str,
+    partitions: i32,
+    plugin_config: &str,
+    policy: &str,
+) -> (String, String, String, String, String) {
+    let input = unique("chaos-in");
+    let output = unique("chaos-out");
+    let dlq = format!("{input}.dlq");
+    let group = format!("{input}-group");
+    let text = format!(
+        r#"{kafka}
+[topics.{input}]
+partitions = {partitions}
+[topics.{output}]
+partitions = {partitions}
+
+[[pipeline]]
+name = "chaos"
+input = "{input}"
+group = "{group}"
+plugins = [{{ path = "{chaos}", config = {{ {plugin_config} }} }}]
+outputs = {{ out = "{output}" }}
+dlq = "{dlq}"
+{policy}
+"#,
+        kafka = kafka_section(brokers),
+        chaos = wasm("chaos_plugin"),
+    );
+    (text, input, output, dlq, group)
+}
+
+pub fn commands(values: &[&str]) -> Vec<Record> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            (
+                Some(format!("k{i}")),
+                Some(v.as_bytes().to_vec()),
+                Vec::new(),
+            )
+        })
+        .collect()
 }

@@ -20,7 +20,7 @@ use crate::config::{EnvString, WeirConfig};
 use crate::kafka::Brokers;
 use crate::pipeline::{Runtime, install_signal_handlers, load_plugins};
 use crate::plugin::PluginEngine;
-use crate::telemetry::Metrics;
+use crate::telemetry::{Health, Metrics};
 
 /// Longest the demo waits for the pipelines to catch up.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(300);
@@ -38,7 +38,8 @@ pub fn run(config_path: &Path, events: usize) -> anyhow::Result<ExitCode> {
     brokers.provision(&config)?;
     let stop = Arc::new(AtomicBool::new(false));
     install_signal_handlers(&stop)?;
-    let runtime = Runtime::start(&config, &brokers, plugins, Metrics::new(), stop)?;
+    let health = Arc::new(Health::default());
+    let runtime = Runtime::start(&config, &brokers, plugins, Metrics::new(), health, stop)?;
     // Produce once every pipeline holds its partitions, so latency measures the
     // pipelines, not the consumer groups forming.
     let joining = Instant::now();

@@ -3,6 +3,7 @@
 
 mod check;
 mod demo;
+mod dlq;
 mod run;
 mod test;
 
@@ -43,6 +44,11 @@ pub enum Command {
         #[arg(long, default_value_t = 1000)]
         events: usize,
     },
+    /// Look into a pipeline's dead-letter topic, or replay it to the source topic.
+    Dlq {
+        #[command(subcommand)]
+        command: dlq::DlqCommand,
+    },
     /// Load the config and every plugin, init them, and exit 0 or explain.
     Check {
         /// The pipelines file.
@@ -67,6 +73,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Run { config } => run::run(&config),
         Command::Demo { config, events } => demo::run(&config, events),
         Command::Check { config } => check::run(&config),
+        Command::Dlq { command } => dlq::run(command),
         Command::Test(args) => test::run(args),
     };
     match result {

@@ -10,7 +10,7 @@ use crate::config::WeirConfig;
 use crate::kafka::Brokers;
 use crate::pipeline::{Runtime, install_signal_handlers, load_plugins};
 use crate::plugin::PluginEngine;
-use crate::telemetry::Metrics;
+use crate::telemetry::{Health, Metrics, OpsEndpoint};
 
 pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = WeirConfig::load(config_path)?;
@@ -23,7 +23,15 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     brokers.provision(&config)?;
     let stop = Arc::new(AtomicBool::new(false));
     install_signal_handlers(&stop)?;
-    let runtime = Runtime::start(&config, &brokers, plugins, Metrics::new(), stop)?;
+    let metrics = Metrics::new();
+    let health = Arc::new(Health::default());
+    let endpoint = OpsEndpoint::spawn(
+        &config.metrics.listen.0,
+        metrics.clone(),
+        health.clone(),
+        stop.clone(),
+    )?;
+    let runtime = Runtime::start(&config, &brokers, plugins, metrics, health, stop)?;
     while !runtime.stopping() {
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -31,6 +39,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         "shutting down: no new records; finishing in-flight ones (a second signal exits at once)"
     );
     runtime.shutdown()?;
+    endpoint.join();
     tracing::info!("stopped cleanly: outputs delivered, offsets committed");
     Ok(ExitCode::SUCCESS)
 }

@@ -419,6 +419,15 @@ impl PartitionRunner {
     }
 
     fn handle(&self, chain: &mut Chain, event: &Event) -> Handled {
+        // Lines about this record (plugin logs included) carry its correlation id.
+        let _span = event
+            .headers
+            .iter()
+            .find(|h| h.key == "correlation_id")
+            .map(|h| {
+                tracing::info_span!("record", correlation_id = %String::from_utf8_lossy(&h.value))
+                    .entered()
+            });
         let Some(probe) = self.permit() else {
             return Handled::Abandoned;
         };

@@ -12,7 +12,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use rdkafka::Offset;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::topic_partition_list::TopicPartitionList;
 
 use super::Chain;
 use super::runner::{PartitionSet, PipelineShared, to_event};
@@ -75,9 +77,9 @@ impl Runtime {
         brokers: &Brokers,
         plugins: Vec<Vec<Arc<PluginVersion>>>,
         metrics: Metrics,
+        health: Arc<Health>,
         stop: Arc<AtomicBool>,
     ) -> anyhow::Result<Runtime> {
-        let health = Arc::new(Health::default());
         let base = brokers.client_config(config);
         let producer = OutputProducer::spawn(&base, health.clone())
             .context("cannot create the Kafka producer")?;
@@ -91,6 +93,9 @@ impl Runtime {
                 health.clone(),
             ));
             shared.metrics.circuit_open.set(0);
+            for version in &shared.versions {
+                metrics.declare_plugin(&version.name);
+            }
             health.pipeline_assigned(pipeline.name(), false);
             let set = Arc::new(PartitionSet::new(shared.clone()));
             let context =
@@ -120,10 +125,26 @@ impl Runtime {
             consumers.push((pipeline.name().to_owned(), thread));
         }
         let probe: BaseConsumer = base.create().context("cannot create the broker probe")?;
+        let lags = config
+            .pipelines
+            .iter()
+            .map(|p| {
+                let offsets: BaseConsumer = base
+                    .clone()
+                    .set("group.id", p.group())
+                    .create()
+                    .context("cannot create the lag reader")?;
+                Ok(LagReader {
+                    offsets,
+                    topic: p.input().to_owned(),
+                    metrics: metrics.pipeline(p.name()),
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let (watch_stop, watch_health) = (stop.clone(), health.clone());
         let watchdog = std::thread::Builder::new()
             .name("weir-watchdog".into())
-            .spawn(move || watch(probe, watch_health, watch_stop))
+            .spawn(move || watch(probe, lags, watch_health, watch_stop))
             .context("cannot start the watchdog thread")?;
         Ok(Runtime {
             stop,
@@ -215,9 +236,45 @@ fn consume(
     tracing::info!(pipeline = %shared.name, "stopped");
 }
 
-/// Asks the broker for metadata every [`PROBE_EVERY`]; no answer within that
-/// time is broker trouble (a frozen broker raises no error by itself).
-fn watch(probe: BaseConsumer, health: Arc<Health>, stop: Arc<AtomicBool>) {
+/// Reads one pipeline's consumer lag: high watermarks minus committed offsets.
+struct LagReader {
+    /// A client with the pipeline's `group.id` (never subscribed), to read commits.
+    offsets: BaseConsumer,
+    topic: String,
+    metrics: crate::telemetry::PipelineMetrics,
+}
+
+impl LagReader {
+    fn refresh(&self) -> Result<(), rdkafka::error::KafkaError> {
+        let metadata = self
+            .offsets
+            .fetch_metadata(Some(&self.topic), PROBE_EVERY)?;
+        let mut tpl = TopicPartitionList::new();
+        for topic in metadata.topics() {
+            for partition in topic.partitions() {
+                tpl.add_partition(&self.topic, partition.id());
+            }
+        }
+        let committed = self.offsets.committed_offsets(tpl, PROBE_EVERY)?;
+        for element in committed.elements() {
+            let (low, high) =
+                self.offsets
+                    .fetch_watermarks(&self.topic, element.partition(), PROBE_EVERY)?;
+            let position = match element.offset() {
+                Offset::Offset(n) => n,
+                _ => low,
+            };
+            self.metrics
+                .lag(&self.topic, element.partition(), (high - position).max(0));
+        }
+        Ok(())
+    }
+}
+
+/// Asks the broker for metadata every [`PROBE_EVERY`] (no answer within that time is
+/// broker trouble: a frozen broker raises no error by itself) and refreshes the
+/// consumer lag gauges.
+fn watch(probe: BaseConsumer, lags: Vec<LagReader>, health: Arc<Health>, stop: Arc<AtomicBool>) {
     let mut next = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         if Instant::now() >= next {
@@ -225,7 +282,15 @@ fn watch(probe: BaseConsumer, health: Arc<Health>, stop: Arc<AtomicBool>) {
                 .fetch_metadata(None, PROBE_EVERY)
                 .map(drop)
                 .map_err(|e| format!("no metadata answer within {PROBE_EVERY:?}: {e}"));
+            let answered = result.is_ok();
             health.probe_result(result);
+            if answered {
+                for reader in &lags {
+                    if let Err(error) = reader.refresh() {
+                        tracing::debug!(topic = %reader.topic, %error, "cannot refresh consumer lag");
+                    }
+                }
+            }
             next = Instant::now() + PROBE_EVERY;
         }
         std::thread::sleep(Duration::from_millis(100));

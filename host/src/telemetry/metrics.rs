@@ -158,6 +158,13 @@ impl Metrics {
         }
     }
 
+    /// Makes a plugin's reload counters visible (at 0) from start-up.
+    pub fn declare_plugin(&self, plugin: &str) {
+        for outcome in ["ok", "rejected"] {
+            self.plugin_reloads.with_label_values(&[plugin, outcome]);
+        }
+    }
+
     pub fn plugin_reloaded(&self, plugin: &str, ok: bool) {
         self.plugin_reloads
             .with_label_values(&[plugin, if ok { "ok" } else { "rejected" }])

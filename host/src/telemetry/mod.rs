@@ -2,9 +2,11 @@
 //! metrics; `health` is the readiness state the runtime reports into.
 
 pub mod health;
+pub mod http;
 pub mod metrics;
 
 pub use health::Health;
+pub use http::OpsEndpoint;
 pub use metrics::{Metrics, PipelineMetrics};
 
 use tracing_subscriber::EnvFilter;

@@ -1,0 +1,373 @@
+//! `weir dlq inspect|replay`: look into a pipeline's dead-letter topic, and
+//! re-publish its records to their source topic once the cause is fixed.
+//!
+//! Replay remembers how far it got as the committed offsets of the consumer group
+//! `weir-dlq-replay-<pipeline>[-<reason>]` on the DLQ topic, so a second replay does
+//! not send the same records again.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{Header as KafkaHeader, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::topic_partition_list::TopicPartitionList;
+use rdkafka::{ClientConfig, Offset};
+
+use crate::config::{PipelineConfig, WeirConfig};
+use crate::kafka::{Brokers, CONNECT_TIMEOUT};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum DlqCommand {
+    /// Show the latest dead-lettered records and a count by reason.
+    Inspect {
+        #[command(flatten)]
+        target: Target,
+        /// How many records to show (the most recent).
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Only records with this `weir.error.reason` (invalid, retries-exhausted, trap, ...).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Re-publish dead-lettered records to their source topic, with their original
+    /// key, value and headers (weir.* removed, `weir.replayed` added).
+    Replay {
+        #[command(flatten)]
+        target: Target,
+        /// Only records with this `weir.error.reason`.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Show what would be replayed; send and record nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// The pipeline whose dead-letter topic to use.
+    #[arg(long)]
+    pipeline: String,
+    /// The pipelines file.
+    #[arg(long, default_value = "pipelines.toml")]
+    config: std::path::PathBuf,
+}
+
+pub fn run(command: DlqCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        DlqCommand::Inspect {
+            target,
+            limit,
+            reason,
+        } => inspect(&target, limit, reason.as_deref()),
+        DlqCommand::Replay {
+            target,
+            reason,
+            dry_run,
+        } => replay(&target, reason.as_deref(), dry_run),
+    }
+}
+
+fn open(target: &Target) -> anyhow::Result<(WeirConfig, PipelineConfig, ClientConfig)> {
+    let config = WeirConfig::load(&target.config)?;
+    let Some(pipeline) = config
+        .pipelines
+        .iter()
+        .find(|p| p.name() == target.pipeline)
+        .cloned()
+    else {
+        let names: Vec<_> = config.pipelines.iter().map(|p| p.name()).collect();
+        bail!(
+            "no pipeline {:?} in {} (pipelines: {})",
+            target.pipeline,
+            target.config.display(),
+            names.join(", ")
+        );
+    };
+    if config.kafka.brokers.0 == "embedded" {
+        bail!(
+            "the embedded cluster lives inside a running weir process; point [kafka] brokers (or KAFKA_BROKERS) at a real cluster"
+        );
+    }
+    let brokers = Brokers::connect(&config)?;
+    brokers.check_reachable(&config)?;
+    let client = brokers.client_config(&config);
+    Ok((config, pipeline, client))
+}
+
+fn header<'a>(message: &'a OwnedMessage, key: &str) -> Option<&'a str> {
+    message
+        .headers()?
+        .iter()
+        .filter(|h| h.key == key)
+        .last()
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// Reads `topic` from `start` (per partition; missing = beginning) up to the high
+/// watermarks as they are now.
+fn read_snapshot(
+    client: &ClientConfig,
+    topic: &str,
+    start: &BTreeMap<i32, i64>,
+    mut each: impl FnMut(OwnedMessage),
+) -> anyhow::Result<BTreeMap<i32, i64>> {
+    let consumer: BaseConsumer = client
+        .clone()
+        .set("group.id", "weir-dlq-reader")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), CONNECT_TIMEOUT)?;
+    let Some(meta) = metadata.topics().first().filter(|t| t.error().is_none()) else {
+        bail!("dead-letter topic {topic} does not exist (yet): nothing was dead-lettered");
+    };
+    let mut ends = BTreeMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for partition in meta.partitions() {
+        let id = partition.id();
+        let (low, high) = consumer.fetch_watermarks(topic, id, CONNECT_TIMEOUT)?;
+        let from = start.get(&id).copied().unwrap_or(low).max(low);
+        if from < high {
+            tpl.add_partition_offset(topic, id, Offset::Offset(from))?;
+            ends.insert(id, high);
+        }
+    }
+    let targets = ends.clone();
+    if tpl.count() > 0 {
+        consumer.assign(&tpl)?;
+        let mut remaining = ends.clone();
+        while !remaining.is_empty() {
+            match consumer.poll(Duration::from_secs(10)) {
+                Some(Ok(message)) => {
+                    let (partition, offset) = (message.partition(), message.offset());
+                    if let Some(end) = remaining.get(&partition)
+                        && offset + 1 >= *end
+                    {
+                        remaining.remove(&partition);
+                    }
+                    each(message.detach());
+                }
+                Some(Err(error)) => bail!("reading {topic}: {error}"),
+                None => bail!("reading {topic}: no record within 10s; the broker may be unhealthy"),
+            }
+        }
+    }
+    Ok(targets)
+}
+
+fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut short: String = text.chars().take(max.saturating_sub(1)).collect();
+    short.push('…');
+    short
+}
+
+fn inspect(target: &Target, limit: usize, reason: Option<&str>) -> anyhow::Result<ExitCode> {
+    let (_, pipeline, client) = open(target)?;
+    let dlq = pipeline.dlq();
+    let mut rows = Vec::new();
+    let mut by_reason: BTreeMap<String, usize> = BTreeMap::new();
+    read_snapshot(&client, &dlq, &BTreeMap::new(), |m| {
+        let r = header(&m, "weir.error.reason").unwrap_or("?").to_owned();
+        if reason.is_some_and(|want| want != r) {
+            return;
+        }
+        *by_reason.entry(r.clone()).or_default() += 1;
+        rows.push((
+            header(&m, "weir.failed-at").unwrap_or("?").to_owned(),
+            format!(
+                "{}/{}",
+                header(&m, "weir.source.partition").unwrap_or("?"),
+                header(&m, "weir.source.offset").unwrap_or("?")
+            ),
+            r,
+            header(&m, "weir.error.message").unwrap_or("").to_owned(),
+            m.key()
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .unwrap_or_else(|| "-".into()),
+        ));
+    })?;
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    let shown = rows.len().saturating_sub(limit);
+    println!("dead-letter topic {dlq} of pipeline {}", pipeline.name());
+    println!(
+        "{:<24}  {:<12}  {:<17}  {:<48}  key",
+        "failed at", "source p/off", "reason", "message"
+    );
+    for (at, source, r, message, key) in &rows[shown..] {
+        println!(
+            "{at:<24}  {source:<12}  {r:<17}  {:<48}  {}",
+            cut(message, 48),
+            cut(key, 36)
+        );
+    }
+    println!();
+    let total: usize = by_reason.values().sum();
+    println!(
+        "{total} record(s){}",
+        if shown > 0 {
+            format!(", latest {limit} shown")
+        } else {
+            String::new()
+        }
+    );
+    for (r, n) in &by_reason {
+        println!("  {r:<17} {n}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The replay group: progress is kept per pipeline and reason filter.
+fn replay_group(pipeline: &str, reason: Option<&str>) -> String {
+    match reason {
+        Some(reason) => format!("weir-dlq-replay-{pipeline}-{reason}"),
+        None => format!("weir-dlq-replay-{pipeline}"),
+    }
+}
+
+/// Original headers without `weir.*`, plus `weir.replayed` counting replays.
+fn replay_headers(message: &OwnedMessage) -> OwnedHeaders {
+    let replayed = header(message, "weir.replayed")
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(0)
+        + 1;
+    let mut headers = OwnedHeaders::new();
+    if let Some(original) = message.headers() {
+        for h in original.iter().filter(|h| !h.key.starts_with("weir.")) {
+            headers = headers.insert(KafkaHeader {
+                key: h.key,
+                value: h.value,
+            });
+        }
+    }
+    headers.insert(KafkaHeader {
+        key: "weir.replayed",
+        value: Some(replayed.to_string().as_bytes()),
+    })
+}
+
+fn replay(target: &Target, reason: Option<&str>, dry_run: bool) -> anyhow::Result<ExitCode> {
+    let (_, pipeline, client) = open(target)?;
+    let dlq = pipeline.dlq();
+    let group = replay_group(pipeline.name(), reason);
+    let progress: BaseConsumer = client
+        .clone()
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let metadata = progress.fetch_metadata(Some(&dlq), CONNECT_TIMEOUT)?;
+    let mut tpl = TopicPartitionList::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            tpl.add_partition(&dlq, p.id());
+        }
+    }
+    let start: BTreeMap<i32, i64> = progress
+        .committed_offsets(tpl, CONNECT_TIMEOUT)
+        .context("cannot read replay progress")?
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(n) => Some((e.partition(), n)),
+            _ => None,
+        })
+        .collect();
+
+    let mut pending = Vec::new();
+    let ends = read_snapshot(&client, &dlq, &start, |m| pending.push(m))?;
+    let chosen: Vec<&OwnedMessage> = pending
+        .iter()
+        .filter(|m| reason.is_none_or(|want| header(m, "weir.error.reason") == Some(want)))
+        .collect();
+    let mut by_topic: BTreeMap<String, usize> = BTreeMap::new();
+    for m in &chosen {
+        *by_topic
+            .entry(header(m, "weir.source.topic").unwrap_or("?").to_owned())
+            .or_default() += 1;
+    }
+    let summary: Vec<String> = by_topic
+        .iter()
+        .map(|(t, n)| format!("{n} to {t}"))
+        .collect();
+    if dry_run {
+        println!(
+            "dry run: would replay {} record(s) from {dlq} ({}); {} other(s) skipped; nothing sent",
+            chosen.len(),
+            if summary.is_empty() {
+                "none".to_owned()
+            } else {
+                summary.join(", ")
+            },
+            pending.len() - chosen.len()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if chosen.is_empty() {
+        println!("nothing to replay from {dlq} (progress is kept in consumer group {group})");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let producer: ThreadedProducer<DefaultProducerContext> = client
+        .clone()
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()?;
+    let bar = ProgressBar::new(chosen.len() as u64).with_style(
+        ProgressStyle::with_template("replaying [{bar:40}] {pos}/{len} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    for m in &chosen {
+        let Some(topic) = header(m, "weir.source.topic") else {
+            bar.suspend(|| {
+                eprintln!(
+                    "skipping {dlq} {}/{}: no weir.source.topic header",
+                    m.partition(),
+                    m.offset()
+                )
+            });
+            continue;
+        };
+        let mut record = BaseRecord::to(topic).headers(replay_headers(m));
+        if let Some(key) = m.key() {
+            record = record.key(key);
+        }
+        if let Some(value) = m.payload() {
+            record = record.payload(value);
+        }
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+        bar.inc(1);
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .context("not every replayed record was acknowledged; progress was not recorded, so a retry resends them")?;
+    let mut done = TopicPartitionList::new();
+    for (partition, end) in &ends {
+        done.add_partition_offset(&dlq, *partition, Offset::Offset(*end))?;
+    }
+    progress
+        .commit(&done, CommitMode::Sync)
+        .context("records were replayed but progress could not be recorded")?;
+    bar.finish_and_clear();
+    println!(
+        "replayed {} record(s) from {dlq}: {}; {} other(s) skipped; progress kept in consumer group {group}",
+        chosen.len(),
+        summary.join(", "),
+        pending.len() - chosen.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,88 @@
+//! The operations endpoint on `[metrics] listen`: `/metrics` (Prometheus text),
+//! `/healthz` (the process is alive) and `/readyz` (200 when every pipeline holds
+//! its assignment and the broker answers; 503 with the reason otherwise).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::Context;
+use tiny_http::{Header, Response, Server};
+
+use super::{Health, Metrics};
+
+/// The endpoint's thread and the address it actually listens on.
+pub struct OpsEndpoint {
+    pub address: SocketAddr,
+    thread: JoinHandle<()>,
+}
+
+impl OpsEndpoint {
+    /// Binds `listen` and serves until `stop` is set.
+    pub fn spawn(
+        listen: &str,
+        metrics: Metrics,
+        health: Arc<Health>,
+        stop: Arc<AtomicBool>,
+    ) -> anyhow::Result<OpsEndpoint> {
+        let server = Server::http(listen)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .with_context(|| {
+                format!("cannot listen on {listen} for /metrics; change [metrics] listen")
+            })?;
+        let address = server
+            .server_addr()
+            .to_ip()
+            .with_context(|| format!("{listen} is not a TCP address"))?;
+        let thread = std::thread::Builder::new()
+            .name("weir-http".into())
+            .spawn(move || serve(server, metrics, health, stop))
+            .context("cannot start the HTTP thread")?;
+        tracing::info!(%address, "serving /metrics, /healthz and /readyz on http://{address}");
+        Ok(OpsEndpoint { address, thread })
+    }
+
+    pub fn join(self) {
+        let _ = self.thread.join();
+    }
+}
+
+fn text_header(content_type: &str) -> Header {
+    Header::from_bytes(&b"Content-Type"[..], content_type.as_bytes())
+        .expect("a valid static header")
+}
+
+fn serve(server: Server, metrics: Metrics, health: Arc<Health>, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::SeqCst) {
+        let request = match server.recv_timeout(Duration::from_millis(200)) {
+            Ok(Some(request)) => request,
+            Ok(None) => continue,
+            Err(error) => {
+                tracing::warn!(%error, "metrics endpoint error");
+                continue;
+            }
+        };
+        let path = request
+            .url()
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let response = match path.as_str() {
+            "/metrics" => Response::from_string(metrics.render())
+                .with_header(text_header("text/plain; version=0.0.4; charset=utf-8")),
+            "/healthz" => Response::from_string("ok\n").with_header(text_header("text/plain")),
+            "/readyz" => match health.readiness() {
+                Ok(()) => Response::from_string("ready\n").with_header(text_header("text/plain")),
+                Err(reason) => Response::from_string(format!("not ready: {reason}\n"))
+                    .with_status_code(503)
+                    .with_header(text_header("text/plain")),
+            },
+            _ => Response::from_string("not found: try /metrics, /healthz or /readyz\n")
+                .with_status_code(404),
+        };
+        let _ = request.respond(response);
+    }
+}
