@@ -157,3 +157,34 @@ fn garbage_and_missing_plugins_are_refused_with_the_path() {
     );
     assert!(err.contains("-p no-such-plugin"), "{err}");
 }
+
+#[test]
+fn json_logs_carry_the_plugin_and_the_record() {
+    let input = jsonl(&[line("log")]);
+    let output = run(weir()
+        .args(["--log-format", "json", "test"])
+        .arg(plugin("chaos_plugin"))
+        .arg("--input")
+        .arg(input.path()));
+    assert!(output.status.success());
+    let err = stderr(&output);
+    let line = err
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("chaos log at offset 0"))
+        })
+        .unwrap_or_else(|| panic!("no JSON log line from the plugin in:\n{err}"));
+    assert_eq!(line["level"], "WARN");
+    assert!(
+        line["fields"]["plugin"]
+            .as_str()
+            .unwrap()
+            .starts_with("chaos_plugin@"),
+        "{line}"
+    );
+    assert_eq!(line["fields"]["pipeline"], "weir-test");
+    assert_eq!(line["fields"]["offset"], 0);
+}

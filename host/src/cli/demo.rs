@@ -65,18 +65,10 @@ pub fn run(config_path: &Path, events: usize) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     for input in &inputs {
         for sample in &samples {
-            let mut record = BaseRecord::to(input)
+            let record = BaseRecord::to(input)
                 .key(sample.key.as_bytes())
                 .payload(sample.value.as_slice());
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((_, back)) => {
-                        record = back;
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                }
-            }
+            crate::kafka::send_waiting(&producer, record);
         }
     }
     producer

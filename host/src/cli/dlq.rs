@@ -341,15 +341,7 @@ fn replay(target: &Target, reason: Option<&str>, dry_run: bool) -> anyhow::Resul
         if let Some(value) = m.payload() {
             record = record.payload(value);
         }
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
-        }
+        crate::kafka::send_waiting(&producer, record);
         bar.inc(1);
     }
     producer

@@ -17,11 +17,13 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, Top
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::DefaultProducerContext;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::{Cleanup, TopicConfig, WeirConfig};
+use crate::plugin::Header;
 
 pub use offsets::OffsetTracker;
 
@@ -279,10 +281,79 @@ impl Brokers {
     }
 }
 
+/// A message's headers as plugin headers (a null value becomes empty).
+pub fn headers_of(message: &impl Message) -> Vec<Header> {
+    message
+        .headers()
+        .map(|hs| {
+            hs.iter()
+                .map(|h| Header {
+                    key: h.key.to_owned(),
+                    value: h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Sends with a plain producer, waiting while its local queue is full. For tools
+/// (demo, DLQ replay); the pipelines use [`producer::OutputProducer`].
+pub fn send_waiting(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    mut record: BaseRecord<'_, [u8], [u8]>,
+) {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((_, back)) => {
+                record = back;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
 /// A small runtime to drive the admin client's futures.
 fn block_on_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a current-thread runtime can always be built")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(properties: &str) -> WeirConfig {
+        let text = format!("[kafka]\nbrokers = \"127.0.0.1:1\"\n[kafka.properties]\n{properties}");
+        WeirConfig::parse(&text, "test.toml").expect("valid config")
+    }
+
+    #[test]
+    fn tls_and_scram_properties_are_supported_by_the_client() {
+        let config = config(
+            r#""security.protocol" = "SASL_SSL"
+"sasl.mechanism" = "SCRAM-SHA-512"
+"sasl.username" = "weir"
+"sasl.password" = "secret"
+"#,
+        );
+        let brokers = Brokers::connect(&config).expect("no connection is made yet");
+        let client = brokers.client_config(&config);
+        assert_eq!(client.get("security.protocol"), Some("SASL_SSL"));
+        client
+            .create::<BaseConsumer>()
+            .expect("librdkafka is built with TLS and SCRAM");
+    }
+
+    #[test]
+    fn properties_pass_through_and_override_defaults() {
+        let config = config("\"linger.ms\" = \"50\"\n");
+        let brokers = Brokers::connect(&config).unwrap();
+        let client = brokers.client_config(&config);
+        assert_eq!(client.get("bootstrap.servers"), Some("127.0.0.1:1"));
+        assert_eq!(client.get("client.id"), Some("weir"));
+        assert_eq!(client.get("linger.ms"), Some("50"));
+    }
 }

@@ -12,7 +12,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header as KafkaHeader, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{Header as KafkaHeader, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
 use super::OffsetTracker;
@@ -235,17 +235,7 @@ fn resend_loop(rx: Receiver<Resend>, producer: OutputProducer) {
         let wait = resend.not_before.saturating_duration_since(Instant::now());
         std::thread::sleep(wait);
         let message = resend.message;
-        let headers: Vec<Header> = message
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| Header {
-                        key: h.key.to_owned(),
-                        value: h.value.map(<[u8]>::to_vec).unwrap_or_default(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let headers = super::headers_of(&message);
         producer.send(
             OutRecord {
                 topic: message.topic(),

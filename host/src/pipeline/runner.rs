@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use rdkafka::Offset;
 use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::topic_partition_list::TopicPartitionList;
 
 use super::{Chain, ChainFailure};
@@ -23,7 +23,7 @@ use crate::config::{PipelineConfig, RetryConfig};
 use crate::kafka::OffsetTracker;
 use crate::kafka::consumer::{PipelineConsumer, RebalanceHandler};
 use crate::kafka::producer::{OutRecord, OutputProducer, Ticket};
-use crate::plugin::{CallError, CallSite, Event, Header, Output, PluginVersion};
+use crate::plugin::{CallError, CallSite, Event, Output, PluginVersion};
 use crate::policy::{CircuitBreaker, DeadLetter, Decision, Permit, decide};
 use crate::telemetry::{Health, PipelineMetrics};
 
@@ -331,17 +331,7 @@ pub fn to_event(message: &BorrowedMessage<'_>) -> Event {
         timestamp_ms: message.timestamp().to_millis(),
         key: message.key().map(<[u8]>::to_vec),
         value: message.payload().map(<[u8]>::to_vec),
-        headers: message
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| Header {
-                        key: h.key.to_owned(),
-                        value: h.value.map(<[u8]>::to_vec).unwrap_or_default(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
+        headers: crate::kafka::headers_of(message),
     }
 }
 
@@ -545,7 +535,7 @@ impl PartitionRunner {
     fn produce(&self, event: &Event, routed: &[(String, Output)]) {
         self.tracker.register(event.offset, routed.len() as u32);
         if routed.is_empty() {
-            self.observe_latency(event);
+            self.shared.metrics.record_latency(event.timestamp_ms);
         }
         for (topic, output) in routed {
             self.shared.producer.send(
@@ -557,18 +547,6 @@ impl PartitionRunner {
                 },
                 self.ticket(event),
             );
-        }
-    }
-
-    fn observe_latency(&self, event: &Event) {
-        if let Some(ts) = event.timestamp_ms {
-            let now_ms = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
-            self.shared
-                .metrics
-                .latency
-                .observe((now_ms - ts).max(0) as f64 / 1000.0);
         }
     }
 

@@ -24,6 +24,7 @@ use crate::kafka::consumer::{PipelineConsumer, PipelineContext, consumer_config}
 use crate::kafka::producer::OutputProducer;
 use crate::plugin::{PluginEngine, PluginVersion};
 use crate::telemetry::{Health, Metrics};
+use prometheus::IntGauge;
 
 /// How often completed offsets are committed.
 pub const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
@@ -141,10 +142,11 @@ impl Runtime {
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let (watch_stop, watch_health) = (stop.clone(), health.clone());
+        let (watch_stop, watch_health, watch_ready) =
+            (stop.clone(), health.clone(), metrics.ready.clone());
         let watchdog = std::thread::Builder::new()
             .name("weir-watchdog".into())
-            .spawn(move || watch(probe, lags, watch_health, watch_stop))
+            .spawn(move || watch(probe, lags, watch_health, watch_ready, watch_stop))
             .context("cannot start the watchdog thread")?;
         Ok(Runtime {
             stop,
@@ -274,7 +276,13 @@ impl LagReader {
 /// Asks the broker for metadata every [`PROBE_EVERY`] (no answer within that time is
 /// broker trouble: a frozen broker raises no error by itself) and refreshes the
 /// consumer lag gauges.
-fn watch(probe: BaseConsumer, lags: Vec<LagReader>, health: Arc<Health>, stop: Arc<AtomicBool>) {
+fn watch(
+    probe: BaseConsumer,
+    lags: Vec<LagReader>,
+    health: Arc<Health>,
+    ready: IntGauge,
+    stop: Arc<AtomicBool>,
+) {
     let mut next = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         if Instant::now() >= next {
@@ -293,6 +301,7 @@ fn watch(probe: BaseConsumer, lags: Vec<LagReader>, health: Arc<Health>, stop: A
             }
             next = Instant::now() + PROBE_EVERY;
         }
+        ready.set(i64::from(health.readiness().is_ok()));
         std::thread::sleep(Duration::from_millis(100));
     }
 }

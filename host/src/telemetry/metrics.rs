@@ -22,6 +22,8 @@ pub struct Metrics {
     end_to_end_latency: HistogramVec,
     circuit_open: IntGaugeVec,
     plugin_reloads: IntCounterVec,
+    /// 1 while `/readyz` would answer 200 (for alerting; not in SPEC §6's table).
+    pub ready: IntGauge,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -132,6 +134,17 @@ impl Metrics {
                 "Hot reloads by outcome.",
                 &["plugin", "outcome"],
             ),
+            ready: {
+                let gauge = IntGauge::new(
+                    "weir_ready",
+                    "1 while every pipeline is assigned and the broker answers.",
+                )
+                .expect("valid metric definition");
+                registry
+                    .register(Box::new(gauge.clone()))
+                    .expect("metric names are unique");
+                gauge
+            },
             registry,
         }
     }
@@ -214,6 +227,16 @@ impl PipelineMetrics {
             .consumer_lag
             .with_label_values(&[self.name.as_str(), topic, &partition.to_string()])
             .set(lag);
+    }
+
+    /// Observes end-to-end latency from a record timestamp (ms since the epoch) to now.
+    pub fn record_latency(&self, timestamp_ms: Option<i64>) {
+        if let Some(ts) = timestamp_ms {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            self.latency.observe((now_ms - ts).max(0) as f64 / 1000.0);
+        }
     }
 
     /// Estimates a quantile of the end-to-end latency, in seconds, by linear

@@ -1,0 +1,250 @@
+//! The deployment files, checked at the YAML level (no Docker engine runs here):
+//! everything docker-compose mounts or builds from exists, the Dockerfile builds the
+//! way the README says, and the Prometheus config and alert rules parse and only use
+//! metrics weir exports.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::root;
+use yaml_rust2::{Yaml, YamlLoader};
+
+fn load(path: &str) -> Yaml {
+    let text = std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+    YamlLoader::load_from_str(&text)
+        .unwrap_or_else(|e| panic!("{path} is not YAML: {e}"))
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("{path} is empty"))
+}
+
+fn strings(yaml: &Yaml) -> Vec<String> {
+    yaml.as_vec()
+        .map(|v| {
+            v.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The metric names weir exports (SPEC §6, plus `weir_ready`), read from a live
+/// registry so this list cannot drift from the code.
+fn exported_metrics() -> HashSet<String> {
+    let metrics = weir::telemetry::Metrics::new();
+    let p = metrics.pipeline("p");
+    p.consumed.inc();
+    p.plugin_call("x", "ok", 0.1);
+    p.produced("t", true);
+    p.retries.inc();
+    p.dead_lettered("invalid");
+    p.lag("t", 0, 0);
+    p.latency.observe(0.1);
+    p.circuit_open.set(0);
+    metrics.plugin_reloaded("x", true);
+    metrics
+        .render()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(|name| {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .fold(name.to_owned(), |n, suffix| {
+                    n.strip_suffix(suffix).map_or(n.clone(), str::to_owned)
+                })
+        })
+        .collect()
+}
+
+#[test]
+fn compose_mounts_and_builds_only_files_that_exist() {
+    let compose = load("docker-compose.yml");
+    let services = compose["services"].as_hash().expect("services");
+    let names: HashSet<&str> = services.keys().filter_map(Yaml::as_str).collect();
+    for wanted in ["redpanda", "console", "weir", "prometheus", "grafana"] {
+        assert!(
+            names.contains(wanted),
+            "service {wanted} missing: {names:?}"
+        );
+    }
+    for (name, service) in services {
+        for volume in strings(&service["volumes"]) {
+            let host = volume.split(':').next().unwrap();
+            if host.starts_with("./") {
+                assert!(
+                    root().join(host).exists(),
+                    "{name:?} mounts {host}, which does not exist"
+                );
+            }
+        }
+    }
+    let build = &compose["services"]["weir"]["build"];
+    let context = build["context"]
+        .as_str()
+        .expect("weir builds from a context");
+    let dockerfile = root()
+        .join(context)
+        .join(build["dockerfile"].as_str().unwrap_or("Dockerfile"));
+    assert!(dockerfile.exists(), "{} missing", dockerfile.display());
+    let redpanda = strings(&compose["services"]["redpanda"]["command"]).join(" ");
+    assert!(
+        redpanda.contains("--schema-registry-addr"),
+        "schema registry enabled"
+    );
+    assert!(redpanda.contains("--pandaproxy-addr"), "HTTP proxy enabled");
+    assert!(
+        redpanda.contains("--memory=1G") && redpanda.contains("--smp=1"),
+        "sized for a laptop"
+    );
+    let weir_env = &compose["services"]["weir"]["environment"];
+    assert_eq!(weir_env["KAFKA_BROKERS"].as_str(), Some("redpanda:9092"));
+}
+
+#[test]
+fn dockerfile_builds_the_way_the_readme_says() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let section = readme
+        .split("### Build from source")
+        .nth(1)
+        .expect("README has a 'Build from source' section");
+    let block = section
+        .split("```sh")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a sh block");
+    let commands: Vec<&str> = block
+        .lines()
+        .map(|l| l.split('#').next().unwrap().trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert!(!commands.is_empty());
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    let runs: Vec<&str> = dockerfile
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("RUN "))
+        .collect();
+    for command in &commands {
+        assert!(
+            runs.iter().any(|r| r.trim() == *command),
+            "Dockerfile does not RUN {command:?} (RUN lines: {runs:?})"
+        );
+    }
+    // The image runs the config it copies, with plugins where that config expects them.
+    let pipelines = std::fs::read_to_string(root().join("pipelines.toml")).unwrap();
+    for plugin in ["task_validator", "reminder_deriver", "ui_projector"] {
+        let path = format!("target/wasm32-wasip2/release/{plugin}.wasm");
+        assert!(pipelines.contains(&path), "pipelines.toml expects {path}");
+        assert!(
+            dockerfile.contains(&format!("/src/{path}")),
+            "Dockerfile copies {path}"
+        );
+    }
+    assert!(dockerfile.contains("COPY pipelines.toml /app/pipelines.toml"));
+}
+
+#[test]
+fn prometheus_scrapes_weir_and_loads_the_mounted_rules() {
+    let prometheus = load("deploy/prometheus.yml");
+    let targets = strings(&prometheus["scrape_configs"][0]["static_configs"][0]["targets"]);
+    assert_eq!(targets, ["weir:9464"]);
+    let compose = load("docker-compose.yml");
+    let mounts = strings(&compose["services"]["prometheus"]["volumes"]).join(" ");
+    for rule_file in strings(&prometheus["rule_files"]) {
+        assert!(
+            mounts.contains(&format!(":{rule_file}")),
+            "{rule_file} is not mounted: {mounts}"
+        );
+    }
+}
+
+#[test]
+fn alert_rules_parse_and_use_exported_metrics() {
+    let alerts = load("deploy/alerts.yml");
+    let exported = exported_metrics();
+    assert!(
+        exported.contains("weir_consumer_lag") && exported.contains("weir_ready"),
+        "{exported:?}"
+    );
+    let mut names = HashSet::new();
+    for group in alerts["groups"].as_vec().expect("groups") {
+        for rule in group["rules"].as_vec().expect("rules") {
+            let name = rule["alert"].as_str().expect("alert name");
+            names.insert(name.to_owned());
+            let expr = rule["expr"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name}: expr"));
+            assert!(
+                rule["labels"]["severity"].as_str().is_some(),
+                "{name}: severity"
+            );
+            assert!(
+                rule["annotations"]["summary"].as_str().is_some(),
+                "{name}: summary"
+            );
+            for word in expr.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
+                if word.starts_with("weir_") {
+                    assert!(
+                        exported.contains(word),
+                        "{name} uses {word}, which weir does not export"
+                    );
+                }
+            }
+        }
+    }
+    for wanted in [
+        "WeirConsumerLagGrowing",
+        "WeirDeadLettersGrowing",
+        "WeirCircuitOpen",
+        "WeirNotReady",
+    ] {
+        assert!(names.contains(wanted), "alert {wanted} missing");
+    }
+}
+
+#[test]
+fn the_grafana_dashboard_charts_exported_metrics() {
+    let text = std::fs::read_to_string(root().join("deploy/grafana/dashboards/weir.json")).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("dashboard JSON");
+    let exported = exported_metrics();
+    let mut charted = HashSet::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            for word in expr.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
+                let base = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .fold(word.to_owned(), |w, s| {
+                        w.strip_suffix(s).map_or(w.clone(), str::to_owned)
+                    });
+                if base.starts_with("weir_") {
+                    assert!(exported.contains(&base), "panel uses {word}");
+                    charted.insert(base);
+                }
+            }
+        }
+    }
+    for wanted in [
+        "weir_records_consumed_total",
+        "weir_plugin_call_duration_seconds",
+        "weir_consumer_lag",
+        "weir_dlq_records_total",
+        "weir_circuit_open",
+    ] {
+        assert!(
+            charted.contains(wanted),
+            "the dashboard does not chart {wanted}"
+        );
+    }
+    let provider = load("deploy/grafana/provisioning/dashboards/weir.yml");
+    assert_eq!(
+        provider["providers"][0]["options"]["path"].as_str(),
+        Some("/var/lib/grafana/dashboards")
+    );
+    let datasource = load("deploy/grafana/provisioning/datasources/prometheus.yml");
+    assert_eq!(
+        datasource["datasources"][0]["url"].as_str(),
+        Some("http://prometheus:9090")
+    );
+}
