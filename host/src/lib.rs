@@ -10,4 +10,5 @@ pub mod kafka;
 pub mod pipeline;
 pub mod plugin;
 pub mod policy;
+pub mod reload;
 pub mod telemetry;

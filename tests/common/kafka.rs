@@ -346,6 +346,11 @@ pub struct Weir {
 
 impl Weir {
     pub fn start(config: &Path, log_dir: &Path, name: &str) -> Weir {
+        Weir::start_with(config, log_dir, name, &[])
+    }
+
+    /// `weir run --config CONFIG` plus `extra` arguments (e.g. `--watch`).
+    pub fn start_with(config: &Path, log_dir: &Path, name: &str, extra: &[&str]) -> Weir {
         let log = log_dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_weir"))
@@ -356,6 +361,7 @@ impl Weir {
             )
             .args(["run", "--config"])
             .arg(config)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(file)

@@ -41,6 +41,8 @@ pub fn plugin(name: &str) -> PathBuf {
                 "ui-projector",
                 "-p",
                 "chaos-plugin",
+                "-p",
+                "stamp-plugin",
             ])
             .status()
             .expect("cannot run cargo to build the plugins");
@@ -50,6 +52,40 @@ pub fn plugin(name: &str) -> PathBuf {
     let path = dir.join(format!("{name}.wasm"));
     assert!(path.exists(), "{} was not built", path.display());
     path
+}
+
+/// Builds the stamp plugin with `WEIR_STAMP=stamp` and returns a copy of it that
+/// no later build overwrites.
+pub fn stamp_build(stamp: &str) -> PathBuf {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    plugin("task_validator");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(root())
+        .env("WEIR_STAMP", stamp)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--quiet",
+            "-p",
+            "stamp-plugin",
+        ])
+        .status()
+        .expect("cannot run cargo to build the stamp plugin");
+    assert!(status.success(), "building the stamp plugin failed");
+    let dir = wasm_dir()
+        .parent()
+        .expect("target/wasm32-wasip2")
+        .join("stamp-builds");
+    std::fs::create_dir_all(&dir).expect("stamp-builds dir");
+    let copy = dir.join(format!("{stamp}.wasm"));
+    std::fs::copy(wasm_dir().join("stamp_plugin.wasm"), &copy).expect("copy the stamp build");
+    copy
 }
 
 /// A `weir` command, run from the repository root.

@@ -33,6 +33,9 @@ pub enum Command {
         /// The pipelines file.
         #[arg(long, default_value = "pipelines.toml")]
         config: PathBuf,
+        /// Hot reload: swap in changed plugin files, apply live config changes.
+        #[arg(long)]
+        watch: bool,
     },
     /// The embedded cluster, the Todo pipelines and generated task events, with a
     /// summary table at the end.
@@ -70,7 +73,7 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     init_logging(cli.log_format, default_level);
     let result = match cli.command {
-        Command::Run { config } => run::run(&config),
+        Command::Run { config, watch } => run::run(&config, watch),
         Command::Demo { config, events } => demo::run(&config, events),
         Command::Check { config } => check::run(&config),
         Command::Dlq { command } => dlq::run(command),

@@ -10,9 +10,10 @@ use crate::config::WeirConfig;
 use crate::kafka::Brokers;
 use crate::pipeline::{Runtime, install_signal_handlers, load_plugins};
 use crate::plugin::PluginEngine;
+use crate::reload;
 use crate::telemetry::{Health, Metrics, OpsEndpoint};
 
-pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
+pub fn run(config_path: &Path, watch: bool) -> anyhow::Result<ExitCode> {
     let config = WeirConfig::load(config_path)?;
     let engine = PluginEngine::new()?;
     let plugins = load_plugins(&config, &engine)?;
@@ -31,7 +32,26 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         health.clone(),
         stop.clone(),
     )?;
-    let runtime = Runtime::start(&config, &brokers, plugins, metrics, health, stop)?;
+    let runtime = Runtime::start(
+        &config,
+        &brokers,
+        plugins,
+        metrics.clone(),
+        health,
+        stop.clone(),
+    )?;
+    let reloader = if watch {
+        Some(reload::spawn(
+            config_path,
+            config,
+            engine,
+            runtime.pipelines.clone(),
+            metrics,
+            stop,
+        )?)
+    } else {
+        None
+    };
     while !runtime.stopping() {
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -40,6 +60,9 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     );
     runtime.shutdown()?;
     endpoint.join();
+    if let Some(reloader) = reloader {
+        reloader.join();
+    }
     tracing::info!("stopped cleanly: outputs delivered, offsets committed");
     Ok(ExitCode::SUCCESS)
 }

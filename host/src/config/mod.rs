@@ -62,7 +62,7 @@ pub struct WeirConfig {
     pub base_dir: PathBuf,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct KafkaConfig {
     /// Bootstrap servers, or `embedded` for the in-process development cluster.
@@ -93,7 +93,7 @@ fn default_client_id() -> EnvString {
     EnvString("weir".into())
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct MetricsConfig {
     #[serde(default = "default_listen")]
@@ -112,7 +112,7 @@ fn default_listen() -> EnvString {
     EnvString("127.0.0.1:9464".into())
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct TopicConfig {
     #[serde(default = "one")]
@@ -193,7 +193,7 @@ impl PipelineConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PluginConfig {
     pub path: EnvString,
@@ -212,7 +212,7 @@ impl PluginConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RetryConfig {
     #[serde(default = "default_attempts")]
@@ -245,7 +245,7 @@ fn default_max_backoff() -> HumanDuration {
     HumanDuration(Duration::from_secs(30))
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct LimitsConfig {
     #[serde(default = "default_memory")]
@@ -289,7 +289,7 @@ fn default_max_output() -> ByteSize {
     ByteSize(Limits::default().max_output as u64)
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct CircuitConfig {
     #[serde(default = "default_ratio")]

@@ -5,6 +5,8 @@
 //! fault. It does not retry, route or produce: that is the runner's job.
 
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use std::time::{Duration, Instant};
 
 use crate::plugin::{
@@ -52,6 +54,22 @@ impl Chain {
             })
             .collect::<Result<_, LoadError>>()?;
         Ok(Chain { stages })
+    }
+
+    /// Moves every stage to the version in its slot, if that changed (a hot reload).
+    /// Called between records, so a record never sees two versions of a plugin.
+    /// The new instance is made lazily, on the stage's next call.
+    pub fn sync(&mut self, slots: &[ArcSwap<PluginVersion>]) -> Vec<Arc<PluginVersion>> {
+        let mut swapped = Vec::new();
+        for (stage, slot) in self.stages.iter_mut().zip(slots) {
+            let current = slot.load();
+            if !Arc::ptr_eq(&current, &stage.version) {
+                stage.version = Arc::clone(&current);
+                stage.instance = None;
+                swapped.push(stage.version.clone());
+            }
+        }
+        swapped
     }
 
     /// The plugin versions, in chain order.

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use rdkafka::Offset;
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -39,9 +40,11 @@ pub struct PipelineShared {
     pub dlq: String,
     /// Logical output name -> topic.
     pub outputs: HashMap<String, String>,
-    pub retry: RetryConfig,
-    /// The chain's plugin versions; each runner instantiates its own chain.
-    pub versions: Vec<Arc<PluginVersion>>,
+    /// Replaced whole by a config reload.
+    pub retry: Mutex<RetryConfig>,
+    /// One slot per chain stage holding the version to run; a hot reload stores a
+    /// new version and each runner moves to it at its next record boundary.
+    pub plugins: Vec<ArcSwap<PluginVersion>>,
     pub producer: OutputProducer,
     pub breaker: Mutex<CircuitBreaker>,
     pub metrics: PipelineMetrics,
@@ -65,8 +68,8 @@ impl PipelineShared {
                 .iter()
                 .map(|(name, topic)| (name.clone(), topic.get_ref().clone()))
                 .collect(),
-            retry: config.retry,
-            versions,
+            retry: Mutex::new(config.retry),
+            plugins: versions.into_iter().map(ArcSwap::new).collect(),
             producer,
             breaker: Mutex::new(CircuitBreaker::new(&config.circuit)),
             metrics,
@@ -76,6 +79,19 @@ impl PipelineShared {
 
     fn breaker(&self) -> std::sync::MutexGuard<'_, CircuitBreaker> {
         self.breaker.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The current plugin versions, in chain order.
+    pub fn versions(&self) -> Vec<Arc<PluginVersion>> {
+        self.plugins.iter().map(|slot| slot.load_full()).collect()
+    }
+
+    pub fn retry(&self) -> RetryConfig {
+        *self.retry.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn set_retry(&self, retry: RetryConfig) {
+        *self.retry.lock().unwrap_or_else(PoisonError::into_inner) = retry;
     }
 
     /// Whether the consumer should pause the pipeline's partitions now.
@@ -372,7 +388,7 @@ impl PartitionRunner {
 
     fn run(self, rx: Receiver<Event>) {
         let mut chain = loop {
-            match Chain::new(&self.shared.versions) {
+            match Chain::new(&self.shared.versions()) {
                 Ok(chain) => break chain,
                 Err(error) => {
                     tracing::error!(pipeline = %self.shared.name, partition = self.partition, %error, "cannot start the plugin chain; retrying");
@@ -422,6 +438,10 @@ impl PartitionRunner {
             return Handled::Abandoned;
         };
         let shared = &self.shared;
+        for version in chain.sync(&shared.plugins) {
+            tracing::info!(pipeline = %shared.name, partition = self.partition, offset = event.offset, plugin = %version.label, "now running the reloaded plugin");
+        }
+        let retry = shared.retry();
         let site = CallSite {
             pipeline: shared.name.clone(),
             partition: self.partition,
@@ -445,12 +465,7 @@ impl PartitionRunner {
                 }
                 Err(failure) => failure,
             };
-            match decide(
-                failure.error.kind(),
-                attempt,
-                &shared.retry,
-                fastrand::f64(),
-            ) {
+            match decide(failure.error.kind(), attempt, &retry, fastrand::f64()) {
                 Decision::Retry(delay) => {
                     shared.metrics.retries.inc();
                     tracing::debug!(

@@ -66,6 +66,8 @@ pub struct Runtime {
     consumers: Vec<(String, JoinHandle<()>)>,
     /// Probes the broker so that an outage is noticed even when idle.
     watchdog: JoinHandle<()>,
+    /// The running pipelines, in config order (the reloader swaps their plugins).
+    pub pipelines: Vec<Arc<PipelineShared>>,
     producer: OutputProducer,
     pub metrics: Metrics,
     pub health: Arc<Health>,
@@ -85,6 +87,7 @@ impl Runtime {
         let producer = OutputProducer::spawn(&base, health.clone())
             .context("cannot create the Kafka producer")?;
         let mut consumers = Vec::new();
+        let mut pipelines = Vec::new();
         for (pipeline, versions) in config.pipelines.iter().zip(plugins) {
             let shared = Arc::new(PipelineShared::new(
                 pipeline,
@@ -94,10 +97,11 @@ impl Runtime {
                 health.clone(),
             ));
             shared.metrics.circuit_open.set(0);
-            for version in &shared.versions {
+            for version in shared.versions() {
                 metrics.declare_plugin(&version.name);
             }
             health.pipeline_assigned(pipeline.name(), false);
+            pipelines.push(shared.clone());
             let set = Arc::new(PartitionSet::new(shared.clone()));
             let context =
                 PipelineContext::new(pipeline.name().to_owned(), health.clone(), set.clone());
@@ -115,7 +119,7 @@ impl Runtime {
             })?;
             tracing::info!(
                 pipeline = pipeline.name(), input = pipeline.input(), group = %pipeline.group(), dlq = %pipeline.dlq(),
-                plugins = ?shared.versions.iter().map(|v| v.label.to_string()).collect::<Vec<_>>(),
+                plugins = ?shared.versions().iter().map(|v| v.label.to_string()).collect::<Vec<_>>(),
                 "pipeline started"
             );
             let loop_stop = stop.clone();
@@ -152,6 +156,7 @@ impl Runtime {
             stop,
             consumers,
             watchdog,
+            pipelines,
             producer,
             metrics,
             health,

@@ -55,6 +55,15 @@ impl CircuitBreaker {
         }
     }
 
+    /// Takes new settings (a config reload); the window starts afresh.
+    pub fn reconfigure(&mut self, config: &CircuitConfig) {
+        self.failure_ratio = config.failure_ratio;
+        self.window = config.window.max(1) as usize;
+        self.cooldown = config.cooldown.0;
+        self.outcomes.clear();
+        self.failures = 0;
+    }
+
     /// Whether consumption should be paused (open, or half-open).
     pub fn is_open(&self) -> bool {
         !matches!(self.state, State::Closed)

@@ -1,0 +1,281 @@
+//! Hot reload end to end (`weir run --watch`): plugins swapped under load lose and
+//! double nothing, bad plugins are refused while the old one keeps serving, and live
+//! config changes apply to the next record.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::time::Duration;
+
+use common::kafka::*;
+use common::*;
+use rdkafka::message::{Message, OwnedMessage};
+
+const SETTLE: Duration = Duration::from_secs(120);
+
+fn stamped_config(
+    brokers: &str,
+    plugin: &Path,
+    partitions: i32,
+) -> (String, String, String, String) {
+    let input = unique("stamp-in");
+    let output = unique("stamp-out");
+    let group = format!("{input}-group");
+    let text = format!(
+        r#"{kafka}
+[topics.{input}]
+partitions = {partitions}
+[topics.{output}]
+partitions = {partitions}
+
+[[pipeline]]
+name = "stamped"
+input = "{input}"
+group = "{group}"
+plugins = [{{ path = "{plugin}" }}]
+outputs = {{ out = "{output}" }}
+"#,
+        kafka = kafka_section(brokers),
+        plugin = plugin.display(),
+    );
+    (text, input, output, group)
+}
+
+fn count(weir: &Weir, needle: &str) -> usize {
+    weir.log_text().matches(needle).count()
+}
+
+fn wait_for_log(weir: &Weir, needle: &str, times: usize) {
+    wait_until(Duration::from_secs(60), needle, || {
+        count(weir, needle) >= times
+    });
+}
+
+#[test]
+fn plugins_swapped_under_load_lose_and_double_nothing() {
+    let brokers = shared_broker();
+    let dir = tempfile::tempdir().unwrap();
+    let builds: Vec<_> = ["v0", "v1", "v2", "v3"]
+        .iter()
+        .map(|v| stamp_build(v))
+        .collect();
+    let live = dir.path().join("stamp.wasm");
+    std::fs::copy(&builds[0], &live).unwrap();
+    let (text, input, output, group) = stamped_config(brokers, &live, 6);
+    let config = write_config(dir.path(), &text);
+    let weir = Weir::start_with(&config, dir.path(), "weir", &["--watch"]);
+    weir.wait_ready(1);
+
+    let total = 20_000;
+    let producer = {
+        let (brokers, input) = (brokers.to_owned(), input.clone());
+        std::thread::spawn(move || {
+            let records: Vec<Record> = (0..total)
+                .map(|i| {
+                    (
+                        Some(format!("k{}", i % 50)),
+                        Some(format!("msg-{i}").into_bytes()),
+                        Vec::new(),
+                    )
+                })
+                .collect();
+            for chunk in records.chunks(500) {
+                produce(&brokers, &input, chunk);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    for (n, build) in builds.iter().enumerate().skip(1) {
+        std::thread::sleep(Duration::from_millis(700));
+        // A plain copy: the file is truncated, then written; the debounce must wait.
+        std::fs::copy(build, &live).unwrap();
+        wait_for_log(&weir, "plugin reloaded", n);
+    }
+    producer.join().unwrap();
+    wait_until(SETTLE, "lag 0", || lag(brokers, &group, &input) == 0);
+
+    let outs = read_topic(brokers, &output, total, SETTLE);
+    assert_eq!(outs.len(), total, "every input yields exactly one output");
+    let values: HashSet<Vec<u8>> = outs.iter().map(|m| m.payload().unwrap().to_vec()).collect();
+    assert_eq!(values.len(), total, "no input is doubled");
+    let version = |m: &OwnedMessage| header(m, "stamp").unwrap()[1..].parse::<u32>().unwrap();
+    let mut per_source: BTreeMap<(i32, String), Vec<(i64, u32)>> = BTreeMap::new();
+    for m in &outs {
+        let source = header(m, "source-partition").unwrap().to_owned();
+        let offset: i64 = header(m, "source-offset").unwrap().parse().unwrap();
+        per_source
+            .entry((m.partition(), source))
+            .or_default()
+            .push((offset, version(m)));
+    }
+    for (source, records) in &per_source {
+        for pair in records.windows(2) {
+            assert!(pair[0].0 < pair[1].0, "{source:?}: out of order {pair:?}");
+            assert!(
+                pair[0].1 <= pair[1].1,
+                "{source:?}: an older version after a newer one {pair:?}"
+            );
+        }
+    }
+    let seen: HashSet<u32> = outs.iter().map(version).collect();
+    assert!(
+        seen.contains(&0) && seen.contains(&3),
+        "swaps happened under load: {seen:?}"
+    );
+    assert_eq!(count(&weir, "plugin reloaded"), 3);
+    assert_eq!(count(&weir, "reload rejected"), 0);
+    assert_eq!(count(&weir, "partitions revoked"), 0, "no rebalance");
+    assert_eq!(weir.terminate(), Some(0));
+}
+
+/// Produces one record and returns the `stamp` of its output.
+fn probe(brokers: &str, input: &str, output: &str, n: usize) -> String {
+    let value = format!("probe-{n}");
+    produce(
+        brokers,
+        input,
+        &[(
+            Some("p".into()),
+            Some(value.clone().into_bytes()),
+            Vec::new(),
+        )],
+    );
+    let mut stamp = None;
+    wait_until(SETTLE, "the probe's output", || {
+        stamp = read_topic(brokers, output, n, Duration::from_secs(3))
+            .iter()
+            .find(|m| m.payload() == Some(value.as_bytes()))
+            .and_then(|m| header(m, "stamp").map(str::to_owned));
+        stamp.is_some()
+    });
+    stamp.expect("checked above")
+}
+
+#[test]
+fn bad_plugins_are_refused_and_the_old_one_keeps_serving() {
+    let brokers = shared_broker();
+    let dir = tempfile::tempdir().unwrap();
+    let (v1, v2, broken) = (
+        stamp_build("v1"),
+        stamp_build("v2"),
+        stamp_build("broken-init"),
+    );
+    let live = dir.path().join("stamp.wasm");
+    std::fs::copy(&v1, &live).unwrap();
+    let (text, input, output, _) = stamped_config(brokers, &live, 1);
+    let config = write_config(dir.path(), &text);
+    let weir = Weir::start_with(&config, dir.path(), "weir", &["--watch"]);
+    weir.wait_ready(1);
+    let ops = weir.ops_address();
+    assert_eq!(probe(brokers, &input, &output, 1), "v1");
+
+    std::fs::write(&live, b"this is not a wasm component").unwrap();
+    wait_for_log(&weir, "reload rejected", 1);
+    assert!(
+        weir.log_text()
+            .contains("is not a valid WebAssembly component")
+    );
+    assert_eq!(probe(brokers, &input, &output, 2), "v1", "garbage refused");
+
+    let bytes = std::fs::read(&v2).unwrap();
+    std::fs::write(&live, &bytes[..bytes.len() / 2]).unwrap();
+    wait_for_log(&weir, "reload rejected", 2);
+    assert_eq!(
+        probe(brokers, &input, &output, 3),
+        "v1",
+        "truncated file refused"
+    );
+
+    std::fs::copy(&broken, &live).unwrap();
+    wait_for_log(&weir, "reload rejected", 3);
+    assert!(
+        weir.log_text().contains("refuses to start"),
+        "init failure named: {}",
+        weir.log_text()
+            .lines()
+            .filter(|l| l.contains("reload"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(
+        probe(brokers, &input, &output, 4),
+        "v1",
+        "init failure refused"
+    );
+
+    std::fs::copy(&v2, &live).unwrap();
+    wait_for_log(&weir, "plugin reloaded", 1);
+    assert_eq!(
+        probe(brokers, &input, &output, 5),
+        "v2",
+        "a good version is picked up"
+    );
+
+    let metrics = http_get(&ops, "/metrics").1;
+    assert!(
+        metrics.contains(r#"weir_plugin_reloads_total{outcome="rejected",plugin="stamp"} 3"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"weir_plugin_reloads_total{outcome="ok",plugin="stamp"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        weir.log_text().contains(&live.display().to_string()),
+        "the log names the path"
+    );
+    assert_eq!(weir.terminate(), Some(0));
+}
+
+#[test]
+fn a_config_reload_applies_limits_to_the_next_record_and_names_what_needs_a_restart() {
+    let brokers = shared_broker();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = r#"retry = { max-attempts = 1 }
+limits = { timeout = "100ms" }"#;
+    let (text, input, output, dlq, _) = chaos_config(brokers, 1, "", policy);
+    let config = write_config(dir.path(), &text);
+    let weir = Weir::start_with(&config, dir.path(), "weir", &["--watch"]);
+    weir.wait_ready(1);
+    produce(brokers, &input, &commands(&["loop"]));
+    let dead = read_topic(brokers, &dlq, 1, SETTLE);
+    assert!(
+        header(&dead[0], "weir.error.message")
+            .unwrap()
+            .contains("100ms"),
+        "{:?}",
+        header(&dead[0], "weir.error.message")
+    );
+
+    std::fs::write(
+        &config,
+        text.replace(r#"timeout = "100ms""#, r#"timeout = "300ms""#),
+    )
+    .unwrap();
+    wait_for_log(&weir, "config change applied", 1);
+    produce(brokers, &input, &commands(&["loop"]));
+    let dead = read_topic(brokers, &dlq, 2, SETTLE);
+    assert_eq!(dead.len(), 2);
+    assert!(
+        header(&dead[1], "weir.error.message")
+            .unwrap()
+            .contains("300ms"),
+        "the next record uses the new limit"
+    );
+
+    let other = unique("elsewhere");
+    let moved = text
+        .replace(r#"timeout = "100ms""#, r#"timeout = "300ms""#)
+        .replace(
+            &format!(r#"outputs = {{ out = "{output}" }}"#),
+            &format!(r#"outputs = {{ out = "{other}" }}"#),
+        )
+        .replace("[[pipeline]]", &format!("[topics.{other}]\n\n[[pipeline]]"));
+    std::fs::write(&config, moved).unwrap();
+    wait_for_log(&weir, "need a restart", 1);
+    let log = weir.log_text();
+    assert!(log.contains("changes to outputs need a restart"), "{log}");
+    assert!(log.contains("[topics]"), "{log}");
+    assert_eq!(weir.terminate(), Some(0));
+}
