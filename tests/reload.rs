@@ -279,3 +279,107 @@ limits = { timeout = "100ms" }"#;
     assert!(log.contains("[topics]"), "{log}");
     assert_eq!(weir.terminate(), Some(0));
 }
+
+/// A measurement, not a test: run by hand and record the figures in BENCHMARKS.md.
+/// `cargo test --release -p weir --test reload -- --ignored --nocapture measure`
+#[test]
+#[ignore = "a measurement run by hand; see BENCHMARKS.md"]
+fn measure_reload_latency_and_throughput_dip() {
+    use chrono::{DateTime, Utc};
+    let broker = start_broker();
+    let brokers = broker.address.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let (v0, v1) = (stamp_build("v0"), stamp_build("v1"));
+    let live = dir.path().join("stamp.wasm");
+    std::fs::copy(&v0, &live).unwrap();
+    let (text, input, _, group) = stamped_config(brokers, &live, 6);
+    create_topic(brokers, &input, 6);
+    let total = 300_000usize;
+    let records: Vec<Record> = (0..total)
+        .map(|i| {
+            (
+                Some(format!("k{}", i % 97)),
+                Some(format!("{i:0>380}").into_bytes()),
+                Vec::new(),
+            )
+        })
+        .collect();
+    produce(brokers, &input, &records);
+    let config = write_config(dir.path(), &text);
+    let weir = Weir::start_with(&config, dir.path(), "weir", &["--watch"]);
+    let ops = weir.ops_address();
+    let consumed = |ops: &str| {
+        let metrics = http_get(ops, "/metrics").1;
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("weir_records_consumed_total{pipeline=\"stamped\"} "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let started = std::time::Instant::now();
+    let mut samples = Vec::new();
+    let mut swap_at = None;
+    let mut swapped_wall = None;
+    while started.elapsed() < Duration::from_secs(120) {
+        let now = started.elapsed().as_secs_f64();
+        let count = consumed(&ops);
+        samples.push((now, count));
+        if swap_at.is_none() && count > total as f64 * 0.3 {
+            std::fs::copy(&v1, &live).unwrap();
+            swapped_wall = DateTime::<Utc>::from_timestamp_millis(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as i64,
+            );
+            swap_at = Some(started.elapsed().as_secs_f64());
+        }
+        if count >= total as f64 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let swap_at = swap_at.expect("the swap happened");
+    let rates: Vec<(f64, f64)> = samples
+        .windows(2)
+        .map(|w| (w[1].0, (w[1].1 - w[0].1) / (w[1].0 - w[0].0)))
+        .collect();
+    let mut before: Vec<f64> = rates
+        .iter()
+        .filter(|(t, _)| *t < swap_at && *t > 1.0)
+        .map(|(_, r)| *r)
+        .collect();
+    before.sort_by(f64::total_cmp);
+    let steady = before.get(before.len() / 2).copied().unwrap_or(0.0);
+    let around: Vec<f64> = rates
+        .iter()
+        .filter(|(t, _)| *t >= swap_at && *t <= swap_at + 2.0)
+        .map(|(_, r)| *r)
+        .collect();
+    let dip = around.iter().copied().fold(f64::INFINITY, f64::min);
+    let log = weir.log_text();
+    let first_serving = log
+        .lines()
+        .find(|l| l.contains("now running the reloaded plugin"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|ts| DateTime::parse_from_rfc3339(ts).ok())
+        .map(|ts| ts.with_timezone(&Utc));
+    let reloaded_took = log
+        .lines()
+        .find(|l| l.contains("plugin reloaded"))
+        .and_then(|l| l.split("took=").nth(1))
+        .and_then(|t| t.split_whitespace().next())
+        .unwrap_or("?")
+        .to_owned();
+    let serving_ms = first_serving
+        .zip(swapped_wall)
+        .map(|(a, b)| (a - b).num_milliseconds());
+    println!(
+        "records: {total} x ~400 B on 6 partitions, one stamp plugin, backlog drained at full speed"
+    );
+    println!("steady throughput before the swap (median of 100 ms windows): {steady:.0} records/s");
+    println!("lowest 100 ms window within 2 s after the swap: {dip:.0} records/s");
+    println!("file change -> reloaded (debounce + compile + init): {reloaded_took}");
+    println!("file change -> first record on the new version: {serving_ms:?} ms");
+    assert_eq!(weir.terminate(), Some(0));
+}

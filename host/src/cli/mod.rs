@@ -3,6 +3,7 @@
 
 mod check;
 mod demo;
+mod dev;
 mod dlq;
 mod run;
 mod test;
@@ -47,6 +48,13 @@ pub enum Command {
         #[arg(long, default_value_t = 1000)]
         events: usize,
     },
+    /// The plugin author's loop: run with --watch and rebuild plugin crates whose
+    /// sources under plugins/ change.
+    Dev {
+        /// The pipelines file.
+        #[arg(long, default_value = "pipelines.toml")]
+        config: PathBuf,
+    },
     /// Look into a pipeline's dead-letter topic, or replay it to the source topic.
     Dlq {
         #[command(subcommand)]
@@ -77,6 +85,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Demo { config, events } => demo::run(&config, events),
         Command::Check { config } => check::run(&config),
         Command::Dlq { command } => dlq::run(command),
+        Command::Dev { config } => dev::run(&config),
         Command::Test(args) => test::run(args),
     };
     match result {
