@@ -292,7 +292,7 @@ fn measure_reload_latency_and_throughput_dip() {
     let (v0, v1) = (stamp_build("v0"), stamp_build("v1"));
     let live = dir.path().join("stamp.wasm");
     std::fs::copy(&v0, &live).unwrap();
-    let (text, input, _, group) = stamped_config(brokers, &live, 6);
+    let (text, input, _, _) = stamped_config(brokers, &live, 6);
     create_topic(brokers, &input, 6);
     let total = 300_000usize;
     let records: Vec<Record> = (0..total)
