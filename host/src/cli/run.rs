@@ -16,7 +16,17 @@ use crate::telemetry::{Health, Metrics, OpsEndpoint};
 pub fn run(config_path: &Path, watch: bool) -> anyhow::Result<ExitCode> {
     let config = WeirConfig::load(config_path)?;
     let engine = PluginEngine::new()?;
-    let plugins = load_plugins(&config, &engine)?;
+    let plugins = load_plugins(&config, &engine).map_err(|e| {
+        let missing = e
+            .chain()
+            .any(|c| c.to_string().starts_with("cannot read plugin"));
+        let hint = if missing {
+            "\n  build the plugins first: scripts/build-plugins"
+        } else {
+            ""
+        };
+        anyhow::anyhow!("{e:#}{hint}")
+    })?;
     let brokers = Brokers::connect(&config)?;
     if !brokers.is_embedded() {
         brokers.check_reachable(&config)?;

@@ -22,10 +22,10 @@ use crate::plugin::Limits;
 /// Why a config could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {reason}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// Bad TOML, an unknown key, a wrong type, an unset variable.
     #[error("{file}:{line}:{column}: {message}")]
@@ -412,9 +412,9 @@ impl<'de> Deserialize<'de> for ConfigValue {
 impl WeirConfig {
     /// Reads, parses and checks a config file.
     pub fn load(path: &Path) -> Result<WeirConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|reason| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            reason,
         })?;
         let mut config = WeirConfig::parse(&text, &path.display().to_string())?;
         config.base_dir = path.parent().map(Path::to_owned).unwrap_or_default();

@@ -34,15 +34,15 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     #[error(
-        "cannot reach Kafka at {brokers} within {timeout:?}: {source} (is the broker running? check [kafka] brokers)"
+        "cannot reach Kafka at {brokers} within {timeout:?}: {reason} (is the broker running? check [kafka] brokers)"
     )]
     Unreachable {
         brokers: String,
         timeout: Duration,
-        source: KafkaError,
+        reason: KafkaError,
     },
     #[error("cannot create Kafka client: {0}")]
-    Client(#[source] KafkaError),
+    Client(KafkaError),
     #[error("cannot create topic {topic}: {reason}")]
     CreateTopic { topic: String, reason: String },
     #[error(
@@ -50,7 +50,7 @@ pub enum BrokerError {
     )]
     MissingInput { pipeline: String, topic: String },
     #[error("the embedded cluster failed: {0}")]
-    Embedded(#[source] KafkaError),
+    Embedded(KafkaError),
 }
 
 /// Where the brokers are: a real cluster, or the in-process development one.
@@ -107,10 +107,10 @@ impl Brokers {
         consumer
             .fetch_metadata(None, CONNECT_TIMEOUT)
             .map(drop)
-            .map_err(|source| BrokerError::Unreachable {
+            .map_err(|reason| BrokerError::Unreachable {
                 brokers: self.bootstrap.clone(),
                 timeout: CONNECT_TIMEOUT,
-                source,
+                reason,
             })
     }
 
@@ -150,10 +150,10 @@ impl Brokers {
         for pipeline in &config.pipelines {
             let metadata = consumer
                 .fetch_metadata(Some(pipeline.input()), CONNECT_TIMEOUT)
-                .map_err(|source| BrokerError::Unreachable {
+                .map_err(|reason| BrokerError::Unreachable {
                     brokers: self.bootstrap.clone(),
                     timeout: CONNECT_TIMEOUT,
-                    source,
+                    reason,
                 })?;
             let exists = metadata
                 .topics()
@@ -203,10 +203,10 @@ impl Brokers {
         let runtime = block_on_runtime();
         let results = runtime
             .block_on(admin.create_topics(&new_topics, &options))
-            .map_err(|source| BrokerError::Unreachable {
+            .map_err(|reason| BrokerError::Unreachable {
                 brokers: self.bootstrap.clone(),
                 timeout: CONNECT_TIMEOUT,
-                source,
+                reason,
             })?;
         let mut existing = Vec::new();
         for result in results {

@@ -38,10 +38,10 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// reload, never a record failure.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read plugin {path}: {source}")]
+    #[error("cannot read plugin {path}: {reason}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     #[error("{path} is not a valid WebAssembly component: {message}")]
     Compile { path: PathBuf, message: String },
@@ -112,9 +112,9 @@ impl PluginEngine {
         config: Vec<(String, String)>,
         limits: Limits,
     ) -> Result<Arc<PluginVersion>, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+        let bytes = std::fs::read(path).map_err(|reason| LoadError::Read {
             path: path.to_owned(),
-            source,
+            reason,
         })?;
         let sha256 = hex(&Sha256::digest(&bytes));
         let component = Component::new(&self.engine, &bytes).map_err(|e| LoadError::Compile {
