@@ -27,7 +27,7 @@ pub struct Ticket {
     pub offset: i64,
     /// The source record's timestamp, for end-to-end latency.
     pub timestamp_ms: Option<i64>,
-    pub metrics: PipelineMetrics,
+    pub metrics: Arc<PipelineMetrics>,
     /// Deliveries of this message that failed so far.
     pub failures: u32,
 }

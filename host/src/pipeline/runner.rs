@@ -47,7 +47,8 @@ pub struct PipelineShared {
     pub plugins: Vec<ArcSwap<PluginVersion>>,
     pub producer: OutputProducer,
     pub breaker: Mutex<CircuitBreaker>,
-    pub metrics: PipelineMetrics,
+    /// Shared by every delivery ticket, so a ticket costs one reference count.
+    pub metrics: Arc<PipelineMetrics>,
     pub health: Arc<Health>,
 }
 
@@ -72,7 +73,7 @@ impl PipelineShared {
             plugins: versions.into_iter().map(ArcSwap::new).collect(),
             producer,
             breaker: Mutex::new(CircuitBreaker::new(&config.circuit)),
-            metrics,
+            metrics: Arc::new(metrics),
             health,
         }
     }
