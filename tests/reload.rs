@@ -14,30 +14,19 @@ use rdkafka::message::{Message, OwnedMessage};
 
 const SETTLE: Duration = Duration::from_secs(120);
 
+/// The stamp plugin at `plugin` in a pipeline "stamped": (config, input, output, group).
 fn stamped_config(
     brokers: &str,
     plugin: &Path,
     partitions: i32,
 ) -> (String, String, String, String) {
-    let input = unique("stamp-in");
-    let output = unique("stamp-out");
-    let group = format!("{input}-group");
-    let text = format!(
-        r#"{kafka}
-[topics.{input}]
-partitions = {partitions}
-[topics.{output}]
-partitions = {partitions}
-
-[[pipeline]]
-name = "stamped"
-input = "{input}"
-group = "{group}"
-plugins = [{{ path = "{plugin}" }}]
-outputs = {{ out = "{output}" }}
-"#,
-        kafka = kafka_section(brokers),
-        plugin = plugin.display(),
+    let (text, input, output, _, group) = one_plugin_config(
+        brokers,
+        "stamped",
+        &plugin.display().to_string(),
+        "",
+        partitions,
+        "",
     );
     (text, input, output, group)
 }

@@ -504,15 +504,18 @@ pub fn wasm(name: &str) -> String {
     plugin(name).display().to_string()
 }
 
-/// A pipeline around the chaos plugin on fresh topics: (config, input, output, dlq, group).
-pub fn chaos_config(
+/// One pipeline named `name` around one plugin, on fresh topics with `partitions`
+/// partitions: (config, input, output, dlq, group). `policy` adds pipeline keys.
+pub fn one_plugin_config(
     brokers: &str,
-    partitions: i32,
+    name: &str,
+    plugin: &str,
     plugin_config: &str,
+    partitions: i32,
     policy: &str,
 ) -> (String, String, String, String, String) {
-    let input = unique("chaos-in");
-    let output = unique("chaos-out");
+    let input = unique(&format!("{name}-in"));
+    let output = unique(&format!("{name}-out"));
     let dlq = format!("{input}.dlq");
     let group = format!("{input}-group");
     let text = format!(
@@ -523,18 +526,34 @@ partitions = {partitions}
 partitions = {partitions}
 
 [[pipeline]]
-name = "chaos"
+name = "{name}"
 input = "{input}"
 group = "{group}"
-plugins = [{{ path = "{chaos}", config = {{ {plugin_config} }} }}]
+plugins = [{{ path = "{plugin}", config = {{ {plugin_config} }} }}]
 outputs = {{ out = "{output}" }}
 dlq = "{dlq}"
 {policy}
 "#,
         kafka = kafka_section(brokers),
-        chaos = wasm("chaos_plugin"),
     );
     (text, input, output, dlq, group)
+}
+
+/// A pipeline around the chaos plugin on fresh topics: (config, input, output, dlq, group).
+pub fn chaos_config(
+    brokers: &str,
+    partitions: i32,
+    plugin_config: &str,
+    policy: &str,
+) -> (String, String, String, String, String) {
+    one_plugin_config(
+        brokers,
+        "chaos",
+        &wasm("chaos_plugin"),
+        plugin_config,
+        partitions,
+        policy,
+    )
 }
 
 pub fn commands(values: &[&str]) -> Vec<Record> {
