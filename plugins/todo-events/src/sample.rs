@@ -90,11 +90,23 @@ fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// Generates `count` records starting at `start`, 5% of them invalid.
+/// Generates `count` records for 8 users starting at `start`, 5% of them invalid.
 pub fn generate(count: usize, seed: u64, start: DateTime<Utc>) -> Vec<SampleEvent> {
+    generate_for_users(count, 8, seed, start)
+}
+
+/// Like [`generate`], spread over `users` users (the topic key), so that keys cover
+/// many partitions. Up to `max(40, 5 × users)` tasks are open at once.
+pub fn generate_for_users(
+    count: usize,
+    users: usize,
+    seed: u64,
+    start: DateTime<Utc>,
+) -> Vec<SampleEvent> {
     let mut rng = Rng(seed);
     let seed_text = seed.to_string();
-    let users: Vec<String> = (0..8)
+    let max_open = (5 * users).max(40);
+    let users: Vec<String> = (0..users.max(1))
         .map(|u| derive_id(&["sample-user", &seed_text, &u.to_string()]).to_string())
         .collect();
     let mut open: Vec<Task> = Vec::new();
@@ -109,7 +121,7 @@ pub fn generate(count: usize, seed: u64, start: DateTime<Utc>) -> Vec<SampleEven
             out.push(invalid(&mut rng, &users, &event_id, clock));
             continue;
         }
-        if open.is_empty() || (open.len() < 40 && rng.chance(35)) {
+        if open.is_empty() || (open.len() < max_open && rng.chance(35)) {
             let user = users[rng.below(users.len() as u64) as usize].clone();
             let due = rng
                 .chance(70)

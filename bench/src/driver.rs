@@ -1,0 +1,745 @@
+//! The benchmark driver. For every system and run it creates fresh topics, and then:
+//!
+//! - **throughput**: preloads the whole workload, starts the system, and times the
+//!   stretch from its first output to its last one as seen by a tail consumer;
+//!   CPU time is sampled from `/proc` at the same two instants;
+//! - **latency**: starts the system on empty topics, warms it up with the first
+//!   records, then offers the rest at a fixed rate and times each record from the
+//!   driver's `send` to its output arriving at the tail consumer.
+//!
+//! Peak RSS is the system's `VmHWM` just before it is stopped with SIGTERM. After
+//! it exits, the driver checks that its consumer group committed the whole input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, anyhow, bail};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+use crate::proc::{cpu_time, peak_rss};
+use crate::report::{LatencyResult, Report, ThroughputResult};
+use crate::workload::{Workload, event_id};
+
+const PARTITIONS: i32 = 6;
+/// Records sent before latency is measured: they bring the system to a steady state.
+const WARM_UP: usize = 2_000;
+/// A run fails when no output arrives for this long.
+const STALL: Duration = Duration::from_secs(120);
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Bootstrap servers of the broker every system uses.
+    #[arg(long)]
+    pub brokers: String,
+    /// Task events in the workload.
+    #[arg(long, default_value_t = 200_000)]
+    pub events: usize,
+    /// Distinct users (the topic key) in the workload.
+    #[arg(long, default_value_t = 1_000)]
+    pub users: usize,
+    /// Throughput runs per system; the report gives the median.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Systems to run, in order. `weir:N` runs weir with `workers = N`.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "passthrough,native,weir,weir:1,weir:2,weir-todo,aiokafka"
+    )]
+    pub systems: Vec<String>,
+    /// Offered load of the latency runs, events/s. Default: half of passthrough's
+    /// median throughput (passthrough must then be among the systems).
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// The weir binary.
+    #[arg(long, default_value = "target/release/weir")]
+    pub weir: PathBuf,
+    /// Where the plugin components are.
+    #[arg(long, default_value = "target/wasm32-wasip2/release")]
+    pub plugins: PathBuf,
+    /// The Python interpreter that has aiokafka and pydantic.
+    #[arg(long, default_value = "target/bench-venv/bin/python")]
+    pub python: PathBuf,
+    /// The aiokafka service.
+    #[arg(long, default_value = "bench/aiokafka/service.py")]
+    pub service: PathBuf,
+    /// Where system logs and generated configs go.
+    #[arg(long, default_value = "target/bench")]
+    pub work_dir: PathBuf,
+    /// Where the Markdown report goes (also printed).
+    #[arg(long, default_value = "target/bench/report.md")]
+    pub report: PathBuf,
+}
+
+/// One system under test.
+#[derive(Debug, Clone, PartialEq)]
+enum System {
+    Passthrough,
+    Native,
+    /// `weir run` with the reminders pipeline, optionally with `workers`.
+    Weir(Option<u32>),
+    /// `weir run` with the whole Todo deployment (reminders and ui-sync).
+    WeirTodo,
+    Aiokafka,
+}
+
+impl System {
+    fn parse(text: &str) -> anyhow::Result<System> {
+        Ok(match text {
+            "passthrough" => System::Passthrough,
+            "native" => System::Native,
+            "weir" => System::Weir(None),
+            "weir-todo" => System::WeirTodo,
+            "aiokafka" => System::Aiokafka,
+            other => match other.strip_prefix("weir:").map(str::parse) {
+                Some(Ok(n)) if n > 0 => System::Weir(Some(n)),
+                _ => bail!(
+                    "unknown system {other:?} (known: passthrough, native, weir, weir:N, weir-todo, aiokafka)"
+                ),
+            },
+        })
+    }
+
+    pub fn label(&self) -> String {
+        match self {
+            System::Passthrough => "passthrough (rdkafka loop)".into(),
+            System::Native => "native validator+deriver".into(),
+            System::Weir(None) => "weir run, reminders".into(),
+            System::Weir(Some(1)) => "weir run, reminders, 1 worker".into(),
+            System::Weir(Some(n)) => format!("weir run, reminders, {n} workers"),
+            System::WeirTodo => "weir run, Todo deployment".into(),
+            System::Aiokafka => "aiokafka + Pydantic".into(),
+        }
+    }
+
+    fn slug(&self) -> String {
+        match self {
+            System::Passthrough => "passthrough".into(),
+            System::Native => "native".into(),
+            System::Weir(None) => "weir".into(),
+            System::Weir(Some(n)) => format!("weir{n}"),
+            System::WeirTodo => "weirtodo".into(),
+            System::Aiokafka => "aiokafka".into(),
+        }
+    }
+
+    /// Outputs the system produces for event `index`.
+    fn outputs(&self, workload: &Workload, index: usize) -> u64 {
+        match self {
+            System::Passthrough => 1,
+            // A reminder or a DLQ record, plus a task-update or a second DLQ record.
+            System::WeirTodo => u64::from(workload.reminder_outputs[index]) + 1,
+            _ => u64::from(workload.reminder_outputs[index]),
+        }
+    }
+
+    fn is_weir(&self) -> bool {
+        matches!(self, System::Weir(_) | System::WeirTodo)
+    }
+}
+
+/// The topics and group of one run.
+struct Topics {
+    input: String,
+    /// Output topics first, then DLQs.
+    outputs: Vec<String>,
+    group: String,
+}
+
+impl Topics {
+    fn new(stamp: u64, system: &System, run: &str) -> Topics {
+        let base = format!("bench-{stamp}-{}-{run}", system.slug());
+        let mut outputs = vec![format!("{base}-out"), format!("{base}-dlq")];
+        if *system == System::WeirTodo {
+            outputs.extend([format!("{base}-updates"), format!("{base}-ui-dlq")]);
+        }
+        Topics {
+            input: format!("{base}-in"),
+            outputs,
+            group: format!("{base}-group"),
+        }
+    }
+}
+
+struct Driver<'a> {
+    args: &'a RunArgs,
+    workload: Workload,
+    stamp: u64,
+    admin: AdminClient<DefaultClientContext>,
+    producer: ThreadedProducer<DefaultProducerContext>,
+}
+
+pub fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let systems = args
+        .systems
+        .iter()
+        .map(|s| System::parse(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    check_inputs(args, &systems)?;
+    std::fs::create_dir_all(&args.work_dir)
+        .with_context(|| format!("creating {}", args.work_dir.display()))?;
+    eprintln!(
+        "generating {} task events for {} users...",
+        args.events, args.users
+    );
+    let workload = Workload::generate(args.events, args.users, 6);
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &args.brokers)
+        .create()?;
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &args.brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "1")
+        .set("compression.type", "lz4")
+        .set("queue.buffering.max.kbytes", "262144")
+        .create()?;
+    let driver = Driver {
+        args,
+        stamp: SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs(),
+        workload,
+        admin,
+        producer,
+    };
+    let mut report = Report::new(args, &driver.workload);
+
+    for system in &systems {
+        let mut results = Vec::new();
+        for run in 1..=args.runs {
+            let result = driver
+                .throughput(system, run)
+                .with_context(|| format!("{} throughput run {run}", system.label()))?;
+            eprintln!(
+                "  {:<36} run {run}: {:>9.0} events/s, {:.2} CPU s/100k, peak RSS {} MiB",
+                system.label(),
+                result.events_per_second,
+                result.cpu_per_100k.as_secs_f64(),
+                result.peak_rss / (1024 * 1024)
+            );
+            results.push(result);
+        }
+        report.throughput(system.label(), results);
+    }
+
+    let rate = match args.rate {
+        Some(rate) => rate,
+        None => {
+            let peak = report
+                .median_throughput(&System::Passthrough.label())
+                .ok_or_else(|| anyhow!("--rate is needed when passthrough is not run"))?;
+            (peak / 2.0) as u64
+        }
+    };
+    report.set_rate(rate);
+    for system in &systems {
+        let result = driver
+            .latency(system, rate)
+            .with_context(|| format!("{} latency run", system.label()))?;
+        eprintln!(
+            "  {:<36} at {rate} events/s: p50 {:.1} ms, p99 {:.1} ms",
+            system.label(),
+            result.p50.as_secs_f64() * 1e3,
+            result.p99.as_secs_f64() * 1e3
+        );
+        report.latency(system.label(), result);
+    }
+
+    let text = report.markdown();
+    std::fs::write(&args.report, &text)
+        .with_context(|| format!("writing {}", args.report.display()))?;
+    println!("{text}");
+    eprintln!("report written to {}", args.report.display());
+    Ok(())
+}
+
+/// Fails early, naming the fix, when a system's program is missing.
+fn check_inputs(args: &RunArgs, systems: &[System]) -> anyhow::Result<()> {
+    let need = |path: &Path, fix: &str| {
+        if path.exists() {
+            Ok(())
+        } else {
+            Err(anyhow!("{} is missing; {fix}", path.display()))
+        }
+    };
+    if systems.iter().any(System::is_weir) {
+        need(&args.weir, "build it with `cargo build --release -p weir`")?;
+        for plugin in ["task_validator", "reminder_deriver", "ui_projector"] {
+            need(
+                &args.plugins.join(format!("{plugin}.wasm")),
+                "build the plugins with scripts/build-plugins",
+            )?;
+        }
+    }
+    if systems.contains(&System::Aiokafka) {
+        need(
+            &args.python,
+            "create it with bench/run (a venv with bench/aiokafka/requirements.txt)",
+        )?;
+        need(&args.service, "run from the repository root")?;
+    }
+    Ok(())
+}
+
+/// Throughput and latency of one run, measured at the tail.
+struct Tail {
+    consumer: BaseConsumer,
+    seen: u64,
+}
+
+impl Tail {
+    fn new(brokers: &str, topics: &Topics, driver: &Driver<'_>) -> anyhow::Result<Tail> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", format!("{}-tail", topics.group))
+            .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", "5")
+            .set("enable.partition.eof", "false")
+            .create()?;
+        let mut tpl = TopicPartitionList::new();
+        for topic in &topics.outputs {
+            for partition in 0..driver.partitions_of(topic) {
+                tpl.add_partition_offset(topic, partition, Offset::Beginning)?;
+            }
+        }
+        consumer.assign(&tpl)?;
+        Ok(Tail { consumer, seen: 0 })
+    }
+}
+
+impl Driver<'_> {
+    fn partitions_of(&self, topic: &str) -> i32 {
+        if topic.ends_with("dlq") {
+            1
+        } else {
+            PARTITIONS
+        }
+    }
+
+    fn create_topics(&self, topics: &Topics) -> anyhow::Result<()> {
+        let names: Vec<&String> = std::iter::once(&topics.input)
+            .chain(&topics.outputs)
+            .collect();
+        let new: Vec<NewTopic<'_>> = names
+            .iter()
+            .map(|name| NewTopic::new(name, self.partitions_of(name), TopicReplication::Fixed(1)))
+            .collect();
+        let results = block_on(self.admin.create_topics(&new, &AdminOptions::new()))?;
+        for result in results {
+            result.map_err(|(topic, code)| anyhow!("creating topic {topic}: {code}"))?;
+        }
+        Ok(())
+    }
+
+    fn send(&self, topic: &str, index: usize) {
+        let event = &self.workload.events[index];
+        let mut record = BaseRecord::to(topic)
+            .key(event.key.as_bytes())
+            .payload(event.value.as_slice());
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return,
+                Err((_, back)) => {
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+
+    fn start(&self, system: &System, topics: &Topics, run: &str) -> anyhow::Result<Child> {
+        let args = self.args;
+        let log_path = args.work_dir.join(format!("{}-{run}.log", system.slug()));
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
+        let mut command = match system {
+            System::Passthrough | System::Native => {
+                let mut command = Command::new(std::env::current_exe()?);
+                command.args([
+                    "serve",
+                    "--mode",
+                    if *system == System::Native {
+                        "native"
+                    } else {
+                        "passthrough"
+                    },
+                ]);
+                command
+            }
+            System::Weir(_) | System::WeirTodo => {
+                let config = args.work_dir.join(format!("{}-{run}.toml", system.slug()));
+                std::fs::write(&config, self.weir_config(system, topics)?)?;
+                let mut command = Command::new(&args.weir);
+                command.arg("run").arg("--config").arg(&config);
+                command
+            }
+            System::Aiokafka => {
+                let mut command = Command::new(&args.python);
+                command.arg(&args.service);
+                command
+            }
+        };
+        if !system.is_weir() {
+            command.args([
+                "--brokers",
+                &args.brokers,
+                "--input",
+                &topics.input,
+                "--output",
+                &topics.outputs[0],
+                "--dlq",
+                &topics.outputs[1],
+                "--group",
+                &topics.group,
+            ]);
+        }
+        command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", system.label()))
+    }
+
+    fn weir_config(&self, system: &System, topics: &Topics) -> anyhow::Result<String> {
+        let plugins = std::fs::canonicalize(&self.args.plugins)?;
+        let plugin = |name: &str| plugins.join(format!("{name}.wasm")).display().to_string();
+        let workers = match system {
+            System::Weir(Some(n)) => format!("workers = {n}\n"),
+            _ => String::new(),
+        };
+        let mut config = format!(
+            r#"[kafka]
+brokers = "{brokers}"
+
+[metrics]
+listen = "127.0.0.1:0"
+{declared}
+[[pipeline]]
+name = "reminders"
+input = "{input}"
+group = "{group}"
+plugins = [
+  {{ path = "{validator}" }},
+  {{ path = "{deriver}", config = {{ lead-time = "15m" }} }},
+]
+outputs = {{ reminders = "{out}" }}
+dlq = "{dlq}"
+{workers}retry = {{ max-attempts = 5, initial-backoff = "200ms", max-backoff = "30s" }}
+limits = {{ memory = "64MiB", timeout = "200ms" }}
+circuit = {{ failure-ratio = 0.5, window = 100, cooldown = "30s" }}
+"#,
+            brokers = self.args.brokers,
+            declared = std::iter::once(&topics.input)
+                .chain(&topics.outputs)
+                .map(|t| format!(
+                    "\n[topics.\"{t}\"]\npartitions = {}\n",
+                    self.partitions_of(t)
+                ))
+                .collect::<String>(),
+            input = topics.input,
+            group = topics.group,
+            validator = plugin("task_validator"),
+            deriver = plugin("reminder_deriver"),
+            out = topics.outputs[0],
+            dlq = topics.outputs[1],
+        );
+        if *system == System::WeirTodo {
+            config.push_str(&format!(
+                r#"
+[[pipeline]]
+name = "ui-sync"
+input = "{input}"
+group = "{group}-ui"
+plugins = [
+  {{ path = "{validator}" }},
+  {{ path = "{projector}" }},
+]
+outputs = {{ task-updates = "{out}" }}
+dlq = "{dlq}"
+retry = {{ max-attempts = 5, initial-backoff = "200ms", max-backoff = "30s" }}
+limits = {{ memory = "64MiB", timeout = "200ms" }}
+circuit = {{ failure-ratio = 0.5, window = 100, cooldown = "30s" }}
+"#,
+                input = topics.input,
+                group = topics.group,
+                validator = plugin("task_validator"),
+                projector = plugin("ui_projector"),
+                out = topics.outputs[2],
+                dlq = topics.outputs[3],
+            ));
+        }
+        Ok(config)
+    }
+
+    fn throughput(&self, system: &System, run: usize) -> anyhow::Result<ThroughputResult> {
+        let run_name = format!("t{run}");
+        let topics = Topics::new(self.stamp, system, &run_name);
+        self.create_topics(&topics)?;
+        for index in 0..self.workload.events.len() {
+            self.send(&topics.input, index);
+        }
+        self.producer
+            .flush(Duration::from_secs(60))
+            .context("preloading the input")?;
+        let expected: u64 = (0..self.workload.events.len())
+            .map(|i| system.outputs(&self.workload, i))
+            .sum();
+
+        let mut tail = Tail::new(&self.args.brokers, &topics, self)?;
+        let mut child = self.start(system, &topics, &run_name)?;
+        let sampler = CpuSampler::start(child.id());
+        // Output timestamps are set by the system's producer when it produces, so
+        // the span from the first to the last is the processing time, however late
+        // the tail consumer reads them.
+        let (mut first_ms, mut last_ms) = (i64::MAX, i64::MIN);
+        let mut last_progress = Instant::now();
+        while tail.seen < expected {
+            if let Some(status) = child.try_wait()? {
+                bail!("{} exited early with {status}", system.label());
+            }
+            match tail.consumer.poll(Duration::from_millis(50)) {
+                Some(Ok(message)) => {
+                    tail.seen += 1;
+                    last_progress = Instant::now();
+                    let at = message.timestamp().to_millis().unwrap_or_default();
+                    first_ms = first_ms.min(at);
+                    last_ms = last_ms.max(at);
+                }
+                Some(Err(error)) => bail!("tail consumer: {error}"),
+                None if last_progress.elapsed() > STALL => {
+                    let _ = child.kill();
+                    bail!("no output for {STALL:?} after {} of {expected}", tail.seen);
+                }
+                None => {}
+            }
+        }
+        let peak_rss = peak_rss(child.id()).unwrap_or_default();
+        let samples = sampler.finish();
+        stop(&mut child, system)?;
+        let span_ms = (last_ms - first_ms).max(1) as f64;
+        let events = self.workload.events.len() as f64;
+        let cpu = cpu_between(&samples, first_ms, last_ms);
+        let committed = self.committed(&topics)?;
+        if committed < self.workload.events.len() as i64 {
+            bail!(
+                "{} committed {committed} of {} input records",
+                system.label(),
+                self.workload.events.len()
+            );
+        }
+        Ok(ThroughputResult {
+            events_per_second: events * 1000.0 / span_ms,
+            cpu_per_100k: cpu.mul_f64(100_000.0 / events),
+            peak_rss,
+        })
+    }
+
+    fn latency(&self, system: &System, rate: u64) -> anyhow::Result<LatencyResult> {
+        let topics = Topics::new(self.stamp, system, "lat");
+        self.create_topics(&topics)?;
+        let events = self.workload.events.len();
+        let warm = WARM_UP.min(events / 10);
+        let expected_warm: u64 = (0..warm).map(|i| system.outputs(&self.workload, i)).sum();
+        let expected: u64 = (0..events).map(|i| system.outputs(&self.workload, i)).sum();
+
+        let mut tail = Tail::new(&self.args.brokers, &topics, self)?;
+        let mut child = self.start(system, &topics, "lat")?;
+        let origin = Instant::now();
+        for index in 0..warm {
+            self.send(&topics.input, index);
+        }
+        let mut last_progress = Instant::now();
+        while tail.seen < expected_warm {
+            if let Some(status) = child.try_wait()? {
+                bail!("{} exited early with {status}", system.label());
+            }
+            match tail.consumer.poll(Duration::from_millis(50)) {
+                Some(Ok(_)) => {
+                    tail.seen += 1;
+                    last_progress = Instant::now();
+                }
+                Some(Err(error)) => bail!("tail consumer: {error}"),
+                None if last_progress.elapsed() > STALL => bail!("no output while warming up"),
+                None => {}
+            }
+        }
+
+        // The sender paces the rest; this thread matches outputs to send times.
+        let sent: Arc<Vec<AtomicU64>> = Arc::new((0..events).map(|_| AtomicU64::new(0)).collect());
+        let paced_start = Instant::now();
+        let mut latencies = Vec::with_capacity(events);
+        std::thread::scope(|scope| -> anyhow::Result<()> {
+            let sent_by_sender = sent.clone();
+            let input = topics.input.clone();
+            scope.spawn(move || {
+                for index in warm..events {
+                    let due =
+                        paced_start + Duration::from_secs_f64((index - warm) as f64 / rate as f64);
+                    let now = Instant::now();
+                    if due > now {
+                        std::thread::sleep(due - now);
+                    }
+                    sent_by_sender[index].store(
+                        (Instant::now() - origin).as_nanos() as u64,
+                        Ordering::Release,
+                    );
+                    self.send(&input, index);
+                }
+            });
+            let mut last_progress = Instant::now();
+            while tail.seen < expected {
+                match tail.consumer.poll(Duration::from_millis(50)) {
+                    Some(Ok(message)) => {
+                        let now = (Instant::now() - origin).as_nanos() as u64;
+                        tail.seen += 1;
+                        last_progress = Instant::now();
+                        let index = message
+                            .payload()
+                            .and_then(event_id)
+                            .and_then(|id| self.workload.ids.get(id));
+                        if let Some(&index) = index
+                            && index as usize >= warm
+                        {
+                            let at = sent[index as usize].load(Ordering::Acquire);
+                            if at > 0 {
+                                latencies.push(Duration::from_nanos(now.saturating_sub(at)));
+                            }
+                        }
+                    }
+                    Some(Err(error)) => bail!("tail consumer: {error}"),
+                    None if last_progress.elapsed() > STALL => {
+                        bail!("no output for {STALL:?} after {} of {expected}", tail.seen)
+                    }
+                    None => {}
+                }
+            }
+            Ok(())
+        })?;
+        let drained = paced_start.elapsed();
+        stop(&mut child, system)?;
+        latencies.sort_unstable();
+        let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+        if latencies.is_empty() {
+            bail!("no output could be matched to its input");
+        }
+        Ok(LatencyResult {
+            p50: at(0.50),
+            p99: at(0.99),
+            max: at(1.0),
+            samples: latencies.len(),
+            achieved: (events - warm) as f64 / drained.as_secs_f64(),
+        })
+    }
+
+    /// Sum over the input's partitions of the group's committed offsets.
+    fn committed(&self, topics: &Topics) -> anyhow::Result<i64> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.args.brokers)
+            .set("group.id", &topics.group)
+            .create()?;
+        let mut tpl = TopicPartitionList::new();
+        for partition in 0..PARTITIONS {
+            tpl.add_partition(&topics.input, partition);
+        }
+        let committed = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
+        Ok(committed
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(n) => n,
+                _ => 0,
+            })
+            .sum())
+    }
+}
+
+/// Samples a process's CPU time every 10 ms against the wall clock, so that the CPU
+/// spent between two output timestamps can be read afterwards.
+struct CpuSampler {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<(i64, Duration)>>,
+}
+
+impl CpuSampler {
+    fn start(pid: u32) -> CpuSampler {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            while !stopped.load(Ordering::Relaxed) {
+                if let Some(cpu) = cpu_time(pid) {
+                    samples.push((wall_ms(), cpu));
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            samples
+        });
+        CpuSampler { stop, thread }
+    }
+
+    fn finish(self) -> Vec<(i64, Duration)> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+fn wall_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// CPU time used from wall-clock `from_ms` to `to_ms`: the last sample at or before
+/// `from_ms` to the first at or after `to_ms`.
+fn cpu_between(samples: &[(i64, Duration)], from_ms: i64, to_ms: i64) -> Duration {
+    let start = samples
+        .iter()
+        .rev()
+        .find(|(at, _)| *at <= from_ms)
+        .or(samples.first())
+        .map_or(Duration::ZERO, |s| s.1);
+    let end = samples
+        .iter()
+        .find(|(at, _)| *at >= to_ms)
+        .or(samples.last())
+        .map_or(Duration::ZERO, |s| s.1);
+    end.saturating_sub(start)
+}
+
+/// Stops a system with SIGTERM (it drains and commits), killing it after 60 s.
+fn stop(child: &mut Child, system: &System) -> anyhow::Result<()> {
+    // SAFETY: kill has no memory-safety preconditions; the pid is our child's.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            if !status.success() && !system.is_weir() {
+                eprintln!("  note: {} exited with {status}", system.label());
+            }
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("{} did not stop within 60 s of SIGTERM", system.label());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs an rdkafka admin future to completion on this thread.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a current-thread runtime builds")
+        .block_on(future)
+}

@@ -1,0 +1,34 @@
+//! `weir-bench`: the end-to-end benchmark of issue #6 (see BENCHMARKS.md).
+//!
+//! `weir-bench run` drives every system through the same workload on one broker;
+//! `weir-bench serve` is the passthrough and native reference services it starts.
+
+mod driver;
+mod proc;
+mod report;
+mod serve;
+mod workload;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the benchmark: every system, throughput then latency, and writes the report.
+    Run(driver::RunArgs),
+    /// Runs a reference service (passthrough or native) until SIGTERM.
+    Serve(serve::ServeArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Run(args) => driver::run(&args),
+        Command::Serve(args) => serve::serve(&args),
+    }
+}

@@ -1,0 +1,212 @@
+//! The Markdown report: machine, workload, one row per system, and the ratios.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::driver::RunArgs;
+use crate::workload::Workload;
+
+pub struct ThroughputResult {
+    pub events_per_second: f64,
+    pub cpu_per_100k: Duration,
+    pub peak_rss: u64,
+}
+
+pub struct LatencyResult {
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+    pub samples: usize,
+    /// Events per second from the first paced send to the last output.
+    pub achieved: f64,
+}
+
+struct Row {
+    label: String,
+    runs: Vec<ThroughputResult>,
+    latency: Option<LatencyResult>,
+}
+
+pub struct Report {
+    header: String,
+    rows: Vec<Row>,
+    rate: u64,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|m| m.trim_start_matches([' ', '\t', ':']))
+        })
+        .unwrap_or("unknown CPU");
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let memory_kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|m| m.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    format!(
+        "{cores} cores ({model}), {:.1} GiB RAM",
+        memory_kib as f64 / (1024.0 * 1024.0)
+    )
+}
+
+impl Report {
+    pub fn new(args: &RunArgs, workload: &Workload) -> Report {
+        let header = format!(
+            "Machine: {}. Broker: {}.\n\nWorkload: {} task events ({} invalid, {:.1}%), mean value {} bytes, {} users as keys, 6 partitions. Throughput: median of {} runs on a preloaded input. Date: {}.\n",
+            machine(),
+            args.brokers,
+            workload.events.len(),
+            workload.invalid(),
+            100.0 * workload.invalid() as f64 / workload.events.len().max(1) as f64,
+            workload.mean_size(),
+            args.users,
+            args.runs,
+            chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now())
+                .format("%Y-%m-%d %H:%M UTC"),
+        );
+        Report {
+            header,
+            rows: Vec::new(),
+            rate: 0,
+        }
+    }
+
+    fn row(&mut self, label: String) -> &mut Row {
+        if let Some(i) = self.rows.iter().position(|r| r.label == label) {
+            return &mut self.rows[i];
+        }
+        self.rows.push(Row {
+            label,
+            runs: Vec::new(),
+            latency: None,
+        });
+        self.rows.last_mut().expect("just pushed")
+    }
+
+    pub fn throughput(&mut self, label: String, runs: Vec<ThroughputResult>) {
+        self.row(label).runs = runs;
+    }
+
+    pub fn latency(&mut self, label: String, result: LatencyResult) {
+        self.row(label).latency = Some(result);
+    }
+
+    pub fn set_rate(&mut self, rate: u64) {
+        self.rate = rate;
+    }
+
+    pub fn median_throughput(&self, label: &str) -> Option<f64> {
+        let row = self.rows.iter().find(|r| r.label == label)?;
+        (!row.runs.is_empty())
+            .then(|| median(row.runs.iter().map(|r| r.events_per_second).collect()))
+    }
+
+    fn median_of(&self, label: &str, pick: impl Fn(&ThroughputResult) -> f64) -> Option<f64> {
+        let row = self.rows.iter().find(|r| r.label == label)?;
+        (!row.runs.is_empty()).then(|| median(row.runs.iter().map(&pick).collect()))
+    }
+
+    fn p99(&self, label: &str) -> Option<f64> {
+        let row = self.rows.iter().find(|r| r.label == label)?;
+        row.latency.as_ref().map(|l| l.p99.as_secs_f64())
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "{}", self.header);
+        let _ = writeln!(
+            out,
+            "Latency: end to end (driver `send` to output at a tail consumer) at a fixed offered load of {} events/s, after a warm-up.\n",
+            self.rate
+        );
+        let _ = writeln!(
+            out,
+            "| system | events/s (median) | runs | p50 ms | p99 ms | max ms | drained at events/s | CPU s / 100k | peak RSS MiB |"
+        );
+        let _ = writeln!(out, "|---|---:|---|---:|---:|---:|---:|---:|---:|");
+        for row in &self.rows {
+            let runs = row
+                .runs
+                .iter()
+                .map(|r| format!("{:.0}", r.events_per_second))
+                .collect::<Vec<_>>()
+                .join(" / ");
+            let throughput = self
+                .median_throughput(&row.label)
+                .map_or("-".into(), |t| format!("{t:.0}"));
+            let cpu = self
+                .median_of(&row.label, |r| r.cpu_per_100k.as_secs_f64())
+                .map_or("-".into(), |c| format!("{c:.2}"));
+            let rss = row
+                .runs
+                .iter()
+                .map(|r| r.peak_rss)
+                .max()
+                .map_or("-".into(), |r| {
+                    format!("{:.0}", r as f64 / (1024.0 * 1024.0))
+                });
+            let (p50, p99, max, achieved) = match &row.latency {
+                Some(l) => (
+                    format!("{:.1}", l.p50.as_secs_f64() * 1e3),
+                    format!("{:.1}", l.p99.as_secs_f64() * 1e3),
+                    format!("{:.1}", l.max.as_secs_f64() * 1e3),
+                    format!("{:.0}", l.achieved),
+                ),
+                None => ("-".into(), "-".into(), "-".into(), "-".into()),
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {throughput} | {runs} | {p50} | {p99} | {max} | {achieved} | {cpu} | {rss} |",
+                row.label
+            );
+        }
+        let weir = "weir run, reminders";
+        let ratio = |other: &str| -> String {
+            match (self.median_throughput(weir), self.median_throughput(other)) {
+                (Some(w), Some(o)) if o > 0.0 => format!("{:.2}×", w / o),
+                _ => "-".into(),
+            }
+        };
+        let _ = writeln!(out, "\nRatios of `{weir}`:\n");
+        let _ = writeln!(
+            out,
+            "- throughput / passthrough: {}",
+            ratio("passthrough (rdkafka loop)")
+        );
+        let _ = writeln!(
+            out,
+            "- throughput / native: {}",
+            ratio("native validator+deriver")
+        );
+        let _ = writeln!(
+            out,
+            "- throughput / aiokafka: {}",
+            ratio("aiokafka + Pydantic")
+        );
+        if let (Some(w), Some(p)) = (self.p99(weir), self.p99("passthrough (rdkafka loop)")) {
+            let _ = writeln!(out, "- p99 latency / passthrough's: {:.2}×", w / p);
+        }
+        let samples: Vec<String> = self
+            .rows
+            .iter()
+            .filter_map(|r| {
+                r.latency
+                    .as_ref()
+                    .map(|l| format!("{} {}", r.label, l.samples))
+            })
+            .collect();
+        let _ = writeln!(out, "\nLatency samples: {}.", samples.join(", "));
+        out
+    }
+}
