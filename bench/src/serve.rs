@@ -163,8 +163,8 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
                     Ok(None) => {}
                     Ok(Some(reminder)) => outs.push(Out {
                         topic: &args.output,
+                        value: reminder.to_json(),
                         key: Some(Cow::Owned(reminder.key.into_bytes())),
-                        value: reminder.value.to_string().into_bytes(),
                         headers: vec![
                             ("event_type", reminder.event_type.as_bytes().to_vec()),
                             ("correlation_id", reminder.correlation_id.into_bytes()),

@@ -84,7 +84,7 @@ fn bench(c: &mut Criterion) {
                 )
                 .expect("derive")
                 .expect("a reminder");
-                black_box(reminder.value.to_string().into_bytes())
+                black_box(reminder.to_json())
             },
             criterion::BatchSize::SmallInput,
         )

@@ -307,6 +307,9 @@ impl State {
         if paths(new_config, new) != paths(&self.config, old) {
             restart.push("plugins (which files)");
         }
+        if new.workers() != old.workers() {
+            restart.push("workers");
+        }
         if !restart.is_empty() {
             tracing::warn!(
                 pipeline = new.name(),

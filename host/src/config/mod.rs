@@ -165,9 +165,18 @@ pub struct PipelineConfig {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub circuit: CircuitConfig,
+    /// At most this many of the pipeline's partitions run plugins at once (its
+    /// worker threads' worth of CPU). Unset: every assigned partition in parallel.
+    #[serde(default)]
+    pub workers: Option<Spanned<u32>>,
 }
 
 impl PipelineConfig {
+    /// The `workers` value, if set.
+    pub fn workers(&self) -> Option<u32> {
+        self.workers.as_ref().map(|w| *w.get_ref())
+    }
+
     pub fn name(&self) -> &str {
         self.name.get_ref()
     }
@@ -556,6 +565,15 @@ impl Checker<'_> {
                     "an output must not be the pipeline's own input (it would loop)".into(),
                 ));
             }
+            if let Some(workers) = &p.workers
+                && *workers.get_ref() == 0
+            {
+                return Err(self.error(
+                    workers.span(),
+                    at("workers"),
+                    "workers must be at least 1 (or leave it out to run every partition in parallel)".into(),
+                ));
+            }
             if p.retry.max_attempts == 0 {
                 return Err(self.error(
                     p.name.span(),
@@ -660,6 +678,19 @@ limits = { memory = "32MiB", timeout = "150ms" }
         let err = parse(&format!("{GOOD}\n{second}")).unwrap_err().to_string();
         assert!(
             err.contains("duplicate pipeline name \"reminders\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn workers_must_be_positive() {
+        let one = parse(&GOOD.replace("outputs = {", "workers = 1\noutputs = {")).unwrap();
+        assert_eq!(one.pipelines[0].workers(), Some(1));
+        assert_eq!(parse(GOOD).unwrap().pipelines[0].workers(), None);
+        let text = GOOD.replace("outputs = {", "workers = 0\noutputs = {");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("pipeline[0].workers: workers must be at least 1"),
             "{err}"
         );
     }

@@ -110,7 +110,11 @@ pub fn consumer_config(base: &ClientConfig, group: &str) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false");
+        .set("enable.partition.eof", "false")
+        // librdkafka prefetches up to 64 MiB per consumer by default; the runners'
+        // queues already hold 512 records per partition, so 16 MiB keeps the
+        // pipeline fed at a quarter of the memory.
+        .set("queued.max.messages.kbytes", "65536");
     for (key, value) in base.config_map() {
         config.set(key, value);
     }

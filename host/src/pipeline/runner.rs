@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -24,12 +24,18 @@ use crate::config::{PipelineConfig, RetryConfig};
 use crate::kafka::OffsetTracker;
 use crate::kafka::consumer::{PipelineConsumer, RebalanceHandler};
 use crate::kafka::producer::{OutRecord, OutputProducer, Ticket};
-use crate::plugin::{CallError, CallSite, Event, Output, PluginVersion};
+use crate::plugin::{CallError, CallSite, Event, GuestFailure, Output, PluginVersion};
 use crate::policy::{CircuitBreaker, DeadLetter, Decision, Permit, decide};
 use crate::telemetry::{Health, PipelineMetrics};
 
 /// Records buffered between the consumer and one partition's runner.
 const QUEUE_DEPTH: usize = 512;
+/// Records waiting for room in a moving partition's queue before the consumer
+/// stops taking more for a moment.
+const OVERFLOW_HIGH: usize = QUEUE_DEPTH / 2;
+/// A partition whose runner takes nothing from its full queue for this long is
+/// paused, so that it does not hold up the others.
+const STALLED_AFTER: Duration = Duration::from_secs(1);
 /// How long a revocation or shutdown waits for in-flight deliveries.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -50,6 +56,58 @@ pub struct PipelineShared {
     /// Shared by every delivery ticket, so a ticket costs one reference count.
     pub metrics: Arc<PipelineMetrics>,
     pub health: Arc<Health>,
+    /// `workers`: how many partition runners may run plugins at once.
+    slots: Option<WorkerSlots>,
+}
+
+/// Records a runner handles in a row while holding a worker slot, before giving
+/// other partitions their turn.
+const SLOT_BATCH: usize = 64;
+
+/// A counting semaphore of worker slots; a runner holds one while it handles records.
+struct WorkerSlots {
+    free: Mutex<u32>,
+    freed: Condvar,
+}
+
+/// A held worker slot, given back on drop.
+struct Slot<'a>(Option<&'a WorkerSlots>);
+
+impl WorkerSlots {
+    fn new(workers: u32) -> WorkerSlots {
+        WorkerSlots {
+            free: Mutex::new(workers),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Waits for a free slot; `None` if `stop` is raised meanwhile.
+    fn acquire(&self, stop: &AtomicBool) -> Option<Slot<'_>> {
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                return None;
+            }
+            if *free > 0 {
+                *free -= 1;
+                return Some(Slot(Some(self)));
+            }
+            free = self
+                .freed
+                .wait_timeout(free, Duration::from_millis(50))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if let Some(slots) = self.0 {
+            *slots.free.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+            slots.freed.notify_one();
+        }
+    }
 }
 
 impl PipelineShared {
@@ -75,6 +133,16 @@ impl PipelineShared {
             breaker: Mutex::new(CircuitBreaker::new(&config.circuit)),
             metrics: Arc::new(metrics),
             health,
+            slots: config.workers().map(WorkerSlots::new),
+        }
+    }
+
+    /// A worker slot (always granted without `workers`); `None` if `stop` is raised
+    /// while waiting for one.
+    fn slot(&self, stop: &AtomicBool) -> Option<Slot<'_>> {
+        match &self.slots {
+            None => Some(Slot(None)),
+            Some(slots) => slots.acquire(stop),
         }
     }
 
@@ -115,8 +183,12 @@ struct RunnerHandle {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     tracker: Arc<OffsetTracker>,
-    /// Records that did not fit in the queue; the partition is paused meanwhile.
+    /// Records that did not fit in the queue yet.
     overflow: VecDeque<Event>,
+    /// When the queue last accepted a record.
+    progress: Instant,
+    /// Paused for backpressure: the runner stalled with records waiting.
+    paused: bool,
 }
 
 impl PartitionSet {
@@ -143,59 +215,89 @@ impl PartitionSet {
         tpl
     }
 
-    /// Hands a consumed record to its partition's runner. Returns false when the
-    /// runner's queue is full: the record is kept and the caller pauses the partition.
-    pub fn dispatch(&self, event: Event) -> bool {
+    /// Hands a consumed record to its partition's runner, or keeps it in the
+    /// partition's overflow while the runner's queue is full. Never blocks: one busy
+    /// partition must not hold up the others.
+    pub fn dispatch(&self, event: Event) {
         let mut runners = self.runners();
         let Some(runner) = runners.get_mut(&event.partition) else {
             // Not ours (any more): the next owner consumes it from the committed offset.
-            return true;
+            return;
         };
         if !runner.overflow.is_empty() {
             runner.overflow.push_back(event);
-            return false;
+            return;
         }
-        let Some(tx) = &runner.tx else { return true };
+        let Some(tx) = &runner.tx else { return };
         match tx.try_send(event) {
-            Ok(()) => true,
-            Err(TrySendError::Full(event)) => {
-                runner.overflow.push_back(event);
-                false
-            }
-            Err(TrySendError::Disconnected(_)) => true,
+            Ok(()) => runner.progress = Instant::now(),
+            Err(TrySendError::Full(event)) => runner.overflow.push_back(event),
+            Err(TrySendError::Disconnected(_)) => {}
         }
     }
 
-    /// Moves overflowed records into their queues; returns the partitions whose
-    /// overflow is now empty (to resume).
+    /// Moves overflowed records into their queues. Returns the partitions paused for
+    /// backpressure whose overflow is now empty: the caller resumes them.
     pub fn flush_overflow(&self) -> Vec<i32> {
         let mut resumed = Vec::new();
         for (partition, runner) in self.runners().iter_mut() {
-            if runner.overflow.is_empty() {
-                continue;
-            }
-            let Some(tx) = &runner.tx else { continue };
-            while let Some(event) = runner.overflow.pop_front() {
-                if let Err(e) = tx.try_send(event) {
-                    match e {
-                        TrySendError::Full(event) => runner.overflow.push_front(event),
-                        TrySendError::Disconnected(_) => runner.overflow.clear(),
+            if let Some(tx) = &runner.tx {
+                while let Some(event) = runner.overflow.pop_front() {
+                    match tx.try_send(event) {
+                        Ok(()) => runner.progress = Instant::now(),
+                        Err(TrySendError::Full(event)) => {
+                            runner.overflow.push_front(event);
+                            break;
+                        }
+                        Err(TrySendError::Disconnected(_)) => runner.overflow.clear(),
                     }
-                    break;
                 }
             }
-            if runner.overflow.is_empty() {
+            if runner.paused && runner.overflow.is_empty() {
+                runner.paused = false;
                 resumed.push(*partition);
             }
         }
         resumed
     }
 
-    /// Partitions whose runner has overflowed records (kept paused).
+    /// Whether the consumer should stop taking records for a moment: a partition
+    /// that is moving has [`OVERFLOW_HIGH`] records waiting for room. Waiting here
+    /// instead of pausing keeps what librdkafka prefetched (a pause drops it, and
+    /// it is fetched again on resume).
+    pub fn congested(&self) -> bool {
+        self.runners()
+            .values()
+            .any(|r| !r.paused && r.overflow.len() >= OVERFLOW_HIGH)
+    }
+
+    /// Whether any partition has records waiting for room in its queue.
+    pub fn overflowing(&self) -> bool {
+        self.runners().values().any(|r| !r.overflow.is_empty())
+    }
+
+    /// Partitions whose runner took nothing from its full queue for
+    /// [`STALLED_AFTER`] (a retry backoff, a slow plugin): marked paused and
+    /// returned, so the caller pauses them and the others keep flowing.
+    pub fn stalled(&self) -> Vec<i32> {
+        let mut stalled = Vec::new();
+        for (partition, runner) in self.runners().iter_mut() {
+            if !runner.paused
+                && !runner.overflow.is_empty()
+                && runner.progress.elapsed() >= STALLED_AFTER
+            {
+                runner.paused = true;
+                stalled.push(*partition);
+            }
+        }
+        stalled
+    }
+
+    /// Partitions paused for backpressure (kept paused when the circuit closes).
     pub fn backpressured(&self) -> Vec<i32> {
         self.runners()
             .iter()
-            .filter(|(_, r)| !r.overflow.is_empty())
+            .filter(|(_, r)| r.paused)
             .map(|(p, _)| *p)
             .collect()
     }
@@ -320,6 +422,8 @@ impl RebalanceHandler for PartitionSet {
                                 thread: Some(thread),
                                 tracker,
                                 overflow: VecDeque::new(),
+                                progress: Instant::now(),
+                                paused: false,
                             },
                         );
                     }
@@ -399,12 +503,23 @@ impl PartitionRunner {
                 }
             }
         };
-        while let Ok(event) = rx.recv() {
-            if self.stopped() {
+        while let Ok(first) = rx.recv() {
+            let Some(_slot) = self.shared.slot(&self.stop) else {
                 return;
-            }
-            if let Handled::Abandoned = self.handle(&mut chain, &event) {
-                return;
+            };
+            let mut next = Some(first);
+            let mut handled = 0;
+            while let Some(event) = next.take() {
+                if self.stopped() {
+                    return;
+                }
+                if let Handled::Abandoned = self.handle(&mut chain, &event) {
+                    return;
+                }
+                handled += 1;
+                if handled < SLOT_BATCH {
+                    next = rx.try_recv().ok();
+                }
             }
         }
     }
@@ -570,11 +685,22 @@ impl PartitionRunner {
         let shared = &self.shared;
         let message = failure.error.message();
         let plugin = failure.plugin.identity();
-        tracing::warn!(
-            pipeline = %shared.name, partition = self.partition, offset = event.offset,
-            plugin = %failure.plugin.label, reason, attempts,
-            "dead-lettered: {message}"
-        );
+        // Invalid input is the expected, per-record kind (counted in
+        // weir_dlq_records_total, listed by `weir dlq inspect`): a warning each
+        // would flood the log at scale. Faults and exhausted retries stay warnings.
+        if matches!(failure.error, CallError::Guest(GuestFailure::Invalid(_))) {
+            tracing::debug!(
+                pipeline = %shared.name, partition = self.partition, offset = event.offset,
+                plugin = %failure.plugin.label, reason, attempts,
+                "dead-lettered: {message}"
+            );
+        } else {
+            tracing::warn!(
+                pipeline = %shared.name, partition = self.partition, offset = event.offset,
+                plugin = %failure.plugin.label, reason, attempts,
+                "dead-lettered: {message}"
+            );
+        }
         let headers = DeadLetter {
             reason,
             message: &message,

@@ -16,6 +16,9 @@ use rdkafka::Offset;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::topic_partition_list::TopicPartitionList;
 
+/// How long the consumer thread waits for room before it looks again.
+const CONGESTION_WAIT: Duration = Duration::from_millis(1);
+
 use super::Chain;
 use super::runner::{PartitionSet, PipelineShared, to_event};
 use crate::config::WeirConfig;
@@ -212,23 +215,34 @@ fn consume(
             );
             circuit_paused = false;
         }
-        // Backpressure: resume partitions whose overflow drained.
+        // Backpressure: feed the queues from the overflow, resume partitions that
+        // caught up, pause those that stalled, and hold off polling while a moving
+        // partition is congested.
         let drained = set.flush_overflow();
         if !drained.is_empty() && !circuit_paused {
             set.resume(&consumer, drained);
         }
-        match consumer.poll(Duration::from_millis(100)) {
-            None => {}
-            Some(Ok(message)) => {
-                shared.metrics.consumed.inc();
-                let event = to_event(&message);
-                let partition = event.partition;
-                if !set.dispatch(event) {
-                    set.pause(&consumer, [partition]);
+        let stalled = set.stalled();
+        if !stalled.is_empty() {
+            set.pause(&consumer, stalled);
+        }
+        if set.congested() {
+            std::thread::sleep(CONGESTION_WAIT);
+        } else {
+            let wait = if set.overflowing() {
+                CONGESTION_WAIT
+            } else {
+                Duration::from_millis(100)
+            };
+            match consumer.poll(wait) {
+                None => {}
+                Some(Ok(message)) => {
+                    shared.metrics.consumed.inc();
+                    set.dispatch(to_event(&message));
                 }
-            }
-            Some(Err(error)) => {
-                tracing::warn!(pipeline = %shared.name, %error, "consume error");
+                Some(Err(error)) => {
+                    tracing::warn!(pipeline = %shared.name, %error, "consume error");
+                }
             }
         }
         if last_commit.elapsed() >= COMMIT_INTERVAL {

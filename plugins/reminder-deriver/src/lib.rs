@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use serde_json::json;
+use serde::Serialize;
 use todo_events::{EventType, Rejection, TaskEvent, derive_id, format_utc};
 
 pub const DEFAULT_OUTPUT: &str = "reminders";
@@ -22,8 +22,36 @@ pub const DEFAULT_LEAD_TIME: Duration = Duration::from_secs(15 * 60);
 pub struct Reminder {
     pub event_type: &'static str,
     pub key: String,
-    pub value: serde_json::Value,
+    pub value: ReminderEvent,
     pub correlation_id: String,
+}
+
+impl Reminder {
+    /// The record value: `reminder.schema.json`, keys in sorted order.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.value).expect("a reminder always serialises")
+    }
+}
+
+/// The reminder event (`schemas/reminder.schema.json`). Fields are declared in
+/// sorted order, so the bytes are the same as those of earlier releases.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReminderEvent {
+    pub correlation_id: String,
+    pub event_id: String,
+    pub event_type: &'static str,
+    pub payload: ReminderPayload,
+    pub timestamp: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReminderPayload {
+    pub message: String,
+    pub reminder_id: String,
+    pub scheduled_time: String,
+    pub task_id: String,
+    pub user_id: String,
 }
 
 /// Parses the plugin config; unknown keys are refused so a typo fails at start-up.
@@ -95,20 +123,20 @@ pub fn derive(value: &[u8], lead_time: Duration) -> Result<Option<Reminder>, Rej
     let reminder_id = derive_id(&["reminder", &task_id, &format_utc(due)]);
     let event_id = derive_id(&["reminder-event", &event.event_id.to_string()]);
     let correlation_id = event.correlation_id.to_string();
-    let value = json!({
-        "event_id": event_id.to_string(),
-        "event_type": event_type,
-        "timestamp": event.timestamp_text,
-        "version": event.version,
-        "correlation_id": correlation_id,
-        "payload": {
-            "reminder_id": reminder_id.to_string(),
-            "task_id": task_id,
-            "user_id": user_id,
-            "scheduled_time": format_utc(scheduled),
-            "message": message,
-        }
-    });
+    let value = ReminderEvent {
+        correlation_id: correlation_id.clone(),
+        event_id: event_id.to_string(),
+        event_type,
+        payload: ReminderPayload {
+            message,
+            reminder_id: reminder_id.to_string(),
+            scheduled_time: format_utc(scheduled),
+            task_id,
+            user_id: user_id.clone(),
+        },
+        timestamp: event.timestamp_text,
+        version: event.version,
+    };
     Ok(Some(Reminder {
         event_type,
         key: user_id,
@@ -145,8 +173,8 @@ mod component {
             Ok(reminder
                 .map(|r| Output {
                     to: settings.output.clone(),
+                    value: Some(r.to_json()),
                     key: Some(r.key.into_bytes()),
-                    value: Some(r.value.to_string().into_bytes()),
                     headers: vec![
                         Header::text("event_type", r.event_type),
                         Header::text("correlation_id", &r.correlation_id),
@@ -187,6 +215,10 @@ mod tests {
 
     const LEAD: Duration = Duration::from_secs(15 * 60);
 
+    fn json(r: &Reminder) -> Value {
+        serde_json::from_slice(&r.to_json()).unwrap()
+    }
+
     #[test]
     fn schedules_lead_time_before_due() {
         let r = derive(
@@ -202,14 +234,14 @@ mod tests {
         assert_eq!(r.event_type, "reminder.scheduled");
         assert_eq!(r.key, "a11ce000-0000-4000-8000-000000000001");
         assert_eq!(
-            r.value["payload"]["scheduled_time"],
+            json(&r)["payload"]["scheduled_time"],
             "2026-11-27T16:45:00.000Z"
         );
         assert_eq!(
-            r.value["correlation_id"],
+            json(&r)["correlation_id"],
             "5d6f7a8b-1c2d-4e3f-8a9b-0c1d2e3f4a5b"
         );
-        assert_eq!(r.value["version"], "1.0");
+        assert_eq!(json(&r)["version"], "1.0");
     }
 
     #[test]
@@ -221,7 +253,7 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(
-            r.value["payload"]["scheduled_time"],
+            json(&r)["payload"]["scheduled_time"],
             "2026-11-26T09:00:00.000Z"
         );
     }
@@ -245,8 +277,8 @@ mod tests {
         .unwrap();
         assert_eq!(cancelled.event_type, "reminder.cancelled");
         assert_eq!(
-            scheduled.value["payload"]["reminder_id"],
-            cancelled.value["payload"]["reminder_id"]
+            json(&scheduled)["payload"]["reminder_id"],
+            json(&cancelled)["payload"]["reminder_id"]
         );
         let done = derive(&event("task.completed", "completed", due), LEAD)
             .unwrap()
