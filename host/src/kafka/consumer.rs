@@ -114,7 +114,7 @@ pub fn consumer_config(base: &ClientConfig, group: &str) -> ClientConfig {
         // librdkafka prefetches up to 64 MiB per consumer by default; the runners'
         // queues already hold 512 records per partition, so 16 MiB keeps the
         // pipeline fed at a quarter of the memory.
-        .set("queued.max.messages.kbytes", "65536");
+        .set("queued.max.messages.kbytes", "16384");
     for (key, value) in base.config_map() {
         config.set(key, value);
     }
