@@ -152,6 +152,7 @@ async def main(args) -> None:
         group_id=args.group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        fetch_max_wait_ms=100,  # as weir and the Rust loops
     )
     producer = AIOKafkaProducer(
         bootstrap_servers=args.brokers,

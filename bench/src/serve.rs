@@ -103,6 +103,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             trackers: trackers.clone(),
         })
         .context("creating the producer")?;
+    // The consumer settings of weir's pipelines (host/src/kafka/consumer.rs).
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &args.brokers)
         .set("group.id", &args.group)
@@ -110,6 +111,8 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
+        .set("fetch.wait.max.ms", "100")
+        .set("queued.max.messages.kbytes", "16384")
         .create()
         .context("creating the consumer")?;
     consumer.subscribe(&[&args.input])?;

@@ -1,10 +1,16 @@
 //! The per-partition runner: receive a record, call the chain (retrying with
 //! backoff), route the outputs, produce them (or a DLQ record), and register the
 //! record with the partition's offset tracker. One thread per assigned partition
-//! keeps order within the partition; partitions run in parallel.
+//! keeps order within the partition; partitions run in parallel, at most `workers`
+//! at a time when that is set (a runner holds a worker slot for up to
+//! [`SLOT_BATCH`] records, then lets the others have their turn).
 //!
 //! [`PartitionSet`] owns the runners of one pipeline and follows rebalances: on
 //! revocation it stops the runners, waits for in-flight deliveries, then commits.
+//! It also applies backpressure: a full queue keeps records in the partition's
+//! overflow, the consumer thread stops taking records while a moving partition is
+//! congested, and only a partition that stalls (a retry backoff) is paused, because
+//! a pause makes librdkafka drop what it prefetched and fetch it again.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};

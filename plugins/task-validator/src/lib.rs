@@ -15,7 +15,7 @@ pub fn validate(value: Option<&[u8]>) -> Result<(), Rejection> {
         field: String::new(),
         problem: "a tombstone (null value) is not a task event".to_owned(),
     })?;
-    TaskEvent::parse(bytes).map(drop)
+    TaskEvent::validate(bytes)
 }
 
 #[cfg(target_arch = "wasm32")]

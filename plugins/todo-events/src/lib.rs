@@ -129,9 +129,20 @@ struct BorrowedTask<'a> {
     due_date: Option<&'a str>,
 }
 
+/// The typed values of a [`Borrowed`] event that passed every rule.
+struct Checked {
+    event_id: Uuid,
+    event_type: EventType,
+    timestamp: DateTime<FixedOffset>,
+    correlation_id: Uuid,
+    task_id: Uuid,
+    user_id: Uuid,
+    due_date: Option<DateTime<FixedOffset>>,
+}
+
 impl Borrowed<'_> {
-    /// The event, if every rule holds; `None` sends the caller to the checked path.
-    fn accept(&self) -> Option<TaskEvent> {
+    /// Applies every rule; `None` sends the caller to the checked path.
+    fn check(&self) -> Option<Checked> {
         let task = &self.payload;
         if task.title.trim().is_empty()
             || !STATUSES.contains(&task.status)
@@ -144,21 +155,36 @@ impl Borrowed<'_> {
             None => None,
             Some(text) => Some(DateTime::parse_from_rfc3339(text).ok()?),
         };
-        Some(TaskEvent {
+        Some(Checked {
             event_id: Uuid::try_parse(self.event_id).ok()?,
             event_type: EventType::parse(self.event_type)?,
             timestamp: DateTime::parse_from_rfc3339(self.timestamp).ok()?,
+            correlation_id: Uuid::try_parse(self.correlation_id).ok()?,
+            task_id: Uuid::try_parse(task.task_id).ok()?,
+            user_id: Uuid::try_parse(task.user_id).ok()?,
+            due_date,
+        })
+    }
+
+    /// The event, if every rule holds.
+    fn accept(&self) -> Option<TaskEvent> {
+        let checked = self.check()?;
+        let task = &self.payload;
+        Some(TaskEvent {
+            event_id: checked.event_id,
+            event_type: checked.event_type,
+            timestamp: checked.timestamp,
             timestamp_text: self.timestamp.to_owned(),
             version: self.version.to_owned(),
-            correlation_id: Uuid::try_parse(self.correlation_id).ok()?,
+            correlation_id: checked.correlation_id,
             task: Task {
-                task_id: Uuid::try_parse(task.task_id).ok()?,
-                user_id: Uuid::try_parse(task.user_id).ok()?,
+                task_id: checked.task_id,
+                user_id: checked.user_id,
                 title: task.title.to_owned(),
                 description: task.description.map(str::to_owned),
                 status: task.status.to_owned(),
                 priority: task.priority.to_owned(),
-                due_date,
+                due_date: checked.due_date,
                 due_date_text: task.due_date.map(str::to_owned),
             },
         })
@@ -179,6 +205,18 @@ impl TaskEvent {
             return Ok(event);
         }
         TaskEvent::parse_checked(bytes)
+    }
+
+    /// Validates a task event without keeping it: what the validator needs.
+    pub fn validate(bytes: &[u8]) -> Result<(), Rejection> {
+        if serde_json::from_slice::<Borrowed<'_>>(bytes)
+            .ok()
+            .and_then(|b| b.check())
+            .is_some()
+        {
+            return Ok(());
+        }
+        TaskEvent::parse_checked(bytes).map(drop)
     }
 
     /// The checked path: every field in order, naming the first problem.
@@ -420,6 +458,10 @@ mod tests {
             assert_eq!(
                 format!("{:?}", TaskEvent::parse(bytes)),
                 format!("{checked:?}")
+            );
+            assert_eq!(
+                TaskEvent::validate(bytes).err(),
+                checked.as_ref().err().cloned()
             );
         }
         // Every generated valid event takes the fast path.
