@@ -627,6 +627,7 @@ circuit = {{ failure-ratio = 0.5, window = 100, cooldown = "30s" }}
             Ok(())
         })?;
         let drained = paced_start.elapsed();
+        let peak_rss = peak_rss(child.id()).unwrap_or_default();
         stop(&mut child, system)?;
         latencies.sort_unstable();
         let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
@@ -639,6 +640,7 @@ circuit = {{ failure-ratio = 0.5, window = 100, cooldown = "30s" }}
             max: at(1.0),
             samples: latencies.len(),
             achieved: (events - warm) as f64 / drained.as_secs_f64(),
+            peak_rss,
         })
     }
 

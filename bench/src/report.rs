@@ -19,6 +19,8 @@ pub struct LatencyResult {
     pub samples: usize,
     /// Events per second from the first paced send to the last output.
     pub achieved: f64,
+    /// Peak RSS over the whole latency run (steady load, not a backlog).
+    pub peak_rss: u64,
 }
 
 struct Row {
@@ -132,9 +134,9 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "| system | events/s (median) | runs | p50 ms | p99 ms | max ms | drained at events/s | CPU s / 100k | peak RSS MiB |"
+            "| system | events/s (median) | runs | p50 ms | p99 ms | max ms | drained at events/s | CPU s / 100k | peak RSS MiB, backlog | peak RSS MiB, fixed load |"
         );
-        let _ = writeln!(out, "|---|---:|---|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(out, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
         for row in &self.rows {
             let runs = row
                 .runs
@@ -156,18 +158,19 @@ impl Report {
                 .map_or("-".into(), |r| {
                     format!("{:.0}", r as f64 / (1024.0 * 1024.0))
                 });
-            let (p50, p99, max, achieved) = match &row.latency {
+            let (p50, p99, max, achieved, steady_rss) = match &row.latency {
                 Some(l) => (
                     format!("{:.1}", l.p50.as_secs_f64() * 1e3),
                     format!("{:.1}", l.p99.as_secs_f64() * 1e3),
                     format!("{:.1}", l.max.as_secs_f64() * 1e3),
                     format!("{:.0}", l.achieved),
+                    format!("{:.0}", l.peak_rss as f64 / (1024.0 * 1024.0)),
                 ),
-                None => ("-".into(), "-".into(), "-".into(), "-".into()),
+                None => Default::default(),
             };
             let _ = writeln!(
                 out,
-                "| {} | {throughput} | {runs} | {p50} | {p99} | {max} | {achieved} | {cpu} | {rss} |",
+                "| {} | {throughput} | {runs} | {p50} | {p99} | {max} | {achieved} | {cpu} | {rss} | {steady_rss} |",
                 row.label
             );
         }

@@ -4,6 +4,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc: per-thread heaps suit the runner threads, which allocate and free
+/// every record's buffers (glibc's arenas fragment under that load).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     weir::cli::run(weir::cli::Cli::parse())
 }

@@ -133,7 +133,9 @@ impl OutputProducer {
             // Keep messages until the broker takes them: an outage is waited out,
             // never turned into a lost or dead-lettered record.
             .set("message.timeout.ms", "0")
-            .set("queue.buffering.max.kbytes", "65536");
+            // 16 MiB is far more than a 5 ms linger needs; when the broker is away
+            // a full queue holds the runners back (backpressure) instead of growing.
+            .set("queue.buffering.max.kbytes", "16384");
         for (key, value) in base.config_map() {
             config.set(key, value);
         }
