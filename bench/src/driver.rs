@@ -21,7 +21,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
@@ -315,6 +315,37 @@ impl Tail {
         consumer.assign(&tpl)?;
         Ok(Tail { consumer, seen: 0 })
     }
+
+    /// Reads outputs, handing each to `each`, until `expected` have been seen.
+    /// Fails when the system exits or nothing arrives for [`STALL`].
+    fn follow(
+        &mut self,
+        expected: u64,
+        child: &mut Child,
+        system: &System,
+        mut each: impl FnMut(&BorrowedMessage<'_>),
+    ) -> anyhow::Result<()> {
+        let mut last_progress = Instant::now();
+        while self.seen < expected {
+            if let Some(status) = child.try_wait()? {
+                bail!("{} exited early with {status}", system.label());
+            }
+            match self.consumer.poll(Duration::from_millis(50)) {
+                Some(Ok(message)) => {
+                    self.seen += 1;
+                    last_progress = Instant::now();
+                    each(&message);
+                }
+                Some(Err(error)) => bail!("tail consumer: {error}"),
+                None if last_progress.elapsed() > STALL => {
+                    let _ = child.kill();
+                    bail!("no output for {STALL:?} after {} of {expected}", self.seen);
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Driver<'_> {
@@ -503,27 +534,11 @@ circuit = {{ failure-ratio = 0.5, window = 100, cooldown = "30s" }}
         // the span from the first to the last is the processing time, however late
         // the tail consumer reads them.
         let (mut first_ms, mut last_ms) = (i64::MAX, i64::MIN);
-        let mut last_progress = Instant::now();
-        while tail.seen < expected {
-            if let Some(status) = child.try_wait()? {
-                bail!("{} exited early with {status}", system.label());
-            }
-            match tail.consumer.poll(Duration::from_millis(50)) {
-                Some(Ok(message)) => {
-                    tail.seen += 1;
-                    last_progress = Instant::now();
-                    let at = message.timestamp().to_millis().unwrap_or_default();
-                    first_ms = first_ms.min(at);
-                    last_ms = last_ms.max(at);
-                }
-                Some(Err(error)) => bail!("tail consumer: {error}"),
-                None if last_progress.elapsed() > STALL => {
-                    let _ = child.kill();
-                    bail!("no output for {STALL:?} after {} of {expected}", tail.seen);
-                }
-                None => {}
-            }
-        }
+        tail.follow(expected, &mut child, system, |message| {
+            let at = message.timestamp().to_millis().unwrap_or_default();
+            first_ms = first_ms.min(at);
+            last_ms = last_ms.max(at);
+        })?;
         let peak_rss = peak_rss(child.id()).unwrap_or_default();
         let samples = sampler.finish();
         stop(&mut child, system)?;
@@ -559,21 +574,7 @@ circuit = {{ failure-ratio = 0.5, window = 100, cooldown = "30s" }}
         for index in 0..warm {
             self.send(&topics.input, index);
         }
-        let mut last_progress = Instant::now();
-        while tail.seen < expected_warm {
-            if let Some(status) = child.try_wait()? {
-                bail!("{} exited early with {status}", system.label());
-            }
-            match tail.consumer.poll(Duration::from_millis(50)) {
-                Some(Ok(_)) => {
-                    tail.seen += 1;
-                    last_progress = Instant::now();
-                }
-                Some(Err(error)) => bail!("tail consumer: {error}"),
-                None if last_progress.elapsed() > STALL => bail!("no output while warming up"),
-                None => {}
-            }
-        }
+        tail.follow(expected_warm, &mut child, system, |_| {})?;
 
         // The sender paces the rest; this thread matches outputs to send times.
         let sent: Arc<Vec<AtomicU64>> = Arc::new((0..events).map(|_| AtomicU64::new(0)).collect());
@@ -597,33 +598,21 @@ circuit = {{ failure-ratio = 0.5, window = 100, cooldown = "30s" }}
                     self.send(&input, index);
                 }
             });
-            let mut last_progress = Instant::now();
-            while tail.seen < expected {
-                match tail.consumer.poll(Duration::from_millis(50)) {
-                    Some(Ok(message)) => {
-                        let now = (Instant::now() - origin).as_nanos() as u64;
-                        tail.seen += 1;
-                        last_progress = Instant::now();
-                        let index = message
-                            .payload()
-                            .and_then(event_id)
-                            .and_then(|id| self.workload.ids.get(id));
-                        if let Some(&index) = index
-                            && index as usize >= warm
-                        {
-                            let at = sent[index as usize].load(Ordering::Acquire);
-                            if at > 0 {
-                                latencies.push(Duration::from_nanos(now.saturating_sub(at)));
-                            }
-                        }
+            tail.follow(expected, &mut child, system, |message| {
+                let now = (Instant::now() - origin).as_nanos() as u64;
+                let index = message
+                    .payload()
+                    .and_then(event_id)
+                    .and_then(|id| self.workload.ids.get(id));
+                if let Some(&index) = index
+                    && index as usize >= warm
+                {
+                    let at = sent[index as usize].load(Ordering::Acquire);
+                    if at > 0 {
+                        latencies.push(Duration::from_nanos(now.saturating_sub(at)));
                     }
-                    Some(Err(error)) => bail!("tail consumer: {error}"),
-                    None if last_progress.elapsed() > STALL => {
-                        bail!("no output for {STALL:?} after {} of {expected}", tail.seen)
-                    }
-                    None => {}
                 }
-            }
+            })?;
             Ok(())
         })?;
         let drained = paced_start.elapsed();

@@ -166,7 +166,7 @@ impl Report {
                     format!("{:.0}", l.achieved),
                     format!("{:.0}", l.peak_rss as f64 / (1024.0 * 1024.0)),
                 ),
-                None => Default::default(),
+                None => ("-".into(), "-".into(), "-".into(), "-".into(), "-".into()),
             };
             let _ = writeln!(
                 out,

@@ -70,10 +70,19 @@ pub struct PipelineShared {
 /// other partitions their turn.
 const SLOT_BATCH: usize = 64;
 
-/// A counting semaphore of worker slots; a runner holds one while it handles records.
+/// A fair counting semaphore of worker slots; a runner holds one while it handles
+/// records. Slots go to waiting runners in arrival order, so a runner that gives
+/// its slot back cannot take it again ahead of the others.
 struct WorkerSlots {
-    free: Mutex<u32>,
-    freed: Condvar,
+    state: Mutex<SlotState>,
+    changed: Condvar,
+}
+
+struct SlotState {
+    free: u32,
+    /// Tickets of waiting runners, oldest first.
+    waiting: VecDeque<u64>,
+    next_ticket: u64,
 }
 
 /// A held worker slot, given back on drop.
@@ -82,25 +91,41 @@ struct Slot<'a>(Option<&'a WorkerSlots>);
 impl WorkerSlots {
     fn new(workers: u32) -> WorkerSlots {
         WorkerSlots {
-            free: Mutex::new(workers),
-            freed: Condvar::new(),
+            state: Mutex::new(SlotState {
+                free: workers,
+                waiting: VecDeque::new(),
+                next_ticket: 0,
+            }),
+            changed: Condvar::new(),
         }
     }
 
-    /// Waits for a free slot; `None` if `stop` is raised meanwhile.
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits for a free slot, in turn; `None` if `stop` is raised meanwhile.
     fn acquire(&self, stop: &AtomicBool) -> Option<Slot<'_>> {
-        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.lock();
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        state.waiting.push_back(ticket);
         loop {
             if stop.load(Ordering::SeqCst) {
+                state.waiting.retain(|&t| t != ticket);
+                self.changed.notify_all();
                 return None;
             }
-            if *free > 0 {
-                *free -= 1;
+            if state.free > 0 && state.waiting.front() == Some(&ticket) {
+                state.waiting.pop_front();
+                state.free -= 1;
+                // The next in line may find a slot free too.
+                self.changed.notify_all();
                 return Some(Slot(Some(self)));
             }
-            free = self
-                .freed
-                .wait_timeout(free, Duration::from_millis(50))
+            state = self
+                .changed
+                .wait_timeout(state, Duration::from_millis(50))
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
@@ -110,8 +135,8 @@ impl WorkerSlots {
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
         if let Some(slots) = self.0 {
-            *slots.free.lock().unwrap_or_else(PoisonError::into_inner) += 1;
-            slots.freed.notify_one();
+            slots.lock().free += 1;
+            slots.changed.notify_all();
         }
     }
 }
@@ -730,5 +755,48 @@ impl PartitionRunner {
             },
             self.ticket(event),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_slots_cap_concurrency_and_go_in_turn() {
+        let slots = Arc::new(WorkerSlots::new(1));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let never = Arc::new(AtomicBool::new(false));
+        let held = slots.acquire(&never).expect("a free slot");
+        let mut waiters = Vec::new();
+        for name in ["first", "second", "third"] {
+            let (mine, order, never) = (slots.clone(), order.clone(), never.clone());
+            waiters.push(std::thread::spawn(move || {
+                let _slot = mine.acquire(&never).expect("a slot in turn");
+                order.lock().unwrap().push(name);
+            }));
+            // Each waiter queues before the next one starts.
+            while slots.lock().waiting.len() < waiters.len() {
+                std::thread::yield_now();
+            }
+        }
+        assert!(
+            order.lock().unwrap().is_empty(),
+            "nobody runs while the slot is held"
+        );
+        drop(held);
+        for waiter in waiters {
+            waiter.join().unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), ["first", "second", "third"]);
+    }
+
+    #[test]
+    fn a_stopped_runner_stops_waiting_for_a_slot() {
+        let slots = WorkerSlots::new(1);
+        let never = AtomicBool::new(false);
+        let _held = slots.acquire(&never).expect("a free slot");
+        assert!(slots.acquire(&AtomicBool::new(true)).is_none());
+        assert!(slots.lock().waiting.is_empty());
     }
 }
