@@ -65,7 +65,7 @@ fn machine() -> String {
 impl Report {
     pub fn new(args: &RunArgs, workload: &Workload) -> Report {
         let header = format!(
-            "Machine: {}. Broker: {}.\n\nWorkload: {} task events ({} invalid, {:.1}%), mean value {} bytes, {} users as keys, 6 partitions. Throughput: median of {} runs on a preloaded input. Date: {}.\n",
+            "Machine: {}. Broker: {}.\n\nWorkload: {} task events ({} invalid, {:.1}%), mean value {} bytes, {} users as keys, 6 partitions. Throughput: {}. Date: {}.\n",
             machine(),
             args.brokers,
             workload.events.len(),
@@ -73,7 +73,10 @@ impl Report {
             100.0 * workload.invalid() as f64 / workload.events.len().max(1) as f64,
             workload.mean_size(),
             args.users,
-            args.runs,
+            match args.runs {
+                0 => "not measured in this run (--runs 0)".to_owned(),
+                n => format!("median of {n} runs on a preloaded input"),
+            },
             chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now())
                 .format("%Y-%m-%d %H:%M UTC"),
         );
