@@ -365,7 +365,8 @@ impl Driver<'_> {
             .iter()
             .map(|name| NewTopic::new(name, self.partitions_of(name), TopicReplication::Fixed(1)))
             .collect();
-        let results = block_on(self.admin.create_topics(&new, &AdminOptions::new()))?;
+        let results = weir::kafka::block_on_runtime()
+            .block_on(self.admin.create_topics(&new, &AdminOptions::new()))?;
         for result in results {
             result.map_err(|(topic, code)| anyhow!("creating topic {topic}: {code}"))?;
         }
@@ -726,13 +727,4 @@ fn stop(child: &mut Child, system: &System) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// Runs an rdkafka admin future to completion on this thread.
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("a current-thread runtime builds")
-        .block_on(future)
 }

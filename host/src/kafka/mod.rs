@@ -314,7 +314,7 @@ pub fn send_waiting(
 }
 
 /// A small runtime to drive the admin client's futures.
-fn block_on_runtime() -> tokio::runtime::Runtime {
+pub fn block_on_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -200,6 +200,23 @@ impl PipelineShared {
     }
 }
 
+/// What the consumer thread should do after [`PartitionSet::relieve`].
+#[derive(Debug, Default)]
+pub struct Relief {
+    /// Partitions paused for backpressure whose overflow drained: resume them.
+    pub resume: Vec<i32>,
+    /// Partitions whose runner took nothing from its full queue for
+    /// [`STALLED_AFTER`] (a retry backoff, a slow plugin): pause them, so the
+    /// others keep flowing.
+    pub pause: Vec<i32>,
+    /// A moving partition has [`OVERFLOW_HIGH`] records waiting for room: stop
+    /// taking records for a moment. Waiting instead of pausing keeps what
+    /// librdkafka prefetched (a pause drops it, and it is fetched again on resume).
+    pub congested: bool,
+    /// Some partition has records waiting for room in its queue.
+    pub overflowing: bool,
+}
+
 /// The runners of one pipeline, keyed by partition.
 pub struct PartitionSet {
     shared: Arc<PipelineShared>,
@@ -267,10 +284,10 @@ impl PartitionSet {
         }
     }
 
-    /// Moves overflowed records into their queues. Returns the partitions paused for
-    /// backpressure whose overflow is now empty: the caller resumes them.
-    pub fn flush_overflow(&self) -> Vec<i32> {
-        let mut resumed = Vec::new();
+    /// One pass of backpressure over the partitions, between two polls: moves
+    /// overflowed records into their queues and says what the consumer should do.
+    pub fn relieve(&self) -> Relief {
+        let mut relief = Relief::default();
         for (partition, runner) in self.runners().iter_mut() {
             if let Some(tx) = &runner.tx {
                 while let Some(event) = runner.overflow.pop_front() {
@@ -284,44 +301,25 @@ impl PartitionSet {
                     }
                 }
             }
-            if runner.paused && runner.overflow.is_empty() {
-                runner.paused = false;
-                resumed.push(*partition);
+            if runner.overflow.is_empty() {
+                if runner.paused {
+                    runner.paused = false;
+                    relief.resume.push(*partition);
+                }
+                continue;
             }
-        }
-        resumed
-    }
-
-    /// Whether the consumer should stop taking records for a moment: a partition
-    /// that is moving has [`OVERFLOW_HIGH`] records waiting for room. Waiting here
-    /// instead of pausing keeps what librdkafka prefetched (a pause drops it, and
-    /// it is fetched again on resume).
-    pub fn congested(&self) -> bool {
-        self.runners()
-            .values()
-            .any(|r| !r.paused && r.overflow.len() >= OVERFLOW_HIGH)
-    }
-
-    /// Whether any partition has records waiting for room in its queue.
-    pub fn overflowing(&self) -> bool {
-        self.runners().values().any(|r| !r.overflow.is_empty())
-    }
-
-    /// Partitions whose runner took nothing from its full queue for
-    /// [`STALLED_AFTER`] (a retry backoff, a slow plugin): marked paused and
-    /// returned, so the caller pauses them and the others keep flowing.
-    pub fn stalled(&self) -> Vec<i32> {
-        let mut stalled = Vec::new();
-        for (partition, runner) in self.runners().iter_mut() {
-            if !runner.paused
-                && !runner.overflow.is_empty()
-                && runner.progress.elapsed() >= STALLED_AFTER
-            {
+            relief.overflowing = true;
+            if runner.paused {
+                continue;
+            }
+            if runner.progress.elapsed() >= STALLED_AFTER {
                 runner.paused = true;
-                stalled.push(*partition);
+                relief.pause.push(*partition);
+            } else if runner.overflow.len() >= OVERFLOW_HIGH {
+                relief.congested = true;
             }
         }
-        stalled
+        relief
     }
 
     /// Partitions paused for backpressure (kept paused when the circuit closes).

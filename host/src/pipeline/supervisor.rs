@@ -218,18 +218,17 @@ fn consume(
         // Backpressure: feed the queues from the overflow, resume partitions that
         // caught up, pause those that stalled, and hold off polling while a moving
         // partition is congested.
-        let drained = set.flush_overflow();
-        if !drained.is_empty() && !circuit_paused {
-            set.resume(&consumer, drained);
+        let relief = set.relieve();
+        if !relief.resume.is_empty() && !circuit_paused {
+            set.resume(&consumer, relief.resume);
         }
-        let stalled = set.stalled();
-        if !stalled.is_empty() {
-            set.pause(&consumer, stalled);
+        if !relief.pause.is_empty() {
+            set.pause(&consumer, relief.pause);
         }
-        if set.congested() {
+        if relief.congested {
             std::thread::sleep(CONGESTION_WAIT);
         } else {
-            let wait = if set.overflowing() {
+            let wait = if relief.overflowing {
                 CONGESTION_WAIT
             } else {
                 Duration::from_millis(100)
