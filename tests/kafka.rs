@@ -1,5 +1,5 @@
 //! The Kafka runtime end to end: the real `weir run` binary and real wasm plugins
-//! against a real Kafka-protocol broker (nisshi), checked with an independent client.
+//! against a real Apache Kafka broker, checked with an independent client.
 //! Every test uses its own topics and groups.
 
 mod common;

@@ -1,4 +1,4 @@
-//! Kafka helpers for the end-to-end tests: a real nisshi broker process, a client
+//! Kafka helpers for the end-to-end tests: a real Apache Kafka broker process, a client
 //! (rdkafka) to produce inputs and read outputs, committed offsets, and a `weir run`
 //! process to start, signal and stop.
 #![allow(dead_code)]
@@ -20,10 +20,16 @@ use rdkafka::{ClientConfig, Offset};
 
 use super::{plugin, root};
 
-/// A nisshi broker process; killed when dropped, and when the test process dies.
+/// An Apache Kafka broker process (scripts/kafka-broker); killed when dropped, and
+/// when the test process dies.
 pub struct Broker {
+    /// The PLAINTEXT listener (for a secured broker: the internal, super-user one).
     pub address: String,
+    /// The SASL_SSL listener of a secured broker.
+    pub secure_address: Option<String>,
     child: Option<Child>,
+    /// Config, data, log and (when secured) TLS files; removed when dropped.
+    dir: tempfile::TempDir,
 }
 
 impl Broker {
@@ -34,7 +40,7 @@ impl Broker {
             .expect("a broker started by this test")
     }
 
-    /// Freezes the broker (an outage that keeps its in-memory data).
+    /// Freezes the broker (an outage that keeps its data).
     pub fn stop(&self) {
         unsafe { libc::kill(self.pid(), libc::SIGSTOP) };
     }
@@ -42,28 +48,25 @@ impl Broker {
     pub fn resume(&self) {
         unsafe { libc::kill(self.pid(), libc::SIGCONT) };
     }
+
+    /// The CA that signed a secured broker's certificate (PEM).
+    pub fn ca_pem(&self) -> PathBuf {
+        self.dir.path().join("tls/ca.pem")
+    }
+
+    /// The broker's own log.
+    pub fn log(&self) -> PathBuf {
+        self.dir.path().join("broker.log")
+    }
 }
 
 impl Drop for Broker {
     fn drop(&mut self) {
         if let Some(child) = &mut self.child {
+            unsafe { libc::kill(child.id() as i32, libc::SIGCONT) };
             let _ = child.kill();
             let _ = child.wait();
         }
-    }
-}
-
-fn nisshi_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("WEIR_NISSHI") {
-        return PathBuf::from(path);
-    }
-    let cargo_bin = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
-        .map(|p| p.join("bin/nisshi"));
-    match cargo_bin {
-        Some(path) if path.exists() => path,
-        _ => PathBuf::from("nisshi"),
     }
 }
 
@@ -74,33 +77,54 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// Starts a private broker. The child is spawned from a thread that never exits, so
-/// PDEATHSIG kills it with the test process.
+/// Starts a private broker with a PLAINTEXT listener.
 pub fn start_broker() -> Broker {
+    launch_broker(&[])
+}
+
+/// Starts a private broker that also has a SASL_SSL listener with these SCRAM-SHA-512
+/// users (`name=password`) and ACLs enforced. Grant with [`grant`].
+pub fn start_secured_broker(users: &[&str]) -> Broker {
+    launch_broker(users)
+}
+
+/// Runs scripts/kafka-broker. The child is spawned from a thread that never exits, so
+/// PDEATHSIG kills it with the test process.
+fn launch_broker(scram_users: &[&str]) -> Broker {
+    let dir = tempfile::Builder::new()
+        .prefix("weir-kafka-")
+        .tempdir()
+        .expect("a broker directory");
     let port = free_port();
     let address = format!("127.0.0.1:{port}");
-    let url = format!("tcp://{address}");
-    let binary = nisshi_binary();
+    let mut args: Vec<String> = vec![
+        "--dir".into(),
+        dir.path().display().to_string(),
+        "--port".into(),
+        port.to_string(),
+        "--controller-port".into(),
+        free_port().to_string(),
+    ];
+    let secure_address = if scram_users.is_empty() {
+        None
+    } else {
+        let secure_port = free_port();
+        args.extend(["--secure-port".into(), secure_port.to_string()]);
+        for user in scram_users {
+            args.extend(["--scram".into(), (*user).to_owned()]);
+        }
+        Some(format!("127.0.0.1:{secure_port}"))
+    };
+    let script = root().join("scripts/kafka-broker");
+    let stdout = std::fs::File::create(dir.path().join("stdout.log")).expect("broker stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let mut command = Command::new(&binary);
+        let mut command = Command::new(&script);
         command
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args([
-                "--storage-engine",
-                "memory://nisshi/",
-                "--group-initial-rebalance-delay",
-                "0s",
-            ])
+            .args(&args)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stdout(stdout.try_clone().expect("broker stdout"))
+            .stderr(stdout);
         unsafe {
             use std::os::unix::process::CommandExt;
             command.pre_exec(|| {
@@ -108,30 +132,92 @@ pub fn start_broker() -> Broker {
                 Ok(())
             });
         }
-        let child = command.spawn().unwrap_or_else(|e| {
-            panic!(
-                "cannot start {} ({e}); install it with scripts/install-nisshi",
-                binary.display()
-            )
-        });
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {} ({e})", script.display()));
         tx.send(child).expect("test thread waits");
         loop {
             std::thread::park();
         }
     });
-    let child = rx.recv().expect("broker thread");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(&address).is_err() {
+    let mut child = rx.recv().expect("broker thread");
+    let log = dir.path().join("broker.log");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("Kafka Server started") {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let out = std::fs::read_to_string(dir.path().join("stdout.log")).unwrap_or_default();
+            panic!("the Kafka broker exited during start-up ({status}):\n{out}\n{text}");
+        }
         assert!(
             Instant::now() < deadline,
-            "nisshi did not listen on {address}"
+            "the Kafka broker was not ready within 90 s; see {}",
+            log.display()
         );
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(100));
     }
     Broker {
         address,
+        secure_address,
         child: Some(child),
+        dir,
     }
+}
+
+/// Runs one of Kafka's own command-line tools (a class of kafka-tools) against a
+/// broker, e.g. `AclCommand`. Panics with its output when it fails.
+pub fn kafka_tool(class: &str, args: &[&str]) -> String {
+    let libs = Command::new(root().join("scripts/install-kafka"))
+        .output()
+        .expect("scripts/install-kafka");
+    assert!(libs.status.success(), "scripts/install-kafka failed");
+    let libs = String::from_utf8_lossy(&libs.stdout).trim().to_owned();
+    let java = std::env::var_os("JAVA_HOME")
+        .map_or_else(|| PathBuf::from("java"), |h| PathBuf::from(h).join("bin/java"));
+    let output = Command::new(java)
+        .arg("-cp")
+        .arg(format!("{libs}/*"))
+        .arg(format!("org.apache.kafka.tools.{class}"))
+        .args(args)
+        .output()
+        .expect("run a Kafka tool");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{class} {args:?} failed:\n{text}");
+    text
+}
+
+/// Grants `principal` (e.g. `User:weir`) `operations` on a resource of a secured
+/// broker, through its internal listener: `resource` is e.g. `--topic` or `--group`.
+pub fn grant(broker: &Broker, principal: &str, operations: &[&str], resource: &str, name: &str) {
+    acl(broker, "--add", principal, operations, resource, name);
+}
+
+/// Takes back what [`grant`] gave.
+pub fn revoke(broker: &Broker, principal: &str, operations: &[&str], resource: &str, name: &str) {
+    acl(broker, "--remove", principal, operations, resource, name);
+}
+
+fn acl(broker: &Broker, verb: &str, principal: &str, operations: &[&str], resource: &str, name: &str) {
+    let mut args = vec![
+        "--bootstrap-server",
+        &broker.address,
+        verb,
+        "--force",
+        "--allow-principal",
+        principal,
+    ];
+    for operation in operations {
+        args.extend(["--operation", operation]);
+    }
+    args.extend([resource, name]);
+    kafka_tool("AclCommand", &args);
 }
 
 /// The broker shared by the tests of this binary: `WEIR_TEST_BROKERS` (started by
