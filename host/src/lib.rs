@@ -6,9 +6,12 @@
 
 pub mod cli;
 pub mod config;
+pub mod events;
 pub mod kafka;
 pub mod pipeline;
 pub mod plugin;
 pub mod policy;
 pub mod reload;
+pub mod shutdown;
+pub mod startup;
 pub mod telemetry;

@@ -1,17 +1,17 @@
 //! Hot reload (`weir run --watch`): watches every plugin file and the config file,
 //! and swaps in what changed without restarting a consumer.
 //!
-//! A changed `.wasm` is compiled, type-checked and `init`-ed here, off the hot path,
-//! then stored in its pipeline stage's slot; each partition runner moves to it at its
-//! next record boundary. Anything that fails keeps the old version running. A config
-//! change is applied when it can be applied live (a plugin's `config`, `limits`,
-//! `retry`, `circuit`); other changes are named and left for a restart, never
-//! half-applied.
+//! A changed `.wasm` is compiled, type-checked and `init`-ed here, off the hot path;
+//! then the pipeline gets a whole new snapshot, and each partition runner moves to
+//! it at its next record boundary. Anything that fails keeps the old version
+//! running. What a config change may apply live is [`config::live::diff`]'s answer;
+//! other changes are named and left for a restart, never half-applied.
+//!
+//! [`config::live::diff`]: crate::config::live::diff
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -19,9 +19,12 @@ use anyhow::Context;
 use notify::event::ModifyKind;
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 
+use crate::config::live::{PipelineChange, diff};
 use crate::config::{PipelineConfig, WeirConfig};
-use crate::pipeline::runner::PipelineShared;
+use crate::pipeline::live::LivePipeline;
+use crate::pipeline::snapshot::Snapshot;
 use crate::plugin::{PluginEngine, PluginVersion};
+use crate::shutdown::{Shutdown, join_until};
 use crate::telemetry::Metrics;
 
 /// Quiet time after the last write before a file is read: a file being written is
@@ -34,12 +37,12 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    pub fn join(self) {
-        let _ = self.thread.join();
+    pub fn join(self, deadline: Instant) {
+        join_until(self.thread, deadline, "the reloader");
     }
 }
 
-/// Where a plugin file is used: (pipeline index, stage index).
+/// Where a plugin file is used: (pipeline index, stage index in `all_plugins`).
 type Uses = Vec<(usize, usize)>;
 
 struct State {
@@ -47,7 +50,7 @@ struct State {
     /// The config as currently applied (per pipeline: the last applied version).
     config: WeirConfig,
     engine: PluginEngine,
-    pipelines: Vec<Arc<PipelineShared>>,
+    pipelines: Vec<Arc<LivePipeline>>,
     metrics: Metrics,
     /// Canonical plugin path -> where it is used.
     plugins: HashMap<PathBuf, Uses>,
@@ -69,7 +72,7 @@ fn event_path(path: &Path) -> PathBuf {
 fn plugin_uses(config: &WeirConfig) -> HashMap<PathBuf, Uses> {
     let mut uses: HashMap<PathBuf, Uses> = HashMap::new();
     for (p, pipeline) in config.pipelines.iter().enumerate() {
-        for (s, plugin) in pipeline.plugins.get_ref().iter().enumerate() {
+        for (s, plugin) in pipeline.all_plugins().enumerate() {
             uses.entry(canonical(&config.plugin_path(plugin)))
                 .or_default()
                 .push((p, s));
@@ -83,9 +86,9 @@ pub fn spawn(
     config_path: &Path,
     config: WeirConfig,
     engine: PluginEngine,
-    pipelines: Vec<Arc<PipelineShared>>,
+    pipelines: Vec<Arc<LivePipeline>>,
     metrics: Metrics,
-    stop: Arc<AtomicBool>,
+    stop: Shutdown,
 ) -> anyhow::Result<Reloader> {
     let (tx, rx) = crossbeam_channel::unbounded();
     let mut watcher: RecommendedWatcher =
@@ -143,10 +146,10 @@ pub fn spawn(
     Ok(Reloader { thread })
 }
 
-fn run(mut state: State, rx: crossbeam_channel::Receiver<PathBuf>, stop: Arc<AtomicBool>) {
+fn run(mut state: State, rx: crossbeam_channel::Receiver<PathBuf>, stop: Shutdown) {
     // Path -> (first event, last event) of a burst of writes.
     let mut pending: HashMap<PathBuf, (Instant, Instant)> = HashMap::new();
-    while !stop.load(Ordering::SeqCst) {
+    while !stop.is_triggered() {
         if let Ok(path) = rx.recv_timeout(Duration::from_millis(50)) {
             let path = event_path(&path);
             if path == state.config_path || state.plugins.contains_key(&path) {
@@ -175,15 +178,18 @@ fn run(mut state: State, rx: crossbeam_channel::Receiver<PathBuf>, stop: Arc<Ato
 }
 
 impl State {
-    /// Loads `path` for stage `stage` of pipeline `p` with that pipeline's config,
-    /// and inits one instance: the whole check, off the hot path.
+    /// Loads the plugin at `path` as stage `stage` of `pipeline`, and inits one
+    /// instance: the whole check, off the hot path.
     fn prepare(
         &self,
         path: &Path,
         pipeline: &PipelineConfig,
         stage: usize,
     ) -> Result<Arc<PluginVersion>, String> {
-        let plugin = &pipeline.plugins.get_ref()[stage];
+        let plugin = pipeline
+            .all_plugins()
+            .nth(stage)
+            .ok_or_else(|| format!("pipeline {} has no stage {stage}", pipeline.name()))?;
         let version = self
             .engine
             .load(path, plugin.init_config(), pipeline.limits.limits())
@@ -192,37 +198,61 @@ impl State {
         Ok(version)
     }
 
+    /// Installs a snapshot of pipeline `p` made from `config` and `versions`.
+    fn install(&self, p: usize, config: &PipelineConfig, versions: Vec<Arc<PluginVersion>>) {
+        let live = &self.pipelines[p];
+        let previous = live.snapshot();
+        live.replace(Snapshot::build(
+            config,
+            versions,
+            &self.metrics,
+            Some(&previous),
+        ));
+    }
+
     fn reload_plugin_file(&mut self, path: &Path, first_event: Instant) {
         let uses = self.plugins.get(path).cloned().unwrap_or_default();
+        let mut by_pipeline: HashMap<usize, Vec<usize>> = HashMap::new();
         for (p, stage) in uses {
+            by_pipeline.entry(p).or_default().push(stage);
+        }
+        for (p, stages) in by_pipeline {
             let pipeline = &self.config.pipelines[p];
-            let shared = &self.pipelines[p];
-            let old = shared.plugins[stage].load_full();
-            match self.prepare(path, pipeline, stage) {
-                Ok(version) if version.sha256 == old.sha256 => {
-                    tracing::debug!(path = %path.display(), "plugin file touched but unchanged");
+            let mut versions: Vec<Arc<PluginVersion>> =
+                self.pipelines[p].snapshot().plugins().cloned().collect();
+            let mut changed = false;
+            for stage in stages {
+                let old = versions[stage].clone();
+                match self.prepare(path, pipeline, stage) {
+                    Ok(version) if version.sha256 == old.sha256 => {
+                        tracing::debug!(path = %path.display(), "plugin file touched but unchanged");
+                    }
+                    Ok(version) => {
+                        tracing::info!(
+                            pipeline = pipeline.name(),
+                            path = %path.display(),
+                            old = %old.label,
+                            new = %version.label,
+                            took = ?first_event.elapsed(),
+                            "plugin reloaded; partitions move to it at their next record"
+                        );
+                        self.metrics.plugin_reloaded(&version.name, true);
+                        versions[stage] = version;
+                        changed = true;
+                    }
+                    Err(error) => {
+                        tracing::warn!(
+                            pipeline = pipeline.name(),
+                            path = %path.display(),
+                            running = %old.label,
+                            "plugin reload rejected, the running version stays: {error}"
+                        );
+                        self.metrics.plugin_reloaded(&old.name, false);
+                    }
                 }
-                Ok(version) => {
-                    tracing::info!(
-                        pipeline = pipeline.name(),
-                        path = %path.display(),
-                        old = %old.label,
-                        new = %version.label,
-                        took = ?first_event.elapsed(),
-                        "plugin reloaded; partitions move to it at their next record"
-                    );
-                    self.metrics.plugin_reloaded(&version.name, true);
-                    shared.plugins[stage].store(version);
-                }
-                Err(error) => {
-                    tracing::warn!(
-                        pipeline = pipeline.name(),
-                        path = %path.display(),
-                        running = %old.label,
-                        "plugin reload rejected, the running version stays: {error}"
-                    );
-                    self.metrics.plugin_reloaded(&old.name, false);
-                }
+            }
+            if changed {
+                self.install(p, pipeline, versions);
             }
         }
     }
@@ -235,132 +265,63 @@ impl State {
                 return;
             }
         };
-        let mut restart = Vec::new();
-        if new.kafka != self.config.kafka {
-            restart.push("[kafka]".to_owned());
-        }
-        if new.metrics != self.config.metrics {
-            restart.push("[metrics]".to_owned());
-        }
-        let topics = |c: &WeirConfig| {
-            c.topics
-                .iter()
-                .map(|(k, v)| (k.clone(), v.get_ref().clone()))
-                .collect::<Vec<_>>()
-        };
-        if topics(&new) != topics(&self.config) {
-            restart.push("[topics]".to_owned());
-        }
-        let names = |c: &WeirConfig| {
-            c.pipelines
-                .iter()
-                .map(|p| p.name().to_owned())
-                .collect::<Vec<_>>()
-        };
-        if names(&new) != names(&self.config) {
-            restart.push("the list of pipelines".to_owned());
-        }
-        if !restart.is_empty() {
+        let change = diff(&self.config, &new);
+        if !change.restart.is_empty() {
             tracing::warn!(
                 "config change not applied: changes to {} need a restart",
-                restart.join(", ")
+                change.restart.join(", ")
             );
         }
-        if names(&new) != names(&self.config) {
-            return;
-        }
-        for p in 0..new.pipelines.len() {
-            self.apply_pipeline(&new, p);
+        for pipeline in &change.pipelines {
+            self.apply(&new, pipeline);
         }
     }
 
-    /// Applies one pipeline's live-applicable changes, or none of them.
-    fn apply_pipeline(&mut self, new_config: &WeirConfig, p: usize) {
-        let old = &self.config.pipelines[p];
+    /// Applies one pipeline's change, or none of it.
+    fn apply(&mut self, new_config: &WeirConfig, change: &PipelineChange) {
+        let p = change.index;
         let new = &new_config.pipelines[p];
-        let outputs = |c: &PipelineConfig| {
-            c.outputs
-                .iter()
-                .map(|(k, v)| (k.clone(), v.get_ref().clone()))
-                .collect::<Vec<_>>()
-        };
-        let paths = |c: &WeirConfig, pc: &PipelineConfig| {
-            pc.plugins
-                .get_ref()
-                .iter()
-                .map(|pl| c.plugin_path(pl))
-                .collect::<Vec<_>>()
-        };
-        let mut restart = Vec::new();
-        if new.input() != old.input() {
-            restart.push("input");
-        }
-        if new.group() != old.group() {
-            restart.push("group");
-        }
-        if outputs(new) != outputs(old) {
-            restart.push("outputs");
-        }
-        if new.dlq() != old.dlq() {
-            restart.push("dlq");
-        }
-        if paths(new_config, new) != paths(&self.config, old) {
-            restart.push("plugins (which files)");
-        }
-        if new.workers() != old.workers() {
-            restart.push("workers");
-        }
-        if !restart.is_empty() {
+        if !change.is_live() {
             tracing::warn!(
                 pipeline = new.name(),
                 "config change not applied to this pipeline: changes to {} need a restart",
-                restart.join(", ")
+                change.restart.join(", ")
             );
             return;
         }
         // Prepare every changed stage first, so that a refused plugin refuses the
         // whole change.
-        let limits_changed = new.limits != old.limits;
-        let mut staged = Vec::new();
-        for (stage, (np, op)) in new
-            .plugins
-            .get_ref()
-            .iter()
-            .zip(old.plugins.get_ref())
-            .enumerate()
-        {
-            if limits_changed || np.config != op.config {
-                let path = canonical(&new_config.plugin_path(np));
-                match self.prepare(&path, new, stage) {
-                    Ok(version) => staged.push((stage, version)),
-                    Err(error) => {
-                        tracing::warn!(pipeline = new.name(), path = %path.display(), "config change rejected, the running config stays: {error}");
-                        self.metrics
-                            .plugin_reloaded(&self.pipelines[p].plugins[stage].load().name, false);
-                        return;
-                    }
+        let mut versions: Vec<Arc<PluginVersion>> =
+            self.pipelines[p].snapshot().plugins().cloned().collect();
+        let mut applied = Vec::new();
+        for &stage in &change.stages {
+            let plugin = new
+                .all_plugins()
+                .nth(stage)
+                .expect("a stage of the pipeline");
+            let path = canonical(&new_config.plugin_path(plugin));
+            match self.prepare(&path, new, stage) {
+                Ok(version) => {
+                    applied.push(format!("{} config/limits", version.name));
+                    versions[stage] = version;
+                }
+                Err(error) => {
+                    tracing::warn!(pipeline = new.name(), path = %path.display(), "config change rejected, the running config stays: {error}");
+                    self.metrics.plugin_reloaded(&versions[stage].name, false);
+                    return;
                 }
             }
         }
-        let shared = &self.pipelines[p];
-        let mut applied = Vec::new();
-        for (stage, version) in staged {
-            self.metrics.plugin_reloaded(&version.name, true);
-            applied.push(format!("{} config/limits", version.name));
-            shared.plugins[stage].store(version);
+        for &stage in &change.stages {
+            self.metrics.plugin_reloaded(&versions[stage].name, true);
         }
-        if new.retry != old.retry {
-            shared.set_retry(new.retry);
+        if change.retry {
             applied.push("retry".to_owned());
         }
-        if new.circuit != old.circuit {
-            shared
-                .breaker
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .reconfigure(&new.circuit);
+        if change.circuit {
             applied.push("circuit".to_owned());
         }
+        self.install(p, new, versions);
         if !applied.is_empty() {
             tracing::info!(pipeline = new.name(), changes = %applied.join(", "), "config change applied");
         }

@@ -3,55 +3,18 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::config::WeirConfig;
-use crate::pipeline::Chain;
-use crate::plugin::{LoadError, PluginEngine};
+use crate::config::{PipelineConfig, WeirConfig};
+use crate::plugin::{LoadError, PluginEngine, PluginVersion};
 
 pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = WeirConfig::load(config_path)?;
     let engine = PluginEngine::new()?;
     let mut failed = false;
     for pipeline in &config.pipelines {
-        let limits = pipeline.limits.limits();
-        let mut versions = Vec::new();
-        for plugin in pipeline.plugins.get_ref() {
-            let path = config.plugin_path(plugin);
-            match engine.load(&path, plugin.init_config(), limits) {
-                Ok(version) => versions.push(version),
-                Err(error) => {
-                    failed = true;
-                    eprintln!("error: pipeline {}: {error}", pipeline.name());
-                    if let LoadError::Read { path, .. } = &error
-                        && let Some(hint) = super::build_hint(path)
-                    {
-                        eprintln!("  {hint}");
-                    }
-                }
-            }
+        match load(&config, pipeline, &engine) {
+            Some(versions) => print_pipeline(pipeline, &versions),
+            None => failed = true,
         }
-        if versions.len() != pipeline.plugins.get_ref().len() {
-            continue;
-        }
-        if let Err(error) = Chain::new(&versions) {
-            failed = true;
-            eprintln!("error: pipeline {}: {error}", pipeline.name());
-            continue;
-        }
-        let chain: Vec<_> = versions.iter().map(|v| v.label.to_string()).collect();
-        let outputs: Vec<_> = pipeline
-            .outputs
-            .iter()
-            .map(|(name, topic)| format!("{name} -> {}", topic.get_ref()))
-            .collect();
-        println!(
-            "ok  pipeline {:<12} {} -> [{}] -> {{{}}}  group {}  dlq {}",
-            pipeline.name(),
-            pipeline.input(),
-            chain.join(" -> "),
-            outputs.join(", "),
-            pipeline.group(),
-            pipeline.dlq(),
-        );
     }
     if failed {
         return Ok(ExitCode::FAILURE);
@@ -64,4 +27,81 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         config.kafka.brokers
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Loads and inits every plugin of `pipeline`, printing each failure; `None` if any
+/// failed.
+fn load(
+    config: &WeirConfig,
+    pipeline: &PipelineConfig,
+    engine: &PluginEngine,
+) -> Option<Vec<std::sync::Arc<PluginVersion>>> {
+    let limits = pipeline.limits.limits();
+    let mut versions = Vec::new();
+    let mut ok = true;
+    for plugin in pipeline.all_plugins() {
+        let path = config.plugin_path(plugin);
+        let loaded = engine
+            .load(&path, plugin.init_config(), limits)
+            .and_then(|version| version.instantiate().map(|_| version));
+        match loaded {
+            Ok(version) => versions.push(version),
+            Err(error) => {
+                ok = false;
+                eprintln!("error: pipeline {}: {error}", pipeline.name());
+                if let LoadError::Read { path, .. } = &error
+                    && let Some(hint) = super::build_hint(path)
+                {
+                    eprintln!("  {hint}");
+                }
+            }
+        }
+    }
+    ok.then_some(versions)
+}
+
+fn print_pipeline(pipeline: &PipelineConfig, versions: &[std::sync::Arc<PluginVersion>]) {
+    let labels: Vec<String> = versions.iter().map(|v| v.label.to_string()).collect();
+    let (prefix, mut rest) = labels.split_at(pipeline.prefix().len());
+    let branches = pipeline.branches();
+    let delivery = pipeline.delivery.as_str();
+    if pipeline.branches.is_empty() {
+        let branch = &branches[0];
+        println!(
+            "ok  pipeline {:<12} {} -> [{}] -> {{{}}}  group {}  dlq {}  {delivery}",
+            pipeline.name(),
+            pipeline.input(),
+            prefix.join(" -> "),
+            outputs(branch.outputs),
+            pipeline.group(),
+            branch.dlq(),
+        );
+        return;
+    }
+    println!(
+        "ok  pipeline {:<12} {} -> [{}]  group {}  {delivery}",
+        pipeline.name(),
+        pipeline.input(),
+        prefix.join(" -> "),
+        pipeline.group(),
+    );
+    for branch in &branches {
+        let (mine, others) = rest.split_at(branch.plugins.len());
+        rest = others;
+        println!(
+            "      branch {:<10} -> [{}] -> {{{}}}  dlq {}",
+            branch.name,
+            mine.join(" -> "),
+            outputs(branch.outputs),
+            branch.dlq(),
+        );
+    }
+}
+
+fn outputs(outputs: &std::collections::BTreeMap<String, toml::Spanned<String>>) -> String {
+    outputs
+        .iter()
+        .map(|(name, topic)| format!("{name} -> {}", topic.get_ref()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -1,45 +1,37 @@
-//! `weir demo`: the embedded cluster, the Todo pipelines from pipelines.toml and
-//! generated task events; a progress bar while they flow, a summary table at the end.
+//! `weir demo`: the embedded cluster, the pipelines of a config and sample events
+//! from a JSON-lines file (as `weir test` reads them); a progress bar while they
+//! flow, a summary table at the end. `scripts/demo` generates the Todo events.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use chrono::DateTime;
 use indicatif::{ProgressBar, ProgressStyle};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::topic_partition_list::TopicPartitionList;
-use rdkafka::{ClientConfig, Offset};
 
 use crate::config::{EnvString, WeirConfig};
-use crate::kafka::Brokers;
-use crate::pipeline::{Runtime, install_signal_handlers, load_plugins};
-use crate::plugin::PluginEngine;
-use crate::telemetry::{Health, Metrics};
+use crate::events::Line;
+use crate::kafka::committed_offsets;
+use crate::kafka::producer::to_kafka_headers;
+use crate::plugin::Event;
+use crate::startup::{self, Options};
+use crate::telemetry::Metrics;
 
 /// Longest the demo waits for the pipelines to catch up.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(300);
 
-pub fn run(config_path: &Path, events: usize) -> anyhow::Result<ExitCode> {
+pub fn run(config_path: &Path, input: &Path, events: Option<usize>) -> anyhow::Result<ExitCode> {
     let mut config = WeirConfig::load(config_path)?;
     config.kafka.brokers = EnvString("embedded".into());
-    let engine = PluginEngine::new()?;
-    let plugins = load_plugins(&config, &engine).map_err(|e| {
-        anyhow::anyhow!(
-            "{e:#}\n  build the plugins first: scripts/build-plugins (or run scripts/demo)"
-        )
-    })?;
-    let brokers = Brokers::connect(&config)?;
-    brokers.provision(&config)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    install_signal_handlers(&stop)?;
-    let health = Arc::new(Health::default());
-    let runtime = Runtime::start(&config, &brokers, plugins, Metrics::new(), health, stop)?;
+    let samples = read_events(input)?;
+    let count = events.unwrap_or(samples.len());
+    let running = startup::load_config(config, "scripts/build-plugins (or run scripts/demo)")?
+        .start(Options::default())?;
+    let runtime = &running.runtime;
     // Produce once every pipeline holds its partitions, so latency measures the
     // pipelines, not the consumer groups forming.
     let joining = Instant::now();
@@ -50,24 +42,24 @@ pub fn run(config_path: &Path, events: usize) -> anyhow::Result<ExitCode> {
         std::thread::sleep(Duration::from_millis(50));
     }
 
+    let config = &running.config;
     let inputs: BTreeSet<&str> = config.pipelines.iter().map(|p| p.input()).collect();
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    let start = DateTime::from_timestamp_millis(now_ms).unwrap_or_default();
-    let samples = todo_events::sample::generate(events, 2026, start);
-    let invalid = samples.iter().filter(|s| !s.valid).count();
-    let producer: ThreadedProducer<DefaultProducerContext> = brokers
-        .client_config(&config)
+    let producer: ThreadedProducer<DefaultProducerContext> = running
+        .brokers
+        .client_config(config)
         .set("linger.ms", "5")
         .create()
         .context("cannot create the demo producer")?;
     let started = Instant::now();
     for input in &inputs {
-        for sample in &samples {
-            let record = BaseRecord::to(input)
-                .key(sample.key.as_bytes())
-                .payload(sample.value.as_slice());
+        for event in samples.iter().cycle().take(count) {
+            let mut record = BaseRecord::to(input).headers(to_kafka_headers(&event.headers));
+            if let Some(key) = &event.key {
+                record = record.key(key.as_slice());
+            }
+            if let Some(value) = &event.value {
+                record = record.payload(value.as_slice());
+            }
             crate::kafka::send_waiting(&producer, record);
         }
     }
@@ -75,11 +67,12 @@ pub fn run(config_path: &Path, events: usize) -> anyhow::Result<ExitCode> {
         .flush(Duration::from_secs(30))
         .context("cannot deliver the demo events")?;
     eprintln!(
-        "produced {events} task events ({invalid} invalid) to {}",
+        "produced {count} events from {} to {}",
+        input.display(),
         inputs.iter().copied().collect::<Vec<_>>().join(", ")
     );
 
-    let total = (events * config.pipelines.len()) as u64;
+    let total = (count * config.pipelines.len()) as u64;
     let bar = ProgressBar::new(total).with_style(
         ProgressStyle::with_template(
             "{spinner} {msg:10} [{bar:40}] {pos}/{len} records committed ({elapsed})",
@@ -91,7 +84,17 @@ pub fn run(config_path: &Path, events: usize) -> anyhow::Result<ExitCode> {
     let watchers = config
         .pipelines
         .iter()
-        .map(|p| committed_watcher(&brokers.client_config(&config), &p.group(), p.input()))
+        .map(|p| -> anyhow::Result<Watcher> {
+            let consumer: BaseConsumer = running
+                .brokers
+                .client_config(config)
+                .set("group.id", p.group())
+                .create()?;
+            Ok(Watcher {
+                consumer,
+                topic: p.input().to_owned(),
+            })
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     loop {
         let done: u64 = watchers.iter().map(Watcher::committed).sum();
@@ -101,12 +104,14 @@ pub fn run(config_path: &Path, events: usize) -> anyhow::Result<ExitCode> {
         }
         if runtime.stopping() {
             bar.abandon_with_message("interrupted");
-            runtime.shutdown()?;
+            drop((watchers, producer));
+            running.stop()?;
             return Ok(ExitCode::FAILURE);
         }
         if started.elapsed() > CATCH_UP_TIMEOUT {
             bar.abandon_with_message("too slow");
-            runtime.shutdown()?;
+            drop((watchers, producer));
+            running.stop()?;
             bail!(
                 "the pipelines did not catch up within {CATCH_UP_TIMEOUT:?} ({done} of {total} records committed)"
             );
@@ -115,69 +120,81 @@ pub fn run(config_path: &Path, events: usize) -> anyhow::Result<ExitCode> {
     }
     let elapsed = started.elapsed();
     bar.finish_with_message("done");
+    // Clients go before the embedded cluster does.
+    drop((watchers, producer));
     let metrics = runtime.metrics.clone();
-    runtime.shutdown()?;
-    print_summary(&config, &metrics, events, invalid, elapsed);
+    let config = running.config.clone();
+    running.stop()?;
+    print_summary(&config, &metrics, count, input, elapsed);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The events of a JSON-lines file; a malformed line is an error naming it.
+fn read_events(path: &Path) -> anyhow::Result<Vec<Event>> {
+    let file = std::fs::File::open(path).with_context(|| {
+        format!(
+            "cannot open {} (generate sample events with scripts/demo, or pass --input)",
+            path.display()
+        )
+    })?;
+    let mut events = Vec::new();
+    for line in crate::events::read(BufReader::new(file)) {
+        match line.with_context(|| format!("cannot read {}", path.display()))? {
+            Line::Event(_, event) => events.push(event),
+            Line::Malformed(number, message) => {
+                bail!("{}:{number}: {message}", path.display())
+            }
+        }
+    }
+    if events.is_empty() {
+        bail!("{} holds no events", path.display());
+    }
+    Ok(events)
+}
+
+/// The default sample events: beside the config, in `examples/`.
+pub fn default_input(config_path: &Path) -> PathBuf {
+    config_path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("examples/task-events.jsonl")
 }
 
 /// Reads a group's committed offsets on one topic.
 struct Watcher {
     consumer: BaseConsumer,
-    partitions: TopicPartitionList,
+    topic: String,
 }
 
 impl Watcher {
     fn committed(&self) -> u64 {
-        self.consumer
-            .committed_offsets(self.partitions.clone(), Duration::from_secs(5))
-            .map(|tpl| {
-                tpl.elements()
-                    .iter()
-                    .map(|e| match e.offset() {
-                        Offset::Offset(n) => n.max(0) as u64,
-                        _ => 0,
-                    })
-                    .sum()
-            })
+        committed_offsets(&self.consumer, &self.topic, Duration::from_secs(5))
+            .map(|offsets| offsets.values().map(|o| o.unwrap_or(0).max(0) as u64).sum())
             .unwrap_or(0)
     }
-}
-
-fn committed_watcher(base: &ClientConfig, group: &str, topic: &str) -> anyhow::Result<Watcher> {
-    let consumer: BaseConsumer = base.clone().set("group.id", group).create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(5))?;
-    let mut partitions = TopicPartitionList::new();
-    for t in metadata.topics() {
-        for p in t.partitions() {
-            partitions.add_partition(topic, p.id());
-        }
-    }
-    Ok(Watcher {
-        consumer,
-        partitions,
-    })
 }
 
 fn print_summary(
     config: &WeirConfig,
     metrics: &Metrics,
     events: usize,
-    invalid: usize,
+    input: &Path,
     elapsed: Duration,
 ) {
-    const REASONS: [&str; 6] = [
+    const REASONS: [&str; 7] = [
         "invalid",
         "retries-exhausted",
         "trap",
         "timeout",
         "memory-limit",
         "bad-output",
+        "produce-rejected",
     ];
     let ms = |s: Option<f64>| s.map_or("-".to_owned(), |s| format!("{:.1} ms", s * 1000.0));
     println!();
     println!(
-        "weir demo: {events} task events ({invalid} invalid) through {} pipelines in {:.2}s",
+        "weir demo: {events} events from {} through {} pipeline(s) in {:.2}s",
+        input.display(),
         config.pipelines.len(),
         elapsed.as_secs_f64()
     );
@@ -187,30 +204,33 @@ fn print_summary(
         "pipeline", "events in", "outputs", "dlq", "dlq by reason", "p50", "p99"
     );
     for pipeline in &config.pipelines {
-        let m = metrics.pipeline(pipeline.name());
-        let outputs: Vec<String> = pipeline
-            .outputs
-            .values()
-            .map(|topic| format!("{} {}", m.produced_count(topic.get_ref()), topic.get_ref()))
-            .collect();
-        let dlq: Vec<String> = REASONS
-            .iter()
-            .filter_map(|r| {
-                Some(m.dlq_count(r))
-                    .filter(|n| *n > 0)
-                    .map(|n| format!("{r}: {n}"))
-            })
-            .collect();
-        println!(
-            "{:<12} {:>10} {:<28} {:>8} {:<24} {:>10} {:>10}",
-            pipeline.name(),
-            m.consumed.get(),
-            outputs.join(", "),
-            m.produced_count(&pipeline.dlq()),
-            dlq.join(", "),
-            ms(m.latency_quantile(0.5)),
-            ms(m.latency_quantile(0.99)),
-        );
+        let consumed = metrics.pipeline(pipeline.name());
+        for branch in pipeline.branches() {
+            let m = metrics.pipeline(branch.name);
+            let outputs: Vec<String> = branch
+                .outputs
+                .values()
+                .map(|topic| format!("{} {}", m.produced_count(topic.get_ref()), topic.get_ref()))
+                .collect();
+            let dlq: Vec<String> = REASONS
+                .iter()
+                .filter_map(|r| {
+                    Some(m.dlq_count(r))
+                        .filter(|n| *n > 0)
+                        .map(|n| format!("{r}: {n}"))
+                })
+                .collect();
+            println!(
+                "{:<12} {:>10} {:<28} {:>8} {:<24} {:>10} {:>10}",
+                branch.name,
+                consumed.consumed.get(),
+                outputs.join(", "),
+                m.produced_count(&branch.dlq()),
+                dlq.join(", "),
+                ms(consumed.latency_quantile(0.5)),
+                ms(consumed.latency_quantile(0.99)),
+            );
+        }
     }
     println!();
     println!(

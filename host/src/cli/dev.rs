@@ -29,7 +29,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     let packages: BTreeSet<String> = config
         .pipelines
         .iter()
-        .flat_map(|p| p.plugins.get_ref().iter())
+        .flat_map(|p| p.all_plugins())
         .filter_map(|plugin| {
             let path = config.plugin_path(plugin);
             path.file_stem()

@@ -17,8 +17,9 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::{ClientConfig, Offset};
 
-use crate::config::{PipelineConfig, WeirConfig};
+use crate::config::WeirConfig;
 use crate::kafka::{Brokers, CONNECT_TIMEOUT};
+use crate::policy::dlq::header as dlq_header;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DlqCommand {
@@ -72,17 +73,33 @@ pub fn run(command: DlqCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn open(target: &Target) -> anyhow::Result<(WeirConfig, PipelineConfig, ClientConfig)> {
+/// The dead-letter topic of one pipeline (or branch) of the config.
+struct DeadLetters {
+    /// The pipeline or branch name, as in `weir.pipeline`.
+    pipeline: String,
+    topic: String,
+}
+
+fn open(target: &Target) -> anyhow::Result<(DeadLetters, ClientConfig)> {
     let config = WeirConfig::load(&target.config)?;
-    let Some(pipeline) = config
+    let found = config
         .pipelines
         .iter()
-        .find(|p| p.name() == target.pipeline)
-        .cloned()
-    else {
-        let names: Vec<_> = config.pipelines.iter().map(|p| p.name()).collect();
+        .flat_map(|p| p.branches())
+        .find(|b| b.name == target.pipeline)
+        .map(|b| DeadLetters {
+            pipeline: b.name.to_owned(),
+            topic: b.dlq(),
+        });
+    let Some(found) = found else {
+        let names: Vec<_> = config
+            .pipelines
+            .iter()
+            .flat_map(|p| p.branches())
+            .map(|b| b.name)
+            .collect();
         bail!(
-            "no pipeline {:?} in {} (pipelines: {})",
+            "no pipeline or branch {:?} in {} (those with a dead-letter topic: {})",
             target.pipeline,
             target.config.display(),
             names.join(", ")
@@ -96,7 +113,7 @@ fn open(target: &Target) -> anyhow::Result<(WeirConfig, PipelineConfig, ClientCo
     let brokers = Brokers::connect(&config)?;
     brokers.check_reachable(&config)?;
     let client = brokers.client_config(&config);
-    Ok((config, pipeline, client))
+    Ok((found, client))
 }
 
 fn header<'a>(message: &'a OwnedMessage, key: &str) -> Option<&'a str> {
@@ -170,25 +187,25 @@ fn cut(text: &str, max: usize) -> String {
 }
 
 fn inspect(target: &Target, limit: usize, reason: Option<&str>) -> anyhow::Result<ExitCode> {
-    let (_, pipeline, client) = open(target)?;
-    let dlq = pipeline.dlq();
+    let (found, client) = open(target)?;
+    let dlq = found.topic;
     let mut rows = Vec::new();
     let mut by_reason: BTreeMap<String, usize> = BTreeMap::new();
     read_snapshot(&client, &dlq, &BTreeMap::new(), |m| {
-        let r = header(&m, "weir.error.reason").unwrap_or("?").to_owned();
+        let r = header(&m, dlq_header::REASON).unwrap_or("?").to_owned();
         if reason.is_some_and(|want| want != r) {
             return;
         }
         *by_reason.entry(r.clone()).or_default() += 1;
         rows.push((
-            header(&m, "weir.failed-at").unwrap_or("?").to_owned(),
+            header(&m, dlq_header::FAILED_AT).unwrap_or("?").to_owned(),
             format!(
                 "{}/{}",
-                header(&m, "weir.source.partition").unwrap_or("?"),
-                header(&m, "weir.source.offset").unwrap_or("?")
+                header(&m, dlq_header::SOURCE_PARTITION).unwrap_or("?"),
+                header(&m, dlq_header::SOURCE_OFFSET).unwrap_or("?")
             ),
             r,
-            header(&m, "weir.error.message").unwrap_or("").to_owned(),
+            header(&m, dlq_header::MESSAGE).unwrap_or("").to_owned(),
             m.key()
                 .map(|k| String::from_utf8_lossy(k).into_owned())
                 .unwrap_or_else(|| "-".into()),
@@ -196,7 +213,7 @@ fn inspect(target: &Target, limit: usize, reason: Option<&str>) -> anyhow::Resul
     })?;
     rows.sort_by(|a, b| a.0.cmp(&b.0));
     let shown = rows.len().saturating_sub(limit);
-    println!("dead-letter topic {dlq} of pipeline {}", pipeline.name());
+    println!("dead-letter topic {dlq} of pipeline {}", found.pipeline);
     println!(
         "{:<24}  {:<12}  {:<17}  {:<48}  key",
         "failed at", "source p/off", "reason", "message"
@@ -254,9 +271,9 @@ fn replay_headers(message: &OwnedMessage) -> OwnedHeaders {
 }
 
 fn replay(target: &Target, reason: Option<&str>, dry_run: bool) -> anyhow::Result<ExitCode> {
-    let (_, pipeline, client) = open(target)?;
-    let dlq = pipeline.dlq();
-    let group = replay_group(pipeline.name(), reason);
+    let (found, client) = open(target)?;
+    let dlq = found.topic;
+    let group = replay_group(&found.pipeline, reason);
     let progress: BaseConsumer = client
         .clone()
         .set("group.id", &group)
@@ -284,12 +301,16 @@ fn replay(target: &Target, reason: Option<&str>, dry_run: bool) -> anyhow::Resul
     let ends = read_snapshot(&client, &dlq, &start, |m| pending.push(m))?;
     let chosen: Vec<&OwnedMessage> = pending
         .iter()
-        .filter(|m| reason.is_none_or(|want| header(m, "weir.error.reason") == Some(want)))
+        .filter(|m| reason.is_none_or(|want| header(m, dlq_header::REASON) == Some(want)))
         .collect();
     let mut by_topic: BTreeMap<String, usize> = BTreeMap::new();
     for m in &chosen {
         *by_topic
-            .entry(header(m, "weir.source.topic").unwrap_or("?").to_owned())
+            .entry(
+                header(m, dlq_header::SOURCE_TOPIC)
+                    .unwrap_or("?")
+                    .to_owned(),
+            )
             .or_default() += 1;
     }
     let summary: Vec<String> = by_topic
@@ -324,7 +345,7 @@ fn replay(target: &Target, reason: Option<&str>, dry_run: bool) -> anyhow::Resul
             .progress_chars("=> "),
     );
     for m in &chosen {
-        let Some(topic) = header(m, "weir.source.topic") else {
+        let Some(topic) = header(m, dlq_header::SOURCE_TOPIC) else {
             bar.suspend(|| {
                 eprintln!(
                     "skipping {dlq} {}/{}: no weir.source.topic header",

@@ -44,9 +44,15 @@ pub enum Command {
         /// The pipelines file (its brokers are replaced by the embedded cluster).
         #[arg(long, default_value = "pipelines.toml")]
         config: PathBuf,
-        /// How many task events to generate.
-        #[arg(long, default_value_t = 1000)]
-        events: usize,
+        /// Sample events, JSON lines as `weir test` reads them (default:
+        /// `examples/task-events.jsonl` beside the config; `scripts/demo` generates
+        /// 1,000 Todo events).
+        #[arg(long, value_name = "FILE.jsonl")]
+        input: Option<PathBuf>,
+        /// How many events to send (the file's events, repeated as needed; default:
+        /// each once).
+        #[arg(long)]
+        events: Option<usize>,
     },
     /// The plugin author's loop: run with --watch and rebuild plugin crates whose
     /// sources under plugins/ change.
@@ -82,7 +88,14 @@ pub fn run(cli: Cli) -> ExitCode {
     init_logging(cli.log_format, default_level);
     let result = match cli.command {
         Command::Run { config, watch } => run::run(&config, watch),
-        Command::Demo { config, events } => demo::run(&config, events),
+        Command::Demo {
+            config,
+            input,
+            events,
+        } => {
+            let input = input.unwrap_or_else(|| demo::default_input(&config));
+            demo::run(&config, &input, events)
+        }
         Command::Check { config } => check::run(&config),
         Command::Dlq { command } => dlq::run(command),
         Command::Dev { config } => dev::run(&config),

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use base64::Engine as _;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::{ByteSize, HumanDuration};
+use crate::events::{Line, output_line};
 use crate::pipeline::Chain;
-use crate::plugin::{CallSite, Event, Header, Limits, Output, PluginEngine};
+use crate::plugin::{CallSite, Limits, PluginEngine};
 
 #[derive(Debug, clap::Args)]
 pub struct TestArgs {
@@ -39,29 +39,6 @@ pub struct TestArgs {
     /// Largest output record accepted.
     #[arg(long, default_value = "1MiB")]
     max_output: String,
-}
-
-/// One input line.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InputLine {
-    #[serde(default)]
-    key: Option<String>,
-    value: Value,
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
-    /// Record timestamp, milliseconds since the epoch.
-    #[serde(default, rename = "timestamp-ms")]
-    timestamp_ms: Option<i64>,
-}
-
-#[derive(Serialize)]
-struct OutputLine<'a> {
-    input: usize,
-    to: &'a str,
-    key: Option<String>,
-    value: Value,
-    headers: BTreeMap<String, String>,
 }
 
 #[derive(Serialize)]
@@ -108,15 +85,11 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut tally = Tally::default();
-    for (index, line) in reader.lines().enumerate() {
-        let number = index + 1;
+    for line in crate::events::read(reader) {
         let line = line.with_context(|| format!("cannot read {source_name}"))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let event = match parse_line(&line, index as i64) {
-            Ok(event) => event,
-            Err(message) => {
+        let (number, event) = match line {
+            Line::Event(number, event) => (number, event),
+            Line::Malformed(number, message) => {
                 eprintln!("error: {source_name}:{number}: {message}");
                 tally.malformed += 1;
                 continue;
@@ -124,7 +97,7 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
         };
         tally.events += 1;
         let site = CallSite {
-            offset: index as i64,
+            offset: event.offset,
             ..site.clone()
         };
         match chain.process(&event, &site) {
@@ -222,58 +195,6 @@ fn plugin_config(
     Ok(config)
 }
 
-fn parse_line(line: &str, offset: i64) -> Result<Event, String> {
-    let input: InputLine = serde_json::from_str(line).map_err(|e| e.to_string())?;
-    let value = match input.value {
-        Value::Null => None,
-        Value::String(text) => Some(text.into_bytes()),
-        other => Some(other.to_string().into_bytes()),
-    };
-    Ok(Event {
-        topic: "weir-test".to_owned(),
-        partition: 0,
-        offset,
-        timestamp_ms: input.timestamp_ms,
-        key: input.key.map(String::into_bytes),
-        value,
-        headers: input
-            .headers
-            .into_iter()
-            .map(|(key, value)| Header {
-                key,
-                value: value.into_bytes(),
-            })
-            .collect(),
-    })
-}
-
-fn text_or_base64(bytes: &[u8]) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => text.to_owned(),
-        Err(_) => base64::engine::general_purpose::STANDARD.encode(bytes),
-    }
-}
-
-fn output_line(input: usize, output: &Output) -> OutputLine<'_> {
-    let value = match &output.value {
-        None => Value::Null,
-        Some(bytes) => {
-            serde_json::from_slice(bytes).unwrap_or_else(|_| Value::String(text_or_base64(bytes)))
-        }
-    };
-    OutputLine {
-        input,
-        to: &output.to,
-        key: output.key.as_deref().map(text_or_base64),
-        value,
-        headers: output
-            .headers
-            .iter()
-            .map(|h| (h.key.clone(), text_or_base64(&h.value)))
-            .collect(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,45 +218,5 @@ mod tests {
             vec![("a".into(), "1".into()), ("lead-time".into(), "1h".into())]
         );
         assert!(plugin_config(&["novalue".into()], 0, Path::new("p.wasm")).is_err());
-    }
-
-    #[test]
-    fn lines_become_events() {
-        let e = parse_line(
-            r#"{"key": "k", "value": {"a": 1}, "headers": {"h": "v"}}"#,
-            4,
-        )
-        .unwrap();
-        assert_eq!(e.key.as_deref(), Some(&b"k"[..]));
-        assert_eq!(e.value.as_deref(), Some(&br#"{"a":1}"#[..]));
-        assert_eq!(e.offset, 4);
-        assert_eq!(e.headers[0].key, "h");
-        let tomb = parse_line(r#"{"value": null}"#, 0).unwrap();
-        assert!(tomb.value.is_none() && tomb.key.is_none());
-        let text = parse_line(r#"{"value": "plain"}"#, 0).unwrap();
-        assert_eq!(text.value.as_deref(), Some(&b"plain"[..]));
-        assert!(
-            parse_line(r#"{"vaule": 1}"#, 0)
-                .unwrap_err()
-                .contains("unknown field")
-        );
-    }
-
-    #[test]
-    fn outputs_render_json_text_or_base64() {
-        let output = Output {
-            to: "out".into(),
-            key: Some(vec![0xff, 0x00]),
-            value: Some(b"not json".to_vec()),
-            headers: vec![Header {
-                key: "h".into(),
-                value: b"v".to_vec(),
-            }],
-        };
-        let line = serde_json::to_string(&output_line(3, &output)).unwrap();
-        assert_eq!(
-            line,
-            r#"{"input":3,"to":"out","key":"/wA=","value":"not json","headers":{"h":"v"}}"#
-        );
     }
 }

@@ -5,6 +5,7 @@
 //! flags. This module does not touch Kafka or wasm.
 
 mod env;
+pub mod live;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -154,11 +155,17 @@ pub struct PipelineConfig {
     pub input: Spanned<String>,
     #[serde(default)]
     pub group: Option<EnvString>,
-    pub plugins: Spanned<Vec<PluginConfig>>,
+    /// The chain every record runs through; with branches, the prefix they share.
+    #[serde(default)]
+    pub plugins: Option<Spanned<Vec<PluginConfig>>>,
     #[serde(default)]
     pub outputs: BTreeMap<String, Spanned<String>>,
     #[serde(default)]
     pub dlq: Option<Spanned<String>>,
+    /// `[[pipeline.branch]]`: chains that run after the shared prefix, each with its
+    /// own outputs and dead-letter topic, on one consumption of the input.
+    #[serde(default, rename = "branch")]
+    pub branches: Vec<BranchConfig>,
     #[serde(default)]
     pub retry: RetryConfig,
     #[serde(default)]
@@ -169,6 +176,72 @@ pub struct PipelineConfig {
     /// worker threads' worth of CPU). Unset: every assigned partition in parallel.
     #[serde(default)]
     pub workers: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub delivery: Delivery,
+    /// Exactly-once: how long a transaction stays open at most.
+    #[serde(default = "default_transaction_interval")]
+    pub transaction_interval: HumanDuration,
+}
+
+/// How outputs, dead letters and input offsets reach the broker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    /// Outputs are produced as records are handled; an offset is committed once
+    /// everything its record caused is acknowledged. A crash replays some records.
+    #[default]
+    AtLeastOnce,
+    /// Outputs, dead letters and input offsets commit together in Kafka
+    /// transactions; `read_committed` consumers see each record's effects once.
+    ExactlyOnce,
+}
+
+impl Delivery {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Delivery::AtLeastOnce => "at-least-once",
+            Delivery::ExactlyOnce => "exactly-once",
+        }
+    }
+}
+
+fn default_transaction_interval() -> HumanDuration {
+    HumanDuration(Duration::from_millis(100))
+}
+
+/// One `[[pipeline.branch]]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct BranchConfig {
+    pub name: Spanned<String>,
+    /// Runs on every output of the pipeline's shared `plugins`.
+    #[serde(default)]
+    pub plugins: Vec<PluginConfig>,
+    #[serde(default)]
+    pub outputs: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub dlq: Option<Spanned<String>>,
+}
+
+/// A branch as the runtime sees it: a pipeline without `[[pipeline.branch]]` is one
+/// branch named after it, with no plugins of its own.
+#[derive(Debug, Clone, Copy)]
+pub struct BranchView<'a> {
+    pub name: &'a str,
+    pub plugins: &'a [PluginConfig],
+    pub outputs: &'a BTreeMap<String, Spanned<String>>,
+    dlq: Option<&'a Spanned<String>>,
+    input: &'a str,
+}
+
+impl BranchView<'_> {
+    /// The dead-letter topic: `dlq`, or `<input>.<name>.dlq`.
+    pub fn dlq(&self) -> String {
+        match self.dlq {
+            Some(dlq) => dlq.get_ref().clone(),
+            None => format!("{}.{}.dlq", self.input, self.name),
+        }
+    }
 }
 
 impl PipelineConfig {
@@ -193,12 +266,47 @@ impl PipelineConfig {
         }
     }
 
-    /// The dead-letter topic: `dlq`, or `<input>.<name>.dlq`.
-    pub fn dlq(&self) -> String {
-        match &self.dlq {
-            Some(dlq) => dlq.get_ref().clone(),
-            None => format!("{}.{}.dlq", self.input(), self.name()),
+    /// The plugins every record runs through first (with branches: the shared prefix).
+    pub fn prefix(&self) -> &[PluginConfig] {
+        self.plugins
+            .as_ref()
+            .map_or(&[], |p| p.get_ref().as_slice())
+    }
+
+    /// The branches: the `[[pipeline.branch]]` tables, or the pipeline itself as one.
+    pub fn branches(&self) -> Vec<BranchView<'_>> {
+        if self.branches.is_empty() {
+            return vec![BranchView {
+                name: self.name(),
+                plugins: &[],
+                outputs: &self.outputs,
+                dlq: self.dlq.as_ref(),
+                input: self.input(),
+            }];
         }
+        self.branches
+            .iter()
+            .map(|b| BranchView {
+                name: b.name.get_ref(),
+                plugins: &b.plugins,
+                outputs: &b.outputs,
+                dlq: b.dlq.as_ref(),
+                input: self.input(),
+            })
+            .collect()
+    }
+
+    /// Every plugin in chain order: the prefix, then each branch's.
+    pub fn all_plugins(&self) -> impl Iterator<Item = &PluginConfig> {
+        self.prefix()
+            .iter()
+            .chain(self.branches.iter().flat_map(|b| b.plugins.iter()))
+    }
+
+    /// The dead-letter topic of the pipeline without branches (with branches: of the
+    /// first branch).
+    pub fn dlq(&self) -> String {
+        self.branches()[0].dlq()
     }
 }
 
@@ -487,6 +595,83 @@ impl Checker<'_> {
         }
     }
 
+    /// A pipeline or branch name: valid characters, and not taken.
+    fn name<'c>(
+        &self,
+        name: &'c Spanned<String>,
+        key: String,
+        taken: &mut HashSet<&'c str>,
+    ) -> Result<(), ConfigError> {
+        let text = name.get_ref().as_str();
+        if text.is_empty()
+            || !text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(self.error(
+                name.span(),
+                key,
+                format!("{text:?} is not a valid name (use letters, digits, '-', '_', '.')"),
+            ));
+        }
+        if !taken.insert(text) {
+            return Err(self.error(
+                name.span(),
+                key,
+                format!(
+                    "duplicate pipeline name {text:?}; every pipeline and branch needs its own name"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Outputs name declared topics other than the input; the DLQ is not the input.
+    /// `at` is the key prefix, e.g. `pipeline[0].` or `pipeline[0].branch[1].`.
+    fn routes(
+        &self,
+        config: &WeirConfig,
+        pipeline: &PipelineConfig,
+        outputs: &BTreeMap<String, Spanned<String>>,
+        dlq: Option<&Spanned<String>>,
+        at: &str,
+    ) -> Result<(), ConfigError> {
+        for (output, topic) in outputs {
+            let key = format!("{at}outputs.{output}");
+            if !config.topics.contains_key(topic.get_ref()) {
+                return Err(self.error(
+                    topic.span(),
+                    key,
+                    format!(
+                        "topic {:?} is not declared; add a [topics.{}] table or fix the name",
+                        topic.get_ref(),
+                        topic.get_ref()
+                    ),
+                ));
+            }
+            if topic.get_ref() == pipeline.input() {
+                return Err(self.error(
+                    topic.span(),
+                    key,
+                    "an output must not be the pipeline's own input (it would loop)".into(),
+                ));
+            }
+        }
+        if let Some(dlq) = dlq
+            && dlq.get_ref() == pipeline.input()
+        {
+            return Err(self.error(
+                dlq.span(),
+                format!("{at}dlq"),
+                format!(
+                    "the dead-letter topic must differ from the input {:?}",
+                    pipeline.input()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn check(&self, config: &WeirConfig) -> Result<(), ConfigError> {
         for (name, topic) in &config.topics {
             let key = format!("topics.{name}");
@@ -497,73 +682,53 @@ impl Checker<'_> {
                 return Err(self.error(topic.span(), key, "replication must be at least 1".into()));
             }
         }
+        // Pipeline and branch names share one namespace: they label metrics and
+        // `weir.pipeline` headers, and `weir dlq --pipeline` looks them up.
         let mut names = HashSet::new();
         for (i, p) in config.pipelines.iter().enumerate() {
             let at = |field: &str| format!("pipeline[{i}].{field}");
-            let name = p.name();
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            {
-                return Err(self.error(
-                    p.name.span(),
-                    at("name"),
-                    format!(
-                        "{name:?} is not a valid pipeline name (use letters, digits, '-', '_', '.')"
-                    ),
-                ));
-            }
-            if !names.insert(name) {
-                return Err(self.error(
-                    p.name.span(),
-                    at("name"),
-                    format!("duplicate pipeline name {name:?}; every pipeline needs its own name"),
-                ));
-            }
-            if p.plugins.get_ref().is_empty() {
-                return Err(self.error(
-                    p.plugins.span(),
-                    at("plugins"),
-                    "a pipeline needs at least one plugin".into(),
-                ));
-            }
-            for (output, topic) in &p.outputs {
-                if !config.topics.contains_key(topic.get_ref()) {
+            self.name(&p.name, at("name"), &mut names)?;
+            if p.branches.is_empty() {
+                if p.prefix().is_empty() {
+                    let span = p.plugins.as_ref().map_or(p.name.span(), Spanned::span);
                     return Err(self.error(
-                        topic.span(),
-                        at(&format!("outputs.{output}")),
-                        format!(
-                            "topic {:?} is not declared; add a [topics.{}] table or fix the name",
-                            topic.get_ref(),
-                            topic.get_ref()
-                        ),
+                        span,
+                        at("plugins"),
+                        "a pipeline needs at least one plugin".into(),
                     ));
                 }
-            }
-            if let Some(dlq) = &p.dlq
-                && dlq.get_ref() == p.input()
-            {
-                return Err(self.error(
-                    dlq.span(),
-                    at("dlq"),
-                    format!(
-                        "the dead-letter topic must differ from the input {:?}",
-                        p.input()
-                    ),
-                ));
-            }
-            if p.outputs.values().any(|t| t.get_ref() == p.input()) {
-                let (output, topic) = p
-                    .outputs
-                    .iter()
-                    .find(|(_, t)| t.get_ref() == p.input())
-                    .expect("checked just above");
-                return Err(self.error(
-                    topic.span(),
-                    at(&format!("outputs.{output}")),
-                    "an output must not be the pipeline's own input (it would loop)".into(),
-                ));
+                self.routes(config, p, &p.outputs, p.dlq.as_ref(), &at(""))?;
+            } else {
+                for (field, span) in [
+                    ("outputs", p.outputs.values().next().map(Spanned::span)),
+                    ("dlq", p.dlq.as_ref().map(Spanned::span)),
+                ] {
+                    if let Some(span) = span {
+                        return Err(self.error(
+                            span,
+                            at(field),
+                            format!(
+                                "a pipeline with [[pipeline.branch]] tables has no {field} of its own: \
+                                 move `{field}` into each branch"
+                            ),
+                        ));
+                    }
+                }
+                for (j, branch) in p.branches.iter().enumerate() {
+                    let at = |field: &str| format!("pipeline[{i}].branch[{j}].{field}");
+                    self.name(&branch.name, at("name"), &mut names)?;
+                    if p.prefix().is_empty() && branch.plugins.is_empty() {
+                        return Err(self.error(
+                            branch.name.span(),
+                            at("plugins"),
+                            format!(
+                                "branch {:?} runs no plugin: give it a plugins list, or the pipeline a shared one",
+                                branch.name.get_ref()
+                            ),
+                        ));
+                    }
+                    self.routes(config, p, &branch.outputs, branch.dlq.as_ref(), &at(""))?;
+                }
             }
             if let Some(workers) = &p.workers
                 && *workers.get_ref() == 0
@@ -588,6 +753,13 @@ impl Checker<'_> {
                     p.name.span(),
                     at("circuit"),
                     "failure-ratio must be in (0, 1] and window at least 1".into(),
+                ));
+            }
+            if p.transaction_interval.0.is_zero() {
+                return Err(self.error(
+                    p.name.span(),
+                    at("transaction-interval"),
+                    "must be longer than 0 (e.g. \"100ms\")".into(),
                 ));
             }
         }
@@ -644,7 +816,7 @@ limits = { memory = "32MiB", timeout = "150ms" }
         assert_eq!(limits.max_output, 1 << 20);
         assert_eq!(p.circuit.window, 100);
         assert_eq!(
-            p.plugins.get_ref()[1].init_config(),
+            p.prefix()[1].init_config(),
             vec![
                 ("lead-time".into(), "15m".into()),
                 ("n".into(), "3".into()),
@@ -723,6 +895,94 @@ limits = { memory = "32MiB", timeout = "150ms" }
             .unwrap_err()
             .to_string();
         assert!(err.contains("64MiB"), "{err}");
+    }
+
+    const BRANCHED: &str = r#"
+[topics.task-events]
+[topics.reminders]
+[topics.task-updates]
+
+[[pipeline]]
+name = "todo"
+input = "task-events"
+plugins = [{ path = "validator.wasm" }]
+delivery = "exactly-once"
+
+[[pipeline.branch]]
+name = "reminders"
+plugins = [{ path = "deriver.wasm", config = { lead-time = "15m" } }]
+outputs = { reminders = "reminders" }
+
+[[pipeline.branch]]
+name = "ui-sync"
+plugins = [{ path = "projector.wasm" }]
+outputs = { task-updates = "task-updates" }
+dlq = "ui-sync.dlq"
+"#;
+
+    #[test]
+    fn branches_share_a_prefix_and_keep_their_own_routes() {
+        let c = parse(BRANCHED).unwrap();
+        let p = &c.pipelines[0];
+        assert_eq!(p.group(), "weir-todo");
+        assert_eq!(p.delivery, Delivery::ExactlyOnce);
+        assert_eq!(p.transaction_interval.0, Duration::from_millis(100));
+        assert_eq!(p.prefix().len(), 1);
+        let branches = p.branches();
+        assert_eq!(branches.len(), 2);
+        assert_eq!(branches[0].name, "reminders");
+        assert_eq!(branches[0].dlq(), "task-events.reminders.dlq");
+        assert_eq!(branches[1].dlq(), "ui-sync.dlq");
+        assert_eq!(p.all_plugins().count(), 3);
+    }
+
+    #[test]
+    fn a_pipeline_without_branches_is_one_branch() {
+        let c = parse(GOOD).unwrap();
+        let branches = c.pipelines[0].branches();
+        assert_eq!(branches.len(), 1);
+        assert_eq!(branches[0].name, "reminders");
+        assert!(branches[0].plugins.is_empty());
+        assert_eq!(c.pipelines[0].delivery, Delivery::AtLeastOnce);
+    }
+
+    #[test]
+    fn bad_branch_configs_name_file_line_and_key() {
+        let cases = [
+            (
+                BRANCHED.replace(
+                    "delivery = \"exactly-once\"",
+                    "outputs = { x = \"reminders\" }",
+                ),
+                "pipelines.toml:10: pipeline[0].outputs: a pipeline with [[pipeline.branch]] tables has no outputs of its own",
+            ),
+            (
+                BRANCHED.replace("name = \"ui-sync\"", "name = \"todo\""),
+                "pipelines.toml:18: pipeline[0].branch[1].name: duplicate pipeline name \"todo\"",
+            ),
+            (
+                BRANCHED.replace("\"task-updates\" }", "\"task-update\" }"),
+                "pipelines.toml:20: pipeline[0].branch[1].outputs.task-updates: topic \"task-update\" is not declared",
+            ),
+            (
+                BRANCHED.replace("dlq = \"ui-sync.dlq\"", "dlq = \"task-events\""),
+                "pipelines.toml:21: pipeline[0].branch[1].dlq: the dead-letter topic must differ",
+            ),
+            (
+                BRANCHED
+                    .replace("plugins = [{ path = \"validator.wasm\" }]\n", "")
+                    .replace("plugins = [{ path = \"projector.wasm\" }]\n", ""),
+                "pipelines.toml:17: pipeline[0].branch[1].plugins: branch \"ui-sync\" runs no plugin",
+            ),
+            (
+                BRANCHED.replace("\"exactly-once\"", "\"exactly-twice\""),
+                "pipelines.toml:10:",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.starts_with(want), "want {want:?}, got {err:?}");
+        }
     }
 
     #[test]

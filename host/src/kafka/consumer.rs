@@ -1,12 +1,12 @@
 //! The consumer context: rebalance callbacks hand partitions to the pipeline's
-//! partition set (which drains, then commits, on revocation), commit results and
-//! client errors go to health.
+//! partition set (which splits their queues before the assignment, and drains,
+//! then commits, on revocation); commit results and client errors go to health.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::topic_partition_list::TopicPartitionList;
 
@@ -18,16 +18,21 @@ pub type PipelineConsumer = BaseConsumer<PipelineContext>;
 /// What the pipeline does when partitions come and go. Called on the consumer's
 /// polling thread, inside the rebalance.
 pub trait RebalanceHandler: Send + Sync {
-    /// Partitions were assigned: start handling them.
-    fn assigned(&self, consumer: &PipelineConsumer, partitions: &[i32]);
-    /// Partitions are being revoked: finish in-flight records, then commit.
-    fn revoked(&self, consumer: &PipelineConsumer, partitions: &[i32]);
+    /// Partitions are about to be assigned: start handling them. Called before the
+    /// assignment, so that their queues can be split off before any record is
+    /// fetched.
+    fn assigning(&self, consumer: &Arc<PipelineConsumer>, partitions: &[i32]);
+    /// Partitions are being revoked: finish in-flight records, then commit. `lost`:
+    /// the group already gave them to another member; commit nothing.
+    fn revoked(&self, consumer: &PipelineConsumer, partitions: &[i32], lost: bool);
 }
 
 pub struct PipelineContext {
     pipeline: String,
     health: Arc<Health>,
     handler: Arc<dyn RebalanceHandler>,
+    /// The consumer itself, to split partition queues off in the rebalance.
+    consumer: OnceLock<Weak<PipelineConsumer>>,
 }
 
 impl PipelineContext {
@@ -40,8 +45,19 @@ impl PipelineContext {
             pipeline,
             health,
             handler,
+            consumer: OnceLock::new(),
         }
     }
+}
+
+/// Makes a pipeline's consumer and lets its context reach it.
+pub fn create_consumer(
+    config: &ClientConfig,
+    context: PipelineContext,
+) -> KafkaResult<Arc<PipelineConsumer>> {
+    let consumer: Arc<PipelineConsumer> = Arc::new(config.create_with_context(context)?);
+    let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
+    Ok(consumer)
 }
 
 fn partitions(tpl: &TopicPartitionList) -> Vec<i32> {
@@ -50,34 +66,47 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<i32> {
 
 impl ClientContext for PipelineContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        if matches!(
-            error.rdkafka_error_code(),
-            Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure)
-        ) {
-            self.health
-                .broker_trouble(format!("consumer of {}: {reason}", self.pipeline));
-        } else {
-            tracing::warn!(pipeline = %self.pipeline, %error, reason, "consumer error");
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure) => {
+                self.health
+                    .broker_trouble(format!("consumer of {}: {reason}", self.pipeline));
+            }
+            Some(RDKafkaErrorCode::Fatal) => self
+                .health
+                .fatal(format!("consumer of {}: {reason}", self.pipeline)),
+            _ => tracing::warn!(pipeline = %self.pipeline, %error, reason, "consumer error"),
         }
     }
 }
 
 impl ConsumerContext for PipelineContext {
     fn pre_rebalance(&self, consumer: &PipelineConsumer, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            let revoked = partitions(tpl);
-            tracing::info!(pipeline = %self.pipeline, partitions = ?revoked, "partitions revoked");
-            self.health.pipeline_assigned(&self.pipeline, false);
-            self.handler.revoked(consumer, &revoked);
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let assigned = partitions(tpl);
+                match self.consumer.get().and_then(Weak::upgrade) {
+                    Some(consumer) => self.handler.assigning(&consumer, &assigned),
+                    None => {
+                        tracing::error!(pipeline = %self.pipeline, "the consumer is gone; partitions are not handled")
+                    }
+                }
+            }
+            Rebalance::Revoke(tpl) => {
+                let revoked = partitions(tpl);
+                let lost = consumer.assignment_lost();
+                tracing::info!(pipeline = %self.pipeline, partitions = ?revoked, lost, "partitions revoked");
+                self.health.pipeline_assigned(&self.pipeline, false);
+                self.handler.revoked(consumer, &revoked, lost);
+            }
+            Rebalance::Error(_) => {}
         }
     }
 
-    fn post_rebalance(&self, consumer: &PipelineConsumer, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, _consumer: &PipelineConsumer, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let assigned = partitions(tpl);
                 tracing::info!(pipeline = %self.pipeline, partitions = ?assigned, "partitions assigned");
-                self.handler.assigned(consumer, &assigned);
                 self.health.pipeline_assigned(&self.pipeline, true);
             }
             Rebalance::Revoke(_) => {}
@@ -111,13 +140,16 @@ pub fn consumer_config(base: &ClientConfig, group: &str) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
-        // librdkafka prefetches up to 64 MiB per consumer by default; the runners'
-        // queues already hold 512 records per partition, so 16 MiB keeps the
-        // pipeline fed at a quarter of the memory.
-        .set("queued.max.messages.kbytes", "16384")
+        // Each partition has its own queue, and librdkafka stops fetching a
+        // partition whose queue holds this much: the backpressure of a partition
+        // whose runner is busy or backing off, without pausing it.
+        .set("queued.max.messages.kbytes", "2048")
         // Some brokers hold a fetch for the whole wait even when data arrives;
         // 100 ms bounds what that adds to end-to-end latency.
-        .set("fetch.wait.max.ms", "100");
+        .set("fetch.wait.max.ms", "100")
+        // Only committed transactions (librdkafka's default, said out loud): an
+        // exactly-once pipeline downstream of another sees its outputs once.
+        .set("isolation.level", "read_committed");
     for (key, value) in base.config_map() {
         config.set(key, value);
     }

@@ -13,13 +13,15 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
+use rdkafka::Offset;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
+use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::{Cleanup, TopicConfig, WeirConfig};
@@ -279,6 +281,31 @@ impl Brokers {
             }
         }
     }
+}
+
+/// The offsets `consumer`'s group committed on `topic`, by partition (`None`: none
+/// yet). The one place weir reads committed offsets.
+pub fn committed_offsets<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<BTreeMap<i32, Option<i64>>, KafkaError> {
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let mut tpl = TopicPartitionList::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            tpl.add_partition(topic, p.id());
+        }
+    }
+    Ok(consumer
+        .committed_offsets(tpl, timeout)?
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(n) => (e.partition(), Some(n)),
+            _ => (e.partition(), None),
+        })
+        .collect())
 }
 
 /// A message's headers as plugin headers (a null value becomes empty).

@@ -1,11 +1,22 @@
-//! The shared producer: idempotent, `acks=all`, with a delivery callback that
-//! acknowledges records in their partition's offset tracker.
+//! The at-least-once producer: idempotent, `acks=all`. Every message carries a
+//! [`Ticket`] that hears how its delivery ended, and a failed delivery is classified
+//! ([`Trouble`]):
 //!
-//! A broker error never fails a record: a message whose delivery failed is kept and
-//! sent again after a backoff, and the host reports not-ready meanwhile.
+//! - broker trouble (timeouts, leader changes, not enough replicas): the message is
+//!   kept and sent again after a backoff; the host reports not-ready meanwhile;
+//! - refused (the broker will never take the record, e.g. over the topic's
+//!   `max.message.bytes`): librdkafka refuses a whole batch for one bad record, so
+//!   the message is sent again on its own through a second producer that sends one
+//!   record per batch; refused on its own, its ticket dead-letters the source record;
+//! - not allowed or gone (authorization failed, unknown topic): the message is kept
+//!   and sent again with a long backoff, nothing is committed past it, and readiness
+//!   names the topic and the ACL to grant, until a delivery to that topic succeeds.
+//!
+//! Nothing is dropped in any case. This module classifies and resends; what a
+//! delivery means for offsets and dead letters is the ticket's business.
 
+use std::collections::BinaryHeap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -15,100 +26,74 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
-use super::OffsetTracker;
 use crate::plugin::Header;
 use crate::policy::backoff;
-use crate::telemetry::{Health, PipelineMetrics};
+use crate::shutdown::Shutdown;
+use crate::telemetry::Health;
 
-/// What a delivery acknowledges: one output or DLQ record of the record at
-/// `offset` in the partition that `tracker` follows.
-pub struct Ticket {
-    pub tracker: Arc<OffsetTracker>,
-    pub offset: i64,
-    /// The source record's timestamp, for end-to-end latency.
-    pub timestamp_ms: Option<i64>,
-    pub metrics: Arc<PipelineMetrics>,
-    /// Deliveries of this message that failed so far.
-    pub failures: u32,
+/// What a delivery outcome means to whoever produced the record.
+pub trait Ticket: Send + Sync + Sized + 'static {
+    /// The broker acknowledged the record.
+    fn delivered(self);
+    /// One delivery attempt failed (it will be retried, isolated or handed back).
+    fn failed(&self);
+    /// The broker refuses the record on its own, for good (`error` is its reason).
+    fn refused(self, topic: &str, error: &str) -> Refusal<Self>;
 }
 
-/// A failed delivery, waiting to be sent again.
-struct Resend {
-    message: OwnedMessage,
-    ticket: Box<Ticket>,
-    not_before: Instant,
+/// What to do with a record the broker will never take.
+pub enum Refusal<T> {
+    /// Send this dead letter in its place.
+    DeadLetter(OwnedRecord, T),
+    /// Nothing more: the ticket settled it (the source is already dead-lettered).
+    Settled,
+    /// Keep the record and keep trying (a dead letter itself was refused): nothing
+    /// may be committed past it.
+    Keep(T),
 }
 
-/// The producer's callbacks.
-pub struct DeliveryContext {
-    health: Arc<Health>,
-    /// Failed deliveries go here, to the resender thread.
-    resend: Sender<Resend>,
+/// Why a delivery failed, and so what happens to the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trouble {
+    /// The broker is away or busy: send again after a backoff.
+    Broker,
+    /// The broker will never take this record as it is.
+    Refused,
+    /// The principal may not write to the topic, or the topic is gone: keep it and
+    /// wait for an operator.
+    NotAllowed,
 }
 
-impl ClientContext for DeliveryContext {
-    fn error(&self, error: KafkaError, reason: &str) {
-        if matches!(
-            error.rdkafka_error_code(),
-            Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure)
-        ) {
-            self.health.broker_trouble(format!("producer: {reason}"));
-        } else {
-            tracing::warn!(%error, reason, "producer error");
+impl Trouble {
+    pub fn of(code: Option<RDKafkaErrorCode>) -> Trouble {
+        use RDKafkaErrorCode as C;
+        match code {
+            Some(
+                C::MessageSizeTooLarge
+                | C::InvalidMessageSize
+                | C::InvalidRecord
+                | C::InvalidDifferentRecord
+                | C::InvalidMessage,
+            ) => Trouble::Refused,
+            Some(
+                C::TopicAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+                | C::TransactionalIdAuthorizationFailed
+                | C::UnknownTopicOrPartition
+                | C::UnknownTopic
+                | C::UnknownPartition,
+            ) => Trouble::NotAllowed,
+            _ => Trouble::Broker,
         }
     }
 }
 
-impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = Box<Ticket>;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, mut ticket: Box<Ticket>) {
-        match result {
-            Ok(message) => {
-                ticket.metrics.produced(message.topic(), true);
-                self.health.broker_ok();
-                if ticket.tracker.ack(ticket.offset)
-                    && let Some(ts) = ticket.timestamp_ms
-                {
-                    let now_ms = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_millis() as i64);
-                    ticket
-                        .metrics
-                        .latency
-                        .observe((now_ms - ts).max(0) as f64 / 1000.0);
-                }
-            }
-            Err((error, message)) => {
-                ticket.metrics.produced(message.topic(), false);
-                ticket.failures += 1;
-                self.health
-                    .broker_trouble(format!("delivery to {} failed: {error}", message.topic()));
-                let delay = backoff(
-                    ticket.failures,
-                    Duration::from_millis(100),
-                    Duration::from_secs(30),
-                    1.0,
-                );
-                let resend = Resend {
-                    message: message.detach(),
-                    ticket,
-                    not_before: Instant::now() + delay,
-                };
-                // The resender lives as long as the producer; if it is gone we are
-                // shutting down and the record stays uncommitted.
-                let _ = self.resend.send(resend);
-            }
-        }
-    }
-}
-
-/// The producer shared by every pipeline.
-#[derive(Clone)]
-pub struct OutputProducer {
-    inner: ThreadedProducer<DeliveryContext>,
-    /// Set by [`OutputProducer::close`]: the resender lets go of its clone.
-    closed: Arc<AtomicBool>,
+/// A record to produce, owned (a dead letter made in a delivery callback).
+pub struct OwnedRecord {
+    pub topic: String,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<Header>,
 }
 
 /// One record to produce.
@@ -119,11 +104,162 @@ pub struct OutRecord<'a> {
     pub headers: &'a [Header],
 }
 
-impl OutputProducer {
-    /// Creates the producer and its resender thread. `base` carries the bootstrap
-    /// servers and `[kafka.properties]`; these defaults come first so a property can
-    /// override them.
-    pub fn spawn(base: &ClientConfig, health: Arc<Health>) -> Result<OutputProducer, KafkaError> {
+impl OwnedRecord {
+    pub fn as_out(&self) -> OutRecord<'_> {
+        OutRecord {
+            topic: &self.topic,
+            key: self.key.as_deref(),
+            value: self.value.as_deref(),
+            headers: &self.headers,
+        }
+    }
+}
+
+/// The producer's bookkeeping around a ticket.
+pub struct Envelope<T> {
+    ticket: T,
+    /// Failed deliveries so far, for the backoff.
+    failures: u32,
+    /// Sent through the one-record-per-batch producer.
+    alone: bool,
+}
+
+/// A failed delivery, waiting to be sent again.
+struct Resend<T> {
+    message: OwnedMessage,
+    envelope: Box<Envelope<T>>,
+    trouble: Trouble,
+    /// The broker's (or the client's) reason.
+    error: String,
+    not_before: Instant,
+}
+
+impl<T> PartialEq for Resend<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.not_before == other.not_before
+    }
+}
+impl<T> Eq for Resend<T> {}
+impl<T> PartialOrd for Resend<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<T> Ord for Resend<T> {
+    /// Earliest first in a max-heap.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other.not_before.cmp(&self.not_before)
+    }
+}
+
+/// The producers' callbacks.
+pub struct DeliveryContext<T> {
+    health: Arc<Health>,
+    /// Failed deliveries go here, to the resender thread.
+    resend: Sender<Resend<T>>,
+}
+
+impl<T: Ticket> ClientContext for DeliveryContext<T> {
+    fn error(&self, error: KafkaError, reason: &str) {
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure) => {
+                self.health.broker_trouble(format!("producer: {reason}"));
+            }
+            Some(RDKafkaErrorCode::Fatal) => self.health.fatal(format!("producer: {reason}")),
+            _ => tracing::warn!(%error, reason, "producer error"),
+        }
+    }
+}
+
+impl<T: Ticket> ProducerContext for DeliveryContext<T> {
+    type DeliveryOpaque = Box<Envelope<T>>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, mut envelope: Box<Envelope<T>>) {
+        match result {
+            Ok(message) => {
+                self.health.broker_ok();
+                self.health.allowed(message.topic());
+                envelope.ticket.delivered();
+            }
+            Err((error, message)) => {
+                envelope.ticket.failed();
+                envelope.failures += 1;
+                let trouble = Trouble::of(error.rdkafka_error_code());
+                let topic = message.topic();
+                let delay = match trouble {
+                    Trouble::Broker => {
+                        self.health
+                            .broker_trouble(format!("delivery to {topic} failed: {error}"));
+                        backoff(
+                            envelope.failures,
+                            Duration::from_millis(100),
+                            Duration::from_secs(30),
+                            1.0,
+                        )
+                    }
+                    Trouble::Refused => Duration::ZERO,
+                    Trouble::NotAllowed => {
+                        self.health.not_allowed(topic, &error.to_string());
+                        backoff(
+                            envelope.failures,
+                            Duration::from_secs(1),
+                            Duration::from_secs(10),
+                            1.0,
+                        )
+                    }
+                };
+                let resend = Resend {
+                    message: message.detach(),
+                    envelope,
+                    trouble,
+                    error: error.to_string(),
+                    not_before: Instant::now() + delay,
+                };
+                // The resender lives as long as the producer; if it is gone we are
+                // shutting down and the record stays uncommitted.
+                let _ = self.resend.send(resend);
+            }
+        }
+    }
+}
+
+type Inner<T> = ThreadedProducer<DeliveryContext<T>>;
+
+/// The at-least-once producer shared by every pipeline.
+pub struct OutputProducer<T: Ticket> {
+    /// Batches records (linger) for throughput.
+    batched: Arc<Inner<T>>,
+    /// One record per batch: isolates a record the broker refuses from the
+    /// innocent records batched with it.
+    alone: Arc<Inner<T>>,
+    /// Stops the resender.
+    stop: Shutdown,
+}
+
+impl<T: Ticket> Clone for OutputProducer<T> {
+    fn clone(&self) -> Self {
+        OutputProducer {
+            batched: self.batched.clone(),
+            alone: self.alone.clone(),
+            stop: self.stop.clone(),
+        }
+    }
+}
+
+/// Why a send gave up.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped before the record could be handed to the producer")]
+pub struct Stopped;
+
+impl<T: Ticket> OutputProducer<T> {
+    /// Creates the producers and the resender thread. `base` carries the bootstrap
+    /// servers and `[kafka.properties]`; weir's defaults come first so a property
+    /// can override them. `stop` ends the resender.
+    pub fn spawn(
+        base: &ClientConfig,
+        health: Arc<Health>,
+        stop: Shutdown,
+    ) -> Result<OutputProducer<T>, KafkaError> {
         let mut config = ClientConfig::new();
         config
             .set("enable.idempotence", "true")
@@ -135,19 +271,28 @@ impl OutputProducer {
             .set("message.timeout.ms", "0")
             // 16 MiB is far more than a 5 ms linger needs; when the broker is away
             // a full queue holds the runners back (backpressure) instead of growing.
-            .set("queue.buffering.max.kbytes", "16384");
+            .set("queue.buffering.max.kbytes", "16384")
+            // A topic that was not allowed or gone is looked up again soon, so that
+            // a grant or a re-creation is noticed quickly.
+            .set("topic.metadata.refresh.interval.ms", "10000");
         for (key, value) in base.config_map() {
             config.set(key, value);
         }
         let (resend_tx, resend_rx) = crossbeam_channel::unbounded();
-        let context = DeliveryContext {
-            health,
-            resend: resend_tx,
+        let context = |tx: Sender<Resend<T>>| DeliveryContext {
+            health: health.clone(),
+            resend: tx,
         };
-        let inner: ThreadedProducer<DeliveryContext> = config.create_with_context(context)?;
+        let batched: Inner<T> = config.create_with_context(context(resend_tx.clone()))?;
+        let alone: Inner<T> = config
+            .clone()
+            .set("batch.num.messages", "1")
+            .set("linger.ms", "0")
+            .create_with_context(context(resend_tx))?;
         let producer = OutputProducer {
-            inner,
-            closed: Arc::new(AtomicBool::new(false)),
+            batched: Arc::new(batched),
+            alone: Arc::new(alone),
+            stop,
         };
         let resender = producer.clone();
         std::thread::Builder::new()
@@ -159,29 +304,58 @@ impl OutputProducer {
         Ok(producer)
     }
 
-    /// Enqueues a record. Waits (and keeps waiting) while the local queue is full
-    /// or the client refuses the message for a broker-side reason: the caller's
-    /// record is never dropped.
-    pub fn send(&self, record: OutRecord<'_>, ticket: Box<Ticket>) {
+    /// Enqueues a record. Waits while the local queue is full or the client refuses
+    /// the message for a broker-side reason; gives up (the record stays
+    /// uncommitted) when `stop` is signalled.
+    pub fn send(&self, record: OutRecord<'_>, ticket: T, stop: &Shutdown) -> Result<(), Stopped> {
+        let envelope = Box::new(Envelope {
+            ticket,
+            failures: 0,
+            alone: false,
+        });
+        self.send_envelope(&self.batched, record, envelope, stop)
+    }
+
+    fn send_envelope(
+        &self,
+        producer: &Inner<T>,
+        record: OutRecord<'_>,
+        envelope: Box<Envelope<T>>,
+        stop: &Shutdown,
+    ) -> Result<(), Stopped> {
         let headers = to_kafka_headers(record.headers);
-        let mut base = BaseRecord::with_opaque_to(record.topic, ticket).headers(headers);
+        let mut base = BaseRecord::with_opaque_to(record.topic, envelope).headers(headers);
         if let Some(key) = record.key {
             base = base.key(key);
         }
         if let Some(value) = record.value {
             base = base.payload(value);
         }
-        self.send_base(base);
-    }
-
-    fn send_base(&self, mut base: BaseRecord<'_, [u8], [u8], Box<Ticket>>) {
         let mut failures = 0;
         loop {
-            match self.inner.send(base) {
-                Ok(()) => return,
+            match producer.send(base) {
+                Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     base = back;
-                    std::thread::sleep(Duration::from_millis(5));
+                    if !stop.sleep(Duration::from_millis(5)) {
+                        return Err(Stopped);
+                    }
+                }
+                Err((KafkaError::MessageProduction(code), back))
+                    if Trouble::of(Some(code)) == Trouble::Refused =>
+                {
+                    // The client itself refuses it (over message.max.bytes): final.
+                    let message = OwnedMessage::new(
+                        back.payload.map(<[u8]>::to_vec),
+                        back.key.map(<[u8]>::to_vec),
+                        back.topic.to_owned(),
+                        rdkafka::Timestamp::NotAvailable,
+                        -1,
+                        -1,
+                        back.headers.clone(),
+                    );
+                    self.refused(message, *back.delivery_opaque, &code.to_string());
+                    return Ok(());
                 }
                 Err((error, back)) => {
                     base = back;
@@ -193,29 +367,65 @@ impl OutputProducer {
                         1.0,
                     );
                     tracing::warn!(topic = base.topic, %error, retry_in = ?delay, "cannot enqueue a record; keeping it");
-                    std::thread::sleep(delay);
+                    if !stop.sleep(delay) {
+                        return Err(Stopped);
+                    }
                 }
+            }
+        }
+    }
+
+    /// A record refused for good, even on its own: its ticket decides what
+    /// replaces it. A record that must be kept goes back to the resender.
+    fn refused(&self, message: OwnedMessage, envelope: Envelope<T>, error: &str) {
+        let Envelope {
+            ticket, failures, ..
+        } = envelope;
+        match ticket.refused(message.topic(), error) {
+            Refusal::Settled => {}
+            Refusal::DeadLetter(record, ticket) => {
+                // Stop leaves the source uncommitted: nothing is lost.
+                let _ = self.send(record.as_out(), ticket, &self.stop);
+            }
+            Refusal::Keep(ticket) => {
+                tracing::error!(
+                    topic = message.topic(),
+                    error,
+                    "the broker refuses a dead letter; it is kept and sent again, and nothing is committed past it"
+                );
+                let health = &self.batched.context().health;
+                health.not_allowed(message.topic(), error);
+                let resend = Resend {
+                    message,
+                    envelope: Box::new(Envelope {
+                        ticket,
+                        failures,
+                        alone: true,
+                    }),
+                    trouble: Trouble::Refused,
+                    error: error.to_owned(),
+                    not_before: Instant::now() + Duration::from_secs(10),
+                };
+                let _ = self.batched.context().resend.send(resend);
             }
         }
     }
 
     /// Waits for every enqueued record to be delivered, up to `timeout`.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.inner.flush(timeout)
+        let deadline = Instant::now() + timeout;
+        self.batched.flush(timeout)?;
+        self.alone
+            .flush(deadline.saturating_duration_since(Instant::now()))
     }
 
     pub fn in_flight(&self) -> i32 {
-        self.inner.in_flight_count()
-    }
-
-    /// Ends the resender once it has nothing left, so the producer (and its
-    /// connections) go away with the last clone.
-    pub fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
+        self.batched.in_flight_count() + self.alone.in_flight_count()
     }
 }
 
-fn to_kafka_headers(headers: &[Header]) -> OwnedHeaders {
+/// Headers in rdkafka's form.
+pub fn to_kafka_headers(headers: &[Header]) -> OwnedHeaders {
     headers
         .iter()
         .fold(OwnedHeaders::new_with_capacity(headers.len()), |acc, h| {
@@ -226,26 +436,69 @@ fn to_kafka_headers(headers: &[Header]) -> OwnedHeaders {
         })
 }
 
-/// Sends failed deliveries again once their backoff has passed.
-fn resend_loop(rx: Receiver<Resend>, producer: OutputProducer) {
+/// Sends failed deliveries again once their backoff has passed: a refused one
+/// alone, then to its ticket.
+fn resend_loop<T: Ticket>(rx: Receiver<Resend<T>>, producer: OutputProducer<T>) {
+    let mut waiting: BinaryHeap<Resend<T>> = BinaryHeap::new();
     loop {
-        let resend = match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(resend) => resend,
-            Err(RecvTimeoutError::Timeout) if !producer.closed.load(Ordering::SeqCst) => continue,
-            Err(_) => return,
-        };
-        let wait = resend.not_before.saturating_duration_since(Instant::now());
-        std::thread::sleep(wait);
-        let message = resend.message;
-        let headers = super::headers_of(&message);
-        producer.send(
-            OutRecord {
-                topic: message.topic(),
-                key: message.key(),
-                value: message.payload(),
-                headers: &headers,
-            },
-            resend.ticket,
-        );
+        let wait = waiting
+            .peek()
+            .map_or(Duration::from_millis(200), |r| {
+                r.not_before.saturating_duration_since(Instant::now())
+            })
+            .min(Duration::from_millis(200));
+        match rx.recv_timeout(wait) {
+            Ok(resend) => waiting.push(resend),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        if producer.stop.is_triggered() {
+            return;
+        }
+        while waiting
+            .peek()
+            .is_some_and(|r| r.not_before <= Instant::now())
+        {
+            let Some(resend) = waiting.pop() else { break };
+            resend_one(&producer, resend);
+        }
     }
+}
+
+fn resend_one<T: Ticket>(producer: &OutputProducer<T>, resend: Resend<T>) {
+    let Resend {
+        message,
+        mut envelope,
+        trouble,
+        error,
+        ..
+    } = resend;
+    if trouble == Trouble::Refused && envelope.alone {
+        producer.refused(message, *envelope, &error);
+        return;
+    }
+    let headers = super::headers_of(&message);
+    let record = OutRecord {
+        topic: message.topic(),
+        key: message.key(),
+        value: message.payload(),
+        headers: &headers,
+    };
+    if trouble == Trouble::NotAllowed {
+        // Ask for the topic again, so that a grant or a re-creation is seen.
+        let _ = producer
+            .batched
+            .client()
+            .fetch_metadata(Some(message.topic()), Duration::from_secs(5));
+    }
+    if trouble == Trouble::Refused {
+        envelope.alone = true;
+    }
+    let target = if envelope.alone {
+        &producer.alone
+    } else {
+        &producer.batched
+    };
+    // A stop while resending leaves the record uncommitted: nothing is lost.
+    let _ = producer.send_envelope(target, record, envelope, &producer.stop);
 }

@@ -2,48 +2,49 @@
 //! outputs of the last stage are the chain's outputs.
 //!
 //! The chain owns one instance per stage and replaces an instance after a sandbox
-//! fault. It does not retry, route or produce: that is the runner's job.
+//! fault. It does not retry, route or produce: that is the processor's and the
+//! sink's job.
 
 use std::sync::Arc;
-
-use arc_swap::ArcSwap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::plugin::{
-    CallError, CallSite, Event, Fault, LoadError, Output, PluginInstance, PluginVersion,
+    CallError, CallSite, Event, FailureKind, Fault, LoadError, Output, Plugin, PluginCall,
+    PluginVersion,
 };
+use crate::telemetry::metrics::StageMetrics;
 
 /// One failed stage of a chain.
-#[derive(Debug, Clone)]
-pub struct ChainFailure {
+#[derive(Debug)]
+pub struct ChainFailure<P = PluginVersion> {
     /// The plugin version that failed, for `weir.plugin` and logs.
-    pub plugin: Arc<PluginVersion>,
+    pub plugin: Arc<P>,
     pub error: CallError,
 }
 
-/// Instances of a chain of plugins, for one worker.
-pub struct Chain {
-    stages: Vec<Stage>,
-}
-
-struct Stage {
-    version: Arc<PluginVersion>,
-    /// `None` after a fault until a fresh instance is made.
-    instance: Option<PluginInstance>,
-}
-
-impl Stage {
-    fn instance(&mut self) -> Result<&mut PluginInstance, LoadError> {
-        if self.instance.is_none() {
-            self.instance = Some(self.version.instantiate()?);
+impl<P> Clone for ChainFailure<P> {
+    fn clone(&self) -> Self {
+        ChainFailure {
+            plugin: self.plugin.clone(),
+            error: self.error.clone(),
         }
-        Ok(self.instance.as_mut().expect("set just above"))
     }
 }
 
-impl Chain {
+/// Instances of a chain of plugins, for one worker.
+pub struct Chain<P: Plugin = PluginVersion> {
+    stages: Vec<Stage<P>>,
+}
+
+struct Stage<P: Plugin> {
+    version: Arc<P>,
+    /// `None` after a fault until a fresh instance is made.
+    instance: Option<P::Instance>,
+}
+
+impl<P: Plugin> Chain<P> {
     /// Instantiates and inits every stage.
-    pub fn new(versions: &[Arc<PluginVersion>]) -> Result<Chain, LoadError> {
+    pub fn new(versions: &[Arc<P>]) -> Result<Chain<P>, LoadError> {
         let stages = versions
             .iter()
             .map(|v| {
@@ -56,61 +57,67 @@ impl Chain {
         Ok(Chain { stages })
     }
 
-    /// Moves every stage to the version in its slot, if that changed (a hot reload).
-    /// Called between records, so a record never sees two versions of a plugin.
-    /// The new instance is made lazily, on the stage's next call.
-    pub fn sync(&mut self, slots: &[ArcSwap<PluginVersion>]) -> Vec<Arc<PluginVersion>> {
+    pub fn is_empty(&self) -> bool {
+        self.stages.is_empty()
+    }
+
+    /// Moves every stage to the version given for it, where that changed (a hot
+    /// reload), and returns the new versions. Called between records, so a record
+    /// never sees two versions of a plugin. New instances are made lazily.
+    pub fn sync<'v>(&mut self, versions: impl IntoIterator<Item = &'v Arc<P>>) -> Vec<Arc<P>> {
         let mut swapped = Vec::new();
-        for (stage, slot) in self.stages.iter_mut().zip(slots) {
-            let current = slot.load();
-            if !Arc::ptr_eq(&current, &stage.version) {
-                stage.version = Arc::clone(&current);
+        for (stage, version) in self.stages.iter_mut().zip(versions) {
+            if !Arc::ptr_eq(version, &stage.version) {
+                stage.version = version.clone();
                 stage.instance = None;
-                swapped.push(stage.version.clone());
+                swapped.push(version.clone());
             }
         }
         swapped
     }
 
     /// The plugin versions, in chain order.
-    pub fn versions(&self) -> impl Iterator<Item = &Arc<PluginVersion>> {
+    pub fn versions(&self) -> impl Iterator<Item = &Arc<P>> {
         self.stages.iter().map(|s| &s.version)
     }
 
     /// Runs one source event through every stage.
-    pub fn process(&mut self, event: &Event, site: &CallSite) -> Result<Vec<Output>, ChainFailure> {
-        self.process_observed(event, site, |_, _, _| {})
-    }
-
-    /// Like [`Chain::process`], reporting every plugin call to `observe` with the
-    /// plugin, its outcome (`ok` or a failure kind) and its duration.
-    pub fn process_observed(
+    pub fn process(
         &mut self,
         event: &Event,
         site: &CallSite,
-        mut observe: impl FnMut(&PluginVersion, &'static str, Duration),
-    ) -> Result<Vec<Output>, ChainFailure> {
-        let last = self.stages.len() - 1;
+    ) -> Result<Vec<Output>, ChainFailure<P>> {
+        self.run(std::slice::from_ref(event), event, site, &[])
+    }
+
+    /// Runs `inputs` (events made from `source`) through every stage, recording each
+    /// call in `metrics` (one per stage, or none).
+    pub fn run(
+        &mut self,
+        inputs: &[Event],
+        source: &Event,
+        site: &CallSite,
+        metrics: &[StageMetrics],
+    ) -> Result<Vec<Output>, ChainFailure<P>> {
+        let last = self.stages.len().saturating_sub(1);
         // Stages after the first get owned events made from the previous outputs.
         let mut owned: Vec<Event> = Vec::new();
         let mut outputs = Vec::new();
         for (i, stage) in self.stages.iter_mut().enumerate() {
             outputs.clear();
-            let events = if i == 0 {
-                std::slice::from_ref(event)
-            } else {
-                owned.as_slice()
-            };
+            let events = if i == 0 { inputs } else { owned.as_slice() };
             for input in events {
                 let started = Instant::now();
                 let result = match stage.instance() {
-                    Ok(instance) => instance.handle(input, site.clone()),
+                    Ok(instance) => instance.handle(input, site),
                     Err(e) => Err(CallError::Fault(Fault::Trap(format!(
                         "cannot restart the plugin: {e}"
                     )))),
                 };
-                let outcome = result.as_ref().map_or_else(|e| e.kind().as_str(), |_| "ok");
-                observe(&stage.version, outcome, started.elapsed());
+                if let Some(metrics) = metrics.get(i) {
+                    let failure: Option<FailureKind> = result.as_ref().err().map(CallError::kind);
+                    metrics.call(failure, started.elapsed().as_secs_f64());
+                }
                 match result {
                     Ok(more) => outputs.extend(more),
                     Err(error) => {
@@ -125,20 +132,32 @@ impl Chain {
                 }
             }
             if i < last {
-                owned = outputs
-                    .drain(..)
-                    .map(|o| Event {
-                        topic: event.topic.clone(),
-                        partition: event.partition,
-                        offset: event.offset,
-                        timestamp_ms: event.timestamp_ms,
-                        key: o.key,
-                        value: o.value,
-                        headers: o.headers,
-                    })
-                    .collect();
+                owned = outputs.drain(..).map(|o| output_event(source, o)).collect();
             }
         }
         Ok(outputs)
+    }
+}
+
+impl<P: Plugin> Stage<P> {
+    fn instance(&mut self) -> Result<&mut P::Instance, LoadError> {
+        if self.instance.is_none() {
+            self.instance = Some(self.version.instantiate()?);
+        }
+        Ok(self.instance.as_mut().expect("set just above"))
+    }
+}
+
+/// The event the next plugin sees for an output: the output's key, value and
+/// headers, at the source record's place.
+pub fn output_event(source: &Event, output: Output) -> Event {
+    Event {
+        topic: source.topic.clone(),
+        partition: source.partition,
+        offset: source.offset,
+        timestamp_ms: source.timestamp_ms,
+        key: output.key,
+        value: output.value,
+        headers: output.headers,
     }
 }

@@ -1,43 +1,60 @@
-//! The supervisor: loads plugins, provisions topics, starts one consumer thread per
-//! pipeline, and on shutdown stops fetching, lets in-flight records finish, flushes
-//! the producer and commits.
+//! The supervisor: starts one consumer thread per pipeline and the watchdog, and on
+//! shutdown stops fetching, lets in-flight records finish, commits and flushes the
+//! producer, all within one drain deadline.
 //!
 //! Each consumer thread polls its pipeline's consumer (so rebalance callbacks run
-//! there), dispatches records to partition runners, pauses partitions for
-//! backpressure or an open circuit, and commits periodically.
+//! there; the records themselves go to the partition runners through their split
+//! queues), pauses the partitions while the circuit is open, and commits.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rdkafka::Offset;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::topic_partition_list::TopicPartitionList;
-
-/// How long the consumer thread waits for room before it looks again.
-const CONGESTION_WAIT: Duration = Duration::from_millis(1);
-
-use super::Chain;
-use super::runner::{PartitionSet, PipelineShared, to_event};
-use crate::config::WeirConfig;
-use crate::kafka::Brokers;
-use crate::kafka::consumer::{PipelineConsumer, PipelineContext, consumer_config};
-use crate::kafka::producer::OutputProducer;
-use crate::plugin::{PluginEngine, PluginVersion};
-use crate::telemetry::{Health, Metrics};
 use prometheus::IntGauge;
+use rdkafka::Offset;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
 
-/// How often completed offsets are committed.
+use super::live::LivePipeline;
+use super::partitions::{DRAIN_TIMEOUT, PartitionSet};
+use super::sink::{AtLeastOnce, Commit, Sink};
+use super::snapshot::Snapshot;
+use super::transaction::Transactional;
+use crate::config::{Delivery, PipelineConfig, WeirConfig};
+use crate::kafka::consumer::{PipelineConsumer, PipelineContext, consumer_config, create_consumer};
+use crate::kafka::producer::OutputProducer;
+use crate::kafka::{Brokers, committed_offsets};
+use crate::plugin::{PluginEngine, PluginVersion};
+use crate::shutdown::{Shutdown, join_until};
+use crate::telemetry::{Health, Metrics, PipelineMetrics};
+
+/// How often an at-least-once pipeline commits completed offsets.
 pub const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
-/// How long shutdown waits for the producer to deliver what it holds.
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often, and how patiently, the watchdog asks the broker for metadata.
 const PROBE_EVERY: Duration = Duration::from_secs(2);
 
-/// Compiles every pipeline's plugins and inits one chain of each, so a bad plugin or
-/// config fails start-up, not the first record.
+/// Compiles a pipeline's plugins (in [`PipelineConfig::all_plugins`] order) and
+/// inits one instance of each, so a bad plugin or config fails start-up, not the
+/// first record.
+pub fn load_pipeline(
+    config: &WeirConfig,
+    pipeline: &PipelineConfig,
+    engine: &PluginEngine,
+) -> anyhow::Result<Vec<Arc<PluginVersion>>> {
+    let limits = pipeline.limits.limits();
+    pipeline
+        .all_plugins()
+        .map(|plugin| {
+            let version = engine.load(&config.plugin_path(plugin), plugin.init_config(), limits)?;
+            version.instantiate()?;
+            Ok(version)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()
+        .with_context(|| format!("pipeline {}", pipeline.name()))
+}
+
+/// [`load_pipeline`] for every pipeline, in config order.
 pub fn load_plugins(
     config: &WeirConfig,
     engine: &PluginEngine,
@@ -45,33 +62,21 @@ pub fn load_plugins(
     config
         .pipelines
         .iter()
-        .map(|pipeline| {
-            let limits = pipeline.limits.limits();
-            let versions = pipeline
-                .plugins
-                .get_ref()
-                .iter()
-                .map(|plugin| {
-                    engine.load(&config.plugin_path(plugin), plugin.init_config(), limits)
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .with_context(|| format!("pipeline {}", pipeline.name()))?;
-            Chain::new(&versions).with_context(|| format!("pipeline {}", pipeline.name()))?;
-            Ok(versions)
-        })
+        .map(|pipeline| load_pipeline(config, pipeline, engine))
         .collect()
 }
 
 /// The running pipelines.
 pub struct Runtime {
-    /// Set to stop every consumer thread.
-    stop: Arc<AtomicBool>,
+    /// Stops everything; each pipeline's stop is a child of it.
+    shutdown: Shutdown,
     consumers: Vec<(String, JoinHandle<()>)>,
     /// Probes the broker so that an outage is noticed even when idle.
     watchdog: JoinHandle<()>,
-    /// The running pipelines, in config order (the reloader swaps their plugins).
-    pub pipelines: Vec<Arc<PipelineShared>>,
-    producer: OutputProducer,
+    /// The running pipelines, in config order (the reloader swaps their snapshots).
+    pub pipelines: Vec<Arc<LivePipeline>>,
+    /// The at-least-once producer, shared by those pipelines.
+    producer: Option<OutputProducer<super::sink::RecordTicket>>,
     pub metrics: Metrics,
     pub health: Arc<Health>,
 }
@@ -84,53 +89,90 @@ impl Runtime {
         plugins: Vec<Vec<Arc<PluginVersion>>>,
         metrics: Metrics,
         health: Arc<Health>,
-        stop: Arc<AtomicBool>,
+        shutdown: Shutdown,
     ) -> anyhow::Result<Runtime> {
         let base = brokers.client_config(config);
-        let producer = OutputProducer::spawn(&base, health.clone())
+        let needs_producer = config
+            .pipelines
+            .iter()
+            .any(|p| p.delivery == Delivery::AtLeastOnce);
+        let producer = needs_producer
+            .then(|| OutputProducer::spawn(&base, health.clone(), shutdown.child()))
+            .transpose()
             .context("cannot create the Kafka producer")?;
         let mut consumers = Vec::new();
         let mut pipelines = Vec::new();
-        for (pipeline, versions) in config.pipelines.iter().zip(plugins) {
-            let shared = Arc::new(PipelineShared::new(
-                pipeline,
-                versions,
-                producer.clone(),
-                metrics.pipeline(pipeline.name()),
-                health.clone(),
-            ));
-            shared.metrics.circuit_open.set(0);
-            for version in shared.versions() {
+        for (config_pipeline, versions) in config.pipelines.iter().zip(plugins) {
+            let name = config_pipeline.name();
+            let snapshot = Snapshot::build(config_pipeline, versions, &metrics, None);
+            let pipeline_metrics = metrics.pipeline(name);
+            pipeline_metrics.circuit_open.set(0);
+            for version in snapshot.plugins() {
                 metrics.declare_plugin(&version.name);
             }
-            health.pipeline_assigned(pipeline.name(), false);
-            pipelines.push(shared.clone());
-            let set = Arc::new(PartitionSet::new(shared.clone()));
-            let context =
-                PipelineContext::new(pipeline.name().to_owned(), health.clone(), set.clone());
-            let consumer: PipelineConsumer = consumer_config(&base, &pipeline.group())
-                .create_with_context(context)
+            let stop = shutdown.child();
+            let (sink, commit_every): (Arc<dyn Sink>, Duration) = match config_pipeline.delivery {
+                Delivery::AtLeastOnce => (
+                    Arc::new(AtLeastOnce {
+                        producer: producer
+                            .clone()
+                            .expect("created for at-least-once pipelines"),
+                        health: health.clone(),
+                    }),
+                    COMMIT_INTERVAL,
+                ),
+                Delivery::ExactlyOnce => (
+                    Arc::new(
+                        Transactional::spawn(
+                            &base,
+                            config_pipeline,
+                            metrics.transactions(name),
+                            health.clone(),
+                            stop.clone(),
+                        )
+                        .with_context(|| {
+                            format!("cannot start the transactions of pipeline {name}")
+                        })?,
+                    ),
+                    config_pipeline.transaction_interval.0,
+                ),
+            };
+            let pipeline = Arc::new(LivePipeline::new(
+                snapshot,
+                config_pipeline.input(),
+                sink,
+                config_pipeline.workers(),
+                pipeline_metrics,
+                stop,
+            ));
+            health.pipeline_assigned(name, false);
+            pipelines.push(pipeline.clone());
+            let set = Arc::new(PartitionSet::new(pipeline.clone()));
+            let context = PipelineContext::new(name.to_owned(), health.clone(), set.clone());
+            let consumer =
+                create_consumer(&consumer_config(&base, &config_pipeline.group()), context)
+                    .with_context(|| format!("cannot create the consumer of pipeline {name}"))?;
+            consumer
+                .subscribe(&[config_pipeline.input()])
                 .with_context(|| {
-                    format!("cannot create the consumer of pipeline {}", pipeline.name())
+                    format!(
+                        "cannot subscribe pipeline {name} to {}",
+                        config_pipeline.input()
+                    )
                 })?;
-            consumer.subscribe(&[pipeline.input()]).with_context(|| {
-                format!(
-                    "cannot subscribe pipeline {} to {}",
-                    pipeline.name(),
-                    pipeline.input()
-                )
-            })?;
             tracing::info!(
-                pipeline = pipeline.name(), input = pipeline.input(), group = %pipeline.group(), dlq = %pipeline.dlq(),
-                plugins = ?shared.versions().iter().map(|v| v.label.to_string()).collect::<Vec<_>>(),
+                pipeline = name, input = config_pipeline.input(), group = %config_pipeline.group(),
+                delivery = config_pipeline.delivery.as_str(),
+                branches = ?config_pipeline.branches().iter().map(|b| format!("{} (dlq {})", b.name, b.dlq())).collect::<Vec<_>>(),
+                plugins = ?pipeline.snapshot().plugins().map(|v| v.label.to_string()).collect::<Vec<_>>(),
                 "pipeline started"
             );
-            let loop_stop = stop.clone();
+            let thread_health = health.clone();
             let thread = std::thread::Builder::new()
-                .name(format!("weir-consume-{}", pipeline.name()))
-                .spawn(move || consume(consumer, set, shared, loop_stop))
+                .name(format!("weir-consume-{name}"))
+                .spawn(move || consume(consumer, set, pipeline, commit_every, thread_health))
                 .context("cannot start a consumer thread")?;
-            consumers.push((pipeline.name().to_owned(), thread));
+            consumers.push((name.to_owned(), thread));
         }
         let probe: BaseConsumer = base.create().context("cannot create the broker probe")?;
         let lags = config
@@ -150,13 +192,13 @@ impl Runtime {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let (watch_stop, watch_health, watch_ready) =
-            (stop.clone(), health.clone(), metrics.ready.clone());
+            (shutdown.clone(), health.clone(), metrics.ready.clone());
         let watchdog = std::thread::Builder::new()
             .name("weir-watchdog".into())
             .spawn(move || watch(probe, lags, watch_health, watch_ready, watch_stop))
             .context("cannot start the watchdog thread")?;
         Ok(Runtime {
-            stop,
+            shutdown,
             consumers,
             watchdog,
             pipelines,
@@ -166,94 +208,106 @@ impl Runtime {
         })
     }
 
-    /// Stops fetching, lets in-flight records finish, commits, flushes the producer.
+    /// Stops fetching, lets in-flight records finish, commits, flushes the producer:
+    /// all within [`DRAIN_TIMEOUT`] of the stop signal.
     pub fn shutdown(self) -> anyhow::Result<()> {
-        self.stop.store(true, Ordering::SeqCst);
+        self.shutdown.trigger();
+        let deadline = Instant::now() + DRAIN_TIMEOUT;
+        // Consumer threads use the same deadline; give them a moment more to close.
+        let join_by = deadline + Duration::from_secs(2);
         for (name, thread) in self.consumers {
-            if thread.join().is_err() {
-                tracing::error!(pipeline = %name, "consumer thread panicked");
-            }
+            join_until(thread, join_by, &format!("the consumer of pipeline {name}"));
         }
-        let _ = self.watchdog.join();
-        self.producer.flush(FLUSH_TIMEOUT).with_context(|| {
-            format!(
-                "{} records were not delivered before shutdown",
-                self.producer.in_flight()
-            )
-        })?;
+        join_until(self.watchdog, join_by, "the watchdog");
+        if let Some(producer) = self.producer {
+            let left = deadline.saturating_duration_since(Instant::now());
+            producer.flush(left).map_err(|_| {
+                anyhow::anyhow!(
+                    "{} record(s) were not delivered within the {DRAIN_TIMEOUT:?} drain timeout; \
+                     their inputs are not committed and will be processed again",
+                    producer.in_flight()
+                )
+            })?;
+        }
+        if let Some(problem) = self.health.fatal_error() {
+            anyhow::bail!("stopped after a fatal Kafka client error: {problem}");
+        }
         Ok(())
     }
 
-    /// Whether shutdown was asked for (by a signal).
+    /// Whether shutdown was asked for (by a signal, or a fatal error).
     pub fn stopping(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
+        self.shutdown.is_triggered()
+    }
+
+    /// Waits until shutdown is asked for, or a fatal client error happens.
+    pub fn wait(&self) {
+        while self.shutdown.sleep(Duration::from_millis(200)) {
+            if self.health.fatal_error().is_some() {
+                self.shutdown.trigger();
+            }
+        }
     }
 }
 
 /// The consumer thread of one pipeline.
 fn consume(
-    consumer: PipelineConsumer,
+    consumer: Arc<PipelineConsumer>,
     set: Arc<PartitionSet>,
-    shared: Arc<PipelineShared>,
-    stop: Arc<AtomicBool>,
+    pipeline: Arc<LivePipeline>,
+    commit_every: Duration,
+    health: Arc<Health>,
 ) {
+    let stop = pipeline.stop().clone();
     let mut last_commit = Instant::now();
     let mut circuit_paused = false;
-    while !stop.load(Ordering::SeqCst) {
+    while !stop.is_triggered() {
         // The circuit: pause everything while it cools down.
-        let blocked = shared.circuit_blocks();
-        if blocked && !circuit_paused {
-            set.pause(&consumer, set.partitions());
-            circuit_paused = true;
-        } else if !blocked && circuit_paused {
-            let backpressured = set.backpressured();
-            set.resume(
-                &consumer,
-                set.partitions()
-                    .into_iter()
-                    .filter(|p| !backpressured.contains(p)),
-            );
-            circuit_paused = false;
-        }
-        // Backpressure: feed the queues from the overflow, resume partitions that
-        // caught up, pause those that stalled, and hold off polling while a moving
-        // partition is congested.
-        let relief = set.relieve();
-        if !relief.resume.is_empty() && !circuit_paused {
-            set.resume(&consumer, relief.resume);
-        }
-        if !relief.pause.is_empty() {
-            set.pause(&consumer, relief.pause);
-        }
-        if relief.congested {
-            std::thread::sleep(CONGESTION_WAIT);
-        } else {
-            let wait = if relief.overflowing {
-                CONGESTION_WAIT
+        let blocked = pipeline.circuit_blocks();
+        if blocked != circuit_paused {
+            if blocked {
+                set.pause(&consumer);
             } else {
-                Duration::from_millis(100)
-            };
-            match consumer.poll(wait) {
-                None => {}
-                Some(Ok(message)) => {
-                    shared.metrics.consumed.inc();
-                    set.dispatch(to_event(&message));
-                }
-                Some(Err(error)) => {
-                    tracing::warn!(pipeline = %shared.name, %error, "consume error");
+                set.resume(&consumer);
+            }
+            circuit_paused = blocked;
+        }
+        let wait = commit_every.min(Duration::from_millis(100));
+        match consumer.poll(wait) {
+            None => {}
+            Some(Ok(message)) => {
+                // Every partition's queue is split off before its assignment, so no
+                // record should arrive here; if one does, fetch it again in order.
+                let (partition, offset) = (message.partition(), message.offset());
+                tracing::error!(
+                    pipeline = %pipeline.name(), partition, offset,
+                    "a record arrived on the consumer's main queue; fetching the partition again from it"
+                );
+                drop(message);
+                if let Err(error) = consumer.seek(
+                    pipeline.input(),
+                    partition,
+                    Offset::Offset(offset),
+                    Duration::from_secs(5),
+                ) {
+                    tracing::error!(pipeline = %pipeline.name(), partition, %error, "cannot seek");
                 }
             }
+            Some(Err(error)) => {
+                tracing::warn!(pipeline = %pipeline.name(), %error, "consume error");
+            }
         }
-        if last_commit.elapsed() >= COMMIT_INTERVAL {
-            set.commit(&consumer, CommitMode::Async);
-            shared.health.watch_stall(shared.producer.in_flight());
+        if last_commit.elapsed() >= commit_every {
+            set.commit(&consumer);
+            health.watch_stall(set.in_flight() as i32);
             last_commit = Instant::now();
         }
     }
-    tracing::info!(pipeline = %shared.name, "stopping: finishing in-flight records");
-    set.stop(&consumer, &set.partitions());
+    tracing::info!(pipeline = %pipeline.name(), "stopping: finishing in-flight records");
+    let deadline = Instant::now() + DRAIN_TIMEOUT;
+    set.stop(&consumer, &set.partitions(), deadline, Commit::Final);
     consumer.unsubscribe();
-    tracing::info!(pipeline = %shared.name, "stopped");
+    tracing::info!(pipeline = %pipeline.name(), "stopped");
 }
 
 /// Reads one pipeline's consumer lag: high watermarks minus committed offsets.
@@ -261,31 +315,19 @@ struct LagReader {
     /// A client with the pipeline's `group.id` (never subscribed), to read commits.
     offsets: BaseConsumer,
     topic: String,
-    metrics: crate::telemetry::PipelineMetrics,
+    metrics: PipelineMetrics,
 }
 
 impl LagReader {
     fn refresh(&self) -> Result<(), rdkafka::error::KafkaError> {
-        let metadata = self
-            .offsets
-            .fetch_metadata(Some(&self.topic), PROBE_EVERY)?;
-        let mut tpl = TopicPartitionList::new();
-        for topic in metadata.topics() {
-            for partition in topic.partitions() {
-                tpl.add_partition(&self.topic, partition.id());
-            }
-        }
-        let committed = self.offsets.committed_offsets(tpl, PROBE_EVERY)?;
-        for element in committed.elements() {
-            let (low, high) =
-                self.offsets
-                    .fetch_watermarks(&self.topic, element.partition(), PROBE_EVERY)?;
-            let position = match element.offset() {
-                Offset::Offset(n) => n,
-                _ => low,
-            };
+        let committed = committed_offsets(&self.offsets, &self.topic, PROBE_EVERY)?;
+        for (partition, position) in committed {
+            let (low, high) = self
+                .offsets
+                .fetch_watermarks(&self.topic, partition, PROBE_EVERY)?;
+            let position = position.unwrap_or(low);
             self.metrics
-                .lag(&self.topic, element.partition(), (high - position).max(0));
+                .lag(&self.topic, partition, (high - position).max(0));
         }
         Ok(())
     }
@@ -299,10 +341,10 @@ fn watch(
     lags: Vec<LagReader>,
     health: Arc<Health>,
     ready: IntGauge,
-    stop: Arc<AtomicBool>,
+    stop: Shutdown,
 ) {
     let mut next = Instant::now();
-    while !stop.load(Ordering::SeqCst) {
+    loop {
         if Instant::now() >= next {
             let result = probe
                 .fetch_metadata(None, PROBE_EVERY)
@@ -320,19 +362,29 @@ fn watch(
             next = Instant::now() + PROBE_EVERY;
         }
         ready.set(i64::from(health.readiness().is_ok()));
-        std::thread::sleep(Duration::from_millis(100));
+        if !stop.sleep(Duration::from_millis(100)) {
+            return;
+        }
     }
 }
 
-/// Installs SIGINT/SIGTERM handlers: the first sets `stop`, a second exits at once.
-pub fn install_signal_handlers(stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
+/// Installs SIGINT/SIGTERM handling: the first signal raises `shutdown`, a second
+/// exits at once.
+pub fn install_signal_handlers(shutdown: &Shutdown) -> anyhow::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
-    for signal in [SIGINT, SIGTERM] {
-        // Registered first, so it sees the flag as it was before this signal.
-        signal_hook::flag::register_conditional_shutdown(signal, 130, stop.clone())
-            .context("cannot install signal handler")?;
-        signal_hook::flag::register(signal, stop.clone())
-            .context("cannot install signal handler")?;
-    }
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("cannot install signal handlers")?;
+    let shutdown = shutdown.clone();
+    std::thread::Builder::new()
+        .name("weir-signals".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                if shutdown.is_triggered() {
+                    std::process::exit(130);
+                }
+                shutdown.trigger();
+            }
+        })
+        .context("cannot start the signal thread")?;
     Ok(())
 }

@@ -139,7 +139,9 @@ impl PluginEngine {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| path.display().to_string());
         let label: Arc<str> = format!("{name}@{}", &sha256[..12]).into();
+        let identity = format!("{name} sha256:{sha256}");
         Ok(Arc::new(PluginVersion {
+            identity,
             name,
             path: path.to_owned(),
             sha256,
@@ -194,6 +196,8 @@ pub struct PluginVersion {
     pub sha256: String,
     /// `name@sha256-prefix`, for log lines.
     pub label: Arc<str>,
+    /// `name sha256:<hex>`, the value of the `weir.plugin` DLQ header.
+    identity: String,
     /// The pipeline's `config` table for this plugin, handed to `init`.
     pub config: Vec<(String, String)>,
     pub limits: Limits,
@@ -213,8 +217,8 @@ impl std::fmt::Debug for PluginVersion {
 
 impl PluginVersion {
     /// `name sha256:...`, the value of the `weir.plugin` DLQ header.
-    pub fn identity(&self) -> String {
-        format!("{} sha256:{}", self.name, self.sha256)
+    pub fn identity(&self) -> &str {
+        &self.identity
     }
 
     /// Instantiates the plugin and calls `init` with its config.
@@ -250,6 +254,53 @@ impl PluginVersion {
             store,
             bindings,
         })
+    }
+}
+
+/// A loaded plugin as the record path sees it. A trait so that the processor can be
+/// tested with scripted plugins; [`PluginVersion`] is the real one.
+pub trait Plugin: Send + Sync + 'static {
+    type Instance: PluginCall;
+    /// A fresh instance, `init`-ed with its config.
+    fn instantiate(self: &Arc<Self>) -> Result<Self::Instance, LoadError>;
+    /// The file stem, e.g. `task_validator`: the `plugin` metric label.
+    fn name(&self) -> &str;
+    /// `name@sha256-prefix`, for log lines.
+    fn label(&self) -> &Arc<str>;
+    /// `name sha256:<hex>`, for the `weir.plugin` DLQ header.
+    fn identity(&self) -> &str;
+}
+
+/// One instance of a [`Plugin`].
+pub trait PluginCall {
+    /// Calls `handle-event`. After `Err(CallError::Fault(_))` the instance must not
+    /// be used again.
+    fn handle(&mut self, event: &Event, site: &CallSite) -> CallOutcome;
+}
+
+impl Plugin for PluginVersion {
+    type Instance = PluginInstance;
+
+    fn instantiate(self: &Arc<Self>) -> Result<PluginInstance, LoadError> {
+        PluginVersion::instantiate(self)
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn label(&self) -> &Arc<str> {
+        &self.label
+    }
+
+    fn identity(&self) -> &str {
+        &self.identity
+    }
+}
+
+impl PluginCall for PluginInstance {
+    fn handle(&mut self, event: &Event, site: &CallSite) -> CallOutcome {
+        PluginInstance::handle(self, event, site)
     }
 }
 
@@ -308,12 +359,12 @@ pub enum Fault {
 /// `weir test` output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FailureKind {
-    Invalid,
-    Transient,
-    Trap,
-    Timeout,
-    MemoryLimit,
-    BadOutput,
+    Invalid = 0,
+    Transient = 1,
+    Trap = 2,
+    Timeout = 3,
+    MemoryLimit = 4,
+    BadOutput = 5,
 }
 
 impl FailureKind {
@@ -355,7 +406,7 @@ impl PluginInstance {
     ///
     /// On `Err(CallError::Fault(_))` the instance is in an unknown state: drop it and
     /// make a new one with [`PluginVersion::instantiate`].
-    pub fn handle(&mut self, event: &Event, site: CallSite) -> CallOutcome {
+    pub fn handle(&mut self, event: &Event, site: &CallSite) -> CallOutcome {
         let limits = self.version.limits;
         self.store.data_mut().begin_call(site);
         self.store

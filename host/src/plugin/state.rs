@@ -76,8 +76,12 @@ impl InstanceState {
     }
 
     /// Resets per-call budgets before a call.
-    pub(crate) fn begin_call(&mut self, site: CallSite) {
-        self.site = site;
+    pub(crate) fn begin_call(&mut self, site: &CallSite) {
+        if !Arc::ptr_eq(&self.site.pipeline, &site.pipeline) {
+            self.site.pipeline = site.pipeline.clone();
+        }
+        self.site.partition = site.partition;
+        self.site.offset = site.offset;
         self.log_lines = 0;
         self.limiter.hit = false;
     }

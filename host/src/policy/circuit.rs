@@ -2,11 +2,18 @@
 //! records passes `failure-ratio`, the circuit opens for `cooldown`; then one probe
 //! record goes through, and its success closes the circuit (its failure reopens it).
 //!
-//! A pure state machine: the caller passes the time and acts on the answer (pausing
-//! partitions, waiting). Outcomes that arrive while the circuit is open (records
-//! that were already being handled) are ignored.
+//! Two parts, both taking the time as an argument:
+//! - [`CircuitWindow`]: the settings and the sliding window of outcomes. It lives in
+//!   the pipeline snapshot (a reload that changes the settings starts a fresh one).
+//!   Recording an outcome while closed takes no lock: partitions record in parallel.
+//! - [`CircuitBreaker`]: the open / half-open state, which outlives reloads. It is
+//!   locked only to open, to probe and to close.
+//!
+//! Outcomes that arrive while the circuit is open (records that were already being
+//! handled) are ignored.
 
-use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::config::CircuitConfig;
@@ -16,10 +23,78 @@ use crate::config::CircuitConfig;
 pub enum Permit {
     /// Yes.
     Go,
-    /// Yes, as the single half-open probe: report its outcome with `record`.
+    /// Yes, as the single half-open probe: hand it back to `record`.
     Probe,
     /// No; ask again after this long.
     Wait(Duration),
+}
+
+/// How a handled record ended, for the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Its outputs are on their way.
+    Delivered,
+    /// It went to a dead-letter topic.
+    DeadLettered,
+}
+
+/// What recording an outcome changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    None,
+    /// Too many failures (or a failed probe): consumption pauses for `cooldown`.
+    Opened,
+    /// The probe succeeded.
+    Closed,
+}
+
+/// The settings and the last `window` outcomes recorded while closed.
+#[derive(Debug)]
+pub struct CircuitWindow {
+    pub settings: CircuitConfig,
+    /// One flag per record, `true` for a failure, written round-robin.
+    slots: Box<[AtomicBool]>,
+    /// Outcomes recorded since the window (re)started.
+    recorded: AtomicU64,
+    /// Failures in `slots`. Racing writers may leave it off by one for a moment
+    /// (even below zero), never for long.
+    failures: AtomicI64,
+}
+
+impl CircuitWindow {
+    pub fn new(settings: CircuitConfig) -> CircuitWindow {
+        let size = settings.window.max(1) as usize;
+        CircuitWindow {
+            settings,
+            slots: (0..size).map(|_| AtomicBool::new(false)).collect(),
+            recorded: AtomicU64::new(0),
+            failures: AtomicI64::new(0),
+        }
+    }
+
+    /// Adds an outcome; returns true when the window is full and over the ratio.
+    fn push(&self, failed: bool) -> bool {
+        let i = self.recorded.fetch_add(1, Ordering::Relaxed);
+        let before =
+            self.slots[(i % self.slots.len() as u64) as usize].swap(failed, Ordering::Relaxed);
+        let failures = match (before, failed) {
+            (false, true) => self.failures.fetch_add(1, Ordering::Relaxed) + 1,
+            (true, false) => self.failures.fetch_sub(1, Ordering::Relaxed) - 1,
+            _ => self.failures.load(Ordering::Relaxed),
+        };
+        let full = i + 1 >= self.slots.len() as u64;
+        failed
+            && full
+            && failures.max(0) as f64 / self.slots.len() as f64 > self.settings.failure_ratio
+    }
+
+    fn clear(&self) {
+        for slot in &self.slots {
+            slot.store(false, Ordering::Relaxed);
+        }
+        self.recorded.store(0, Ordering::Relaxed);
+        self.failures.store(0, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,105 +104,114 @@ enum State {
     HalfOpen { probing: bool },
 }
 
+/// The open / half-open state of one pipeline.
 #[derive(Debug)]
 pub struct CircuitBreaker {
-    failure_ratio: f64,
-    window: usize,
-    cooldown: Duration,
-    /// Outcomes of the last `window` records while closed; `true` is a failure.
-    outcomes: VecDeque<bool>,
-    failures: usize,
-    state: State,
+    /// Mirrors `state == Closed`, so that the common case takes no lock.
+    closed: AtomicBool,
+    state: Mutex<State>,
+}
+
+impl Default for CircuitBreaker {
+    fn default() -> CircuitBreaker {
+        CircuitBreaker {
+            closed: AtomicBool::new(true),
+            state: Mutex::new(State::Closed),
+        }
+    }
 }
 
 /// How long a non-probe record waits while a probe is out.
 const PROBE_POLL: Duration = Duration::from_millis(50);
 
 impl CircuitBreaker {
-    pub fn new(config: &CircuitConfig) -> CircuitBreaker {
-        CircuitBreaker {
-            failure_ratio: config.failure_ratio,
-            window: config.window.max(1) as usize,
-            cooldown: config.cooldown.0,
-            outcomes: VecDeque::new(),
-            failures: 0,
-            state: State::Closed,
-        }
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes new settings (a config reload); the window starts afresh.
-    pub fn reconfigure(&mut self, config: &CircuitConfig) {
-        self.failure_ratio = config.failure_ratio;
-        self.window = config.window.max(1) as usize;
-        self.cooldown = config.cooldown.0;
-        self.outcomes.clear();
-        self.failures = 0;
+    fn set(&self, state: &mut State, to: State) {
+        *state = to;
+        self.closed.store(to == State::Closed, Ordering::SeqCst);
     }
 
-    /// Whether consumption should be paused (open, or half-open).
+    /// Whether the circuit is open or half-open.
     pub fn is_open(&self) -> bool {
-        !matches!(self.state, State::Closed)
+        !self.closed.load(Ordering::SeqCst)
     }
 
     /// Whether consumption should stay paused: open and still cooling down. Once
     /// the cooldown has passed, records flow again so that one can be the probe.
     pub fn blocks_consumption(&self, now: Instant) -> bool {
-        matches!(self.state, State::Open { until } if now < until)
+        !self.closed.load(Ordering::SeqCst)
+            && matches!(*self.lock(), State::Open { until } if now < until)
     }
 
-    /// The probe was abandoned (its runner stopped): let another record probe.
-    pub fn abandon_probe(&mut self) {
-        if self.state == (State::HalfOpen { probing: true }) {
-            self.state = State::HalfOpen { probing: false };
+    pub fn try_acquire(&self, now: Instant) -> Permit {
+        if self.closed.load(Ordering::Acquire) {
+            return Permit::Go;
         }
-    }
-
-    pub fn try_acquire(&mut self, now: Instant) -> Permit {
-        match self.state {
+        let mut state = self.lock();
+        match *state {
             State::Closed => Permit::Go,
             State::Open { until } if now < until => Permit::Wait(until - now),
             State::Open { .. } | State::HalfOpen { probing: false } => {
-                self.state = State::HalfOpen { probing: true };
+                self.set(&mut state, State::HalfOpen { probing: true });
                 Permit::Probe
             }
             State::HalfOpen { probing: true } => Permit::Wait(PROBE_POLL),
         }
     }
 
-    /// Records a handled record's outcome. Returns true when this opened the circuit.
-    pub fn record(&mut self, failed: bool, probe: bool, now: Instant) -> bool {
-        match self.state {
-            State::HalfOpen { .. } if probe => {
-                if failed {
-                    self.state = State::Open {
-                        until: now + self.cooldown,
-                    };
-                    return true;
-                }
-                self.state = State::Closed;
-                self.outcomes.clear();
-                self.failures = 0;
-                false
-            }
-            State::Closed => {
-                self.outcomes.push_back(failed);
-                self.failures += usize::from(failed);
-                if self.outcomes.len() > self.window && self.outcomes.pop_front() == Some(true) {
-                    self.failures -= 1;
-                }
-                let full = self.outcomes.len() == self.window;
-                if full && self.failures as f64 / self.window as f64 > self.failure_ratio {
-                    self.state = State::Open {
-                        until: now + self.cooldown,
-                    };
-                    self.outcomes.clear();
-                    self.failures = 0;
-                    return true;
-                }
-                false
-            }
-            _ => false,
+    /// The probe was abandoned (its runner stopped): let another record probe.
+    pub fn abandon(&self, permit: Permit) {
+        let mut state = self.lock();
+        if permit == Permit::Probe && *state == (State::HalfOpen { probing: true }) {
+            self.set(&mut state, State::HalfOpen { probing: false });
         }
+    }
+
+    /// Records the outcome of a record handled under `permit`.
+    pub fn record(
+        &self,
+        outcome: Outcome,
+        permit: Permit,
+        now: Instant,
+        window: &CircuitWindow,
+    ) -> Change {
+        let failed = outcome == Outcome::DeadLettered;
+        if permit != Permit::Probe {
+            if !self.closed.load(Ordering::Acquire) || !window.push(failed) {
+                return Change::None;
+            }
+            let mut state = self.lock();
+            if *state != State::Closed {
+                return Change::None;
+            }
+            window.clear();
+            self.set(
+                &mut state,
+                State::Open {
+                    until: now + window.settings.cooldown.0,
+                },
+            );
+            return Change::Opened;
+        }
+        let mut state = self.lock();
+        if !matches!(*state, State::HalfOpen { .. }) {
+            return Change::None;
+        }
+        if failed {
+            self.set(
+                &mut state,
+                State::Open {
+                    until: now + window.settings.cooldown.0,
+                },
+            );
+            return Change::Opened;
+        }
+        window.clear();
+        self.set(&mut state, State::Closed);
+        Change::Closed
     }
 }
 
@@ -135,25 +219,31 @@ impl CircuitBreaker {
 mod tests {
     use super::*;
     use crate::config::HumanDuration;
+    use Outcome::{DeadLettered as Fail, Delivered as Ok};
 
-    fn breaker(ratio: f64, window: u32) -> CircuitBreaker {
-        CircuitBreaker::new(&CircuitConfig {
+    fn window(ratio: f64, size: u32) -> CircuitWindow {
+        CircuitWindow::new(CircuitConfig {
             failure_ratio: ratio,
-            window,
+            window: size,
             cooldown: HumanDuration(Duration::from_secs(10)),
         })
     }
 
     #[test]
     fn opens_only_after_a_full_window_over_the_ratio() {
-        let mut b = breaker(0.5, 4);
+        let (b, w) = (CircuitBreaker::default(), window(0.5, 4));
         let t = Instant::now();
-        assert!(!b.record(true, false, t));
-        assert!(!b.record(true, false, t));
-        assert!(!b.record(false, false, t));
+        assert_eq!(b.record(Fail, Permit::Go, t, &w), Change::None);
+        assert_eq!(b.record(Fail, Permit::Go, t, &w), Change::None);
+        assert_eq!(b.record(Ok, Permit::Go, t, &w), Change::None);
         assert_eq!(b.try_acquire(t), Permit::Go);
-        assert!(b.record(true, false, t), "3 of 4 failed");
+        assert_eq!(
+            b.record(Fail, Permit::Go, t, &w),
+            Change::Opened,
+            "3 of 4 failed"
+        );
         assert!(b.is_open());
+        assert!(b.blocks_consumption(t));
         assert_eq!(
             b.try_acquire(t + Duration::from_secs(4)),
             Permit::Wait(Duration::from_secs(6))
@@ -162,11 +252,12 @@ mod tests {
 
     #[test]
     fn the_window_slides() {
-        let mut b = breaker(0.5, 4);
+        let (b, w) = (CircuitBreaker::default(), window(0.5, 4));
         let t = Instant::now();
-        for failed in [true, true, false, false, false, false, true, true] {
-            assert!(
-                !b.record(failed, false, t),
+        for outcome in [Fail, Fail, Ok, Ok, Ok, Ok, Fail, Fail] {
+            assert_eq!(
+                b.record(outcome, Permit::Go, t, &w),
+                Change::None,
                 "never more than 2 of the last 4"
             );
         }
@@ -174,28 +265,71 @@ mod tests {
 
     #[test]
     fn half_open_lets_one_probe_through() {
-        let mut b = breaker(0.5, 2);
+        let (b, w) = (CircuitBreaker::default(), window(0.5, 2));
         let t = Instant::now();
-        b.record(true, false, t);
-        assert!(b.record(true, false, t));
+        b.record(Fail, Permit::Go, t, &w);
+        assert_eq!(b.record(Fail, Permit::Go, t, &w), Change::Opened);
         let later = t + Duration::from_secs(10);
+        assert!(!b.blocks_consumption(later));
         assert_eq!(b.try_acquire(later), Permit::Probe);
         assert_eq!(b.try_acquire(later), Permit::Wait(PROBE_POLL));
-        assert!(b.record(true, true, later), "a failed probe reopens");
+        assert_eq!(
+            b.record(Fail, Permit::Probe, later, &w),
+            Change::Opened,
+            "a failed probe reopens"
+        );
         let again = later + Duration::from_secs(10);
         assert_eq!(b.try_acquire(again), Permit::Probe);
-        assert!(!b.record(false, true, again));
+        assert_eq!(b.record(Ok, Permit::Probe, again, &w), Change::Closed);
         assert!(!b.is_open());
         assert_eq!(b.try_acquire(again), Permit::Go);
+        assert_eq!(
+            b.record(Fail, Permit::Go, again, &w),
+            Change::None,
+            "the window started afresh"
+        );
+    }
+
+    #[test]
+    fn an_abandoned_probe_lets_another_record_probe() {
+        let (b, w) = (CircuitBreaker::default(), window(0.5, 1));
+        let t = Instant::now();
+        assert_eq!(b.record(Fail, Permit::Go, t, &w), Change::Opened);
+        let later = t + Duration::from_secs(11);
+        assert_eq!(b.try_acquire(later), Permit::Probe);
+        b.abandon(Permit::Probe);
+        assert_eq!(b.try_acquire(later), Permit::Probe);
     }
 
     #[test]
     fn outcomes_while_open_are_ignored() {
-        let mut b = breaker(0.5, 2);
+        let (b, w) = (CircuitBreaker::default(), window(0.5, 2));
         let t = Instant::now();
-        b.record(true, false, t);
-        b.record(true, false, t);
-        assert!(!b.record(false, false, t));
+        b.record(Fail, Permit::Go, t, &w);
+        b.record(Fail, Permit::Go, t, &w);
+        assert_eq!(b.record(Ok, Permit::Go, t, &w), Change::None);
         assert!(b.is_open());
+    }
+
+    #[test]
+    fn partitions_record_in_parallel() {
+        let b = std::sync::Arc::new(CircuitBreaker::default());
+        let w = std::sync::Arc::new(window(0.5, 1000));
+        let t = Instant::now();
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (b, w) = (b.clone(), w.clone());
+                std::thread::spawn(move || {
+                    for i in 0..10_000 {
+                        let outcome = if i % 10 == 0 { Fail } else { Ok };
+                        assert_eq!(b.record(outcome, Permit::Go, t, &w), Change::None);
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert!(!b.is_open(), "10% failures never open a 50% circuit");
     }
 }

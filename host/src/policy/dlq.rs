@@ -5,6 +5,20 @@ use std::time::SystemTime;
 
 use crate::plugin::Header;
 
+/// The names of the `weir.*` headers of a DLQ record (SPEC §4), in the order they
+/// are added.
+pub mod header {
+    pub const REASON: &str = "weir.error.reason";
+    pub const MESSAGE: &str = "weir.error.message";
+    pub const SOURCE_TOPIC: &str = "weir.source.topic";
+    pub const SOURCE_PARTITION: &str = "weir.source.partition";
+    pub const SOURCE_OFFSET: &str = "weir.source.offset";
+    pub const PIPELINE: &str = "weir.pipeline";
+    pub const PLUGIN: &str = "weir.plugin";
+    pub const ATTEMPTS: &str = "weir.attempts";
+    pub const FAILED_AT: &str = "weir.failed-at";
+}
+
 /// Everything a DLQ record says about a failure.
 #[derive(Debug, Clone)]
 pub struct DeadLetter<'a> {
@@ -37,15 +51,15 @@ impl DeadLetter<'_> {
         let failed_at = humantime::format_rfc3339_millis(self.failed_at).to_string();
         let mut headers = original.to_vec();
         for (key, value) in [
-            ("weir.error.reason", self.reason),
-            ("weir.error.message", message),
-            ("weir.source.topic", self.source_topic),
-            ("weir.source.partition", &self.source_partition.to_string()),
-            ("weir.source.offset", &self.source_offset.to_string()),
-            ("weir.pipeline", self.pipeline),
-            ("weir.plugin", self.plugin),
-            ("weir.attempts", &self.attempts.to_string()),
-            ("weir.failed-at", &failed_at),
+            (header::REASON, self.reason),
+            (header::MESSAGE, message),
+            (header::SOURCE_TOPIC, self.source_topic),
+            (header::SOURCE_PARTITION, &self.source_partition.to_string()),
+            (header::SOURCE_OFFSET, &self.source_offset.to_string()),
+            (header::PIPELINE, self.pipeline),
+            (header::PLUGIN, self.plugin),
+            (header::ATTEMPTS, &self.attempts.to_string()),
+            (header::FAILED_AT, &failed_at),
         ] {
             headers.push(Header {
                 key: key.to_owned(),

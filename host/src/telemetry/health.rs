@@ -21,6 +21,10 @@ struct State {
     broker_problem: Option<(String, Instant)>,
     /// The watchdog's last verdict: the broker did not answer a probe.
     probe_problem: Option<String>,
+    /// Topics weir may not produce to (or that are gone), with the broker's error.
+    not_allowed: BTreeMap<String, String>,
+    /// A client error nothing can recover from; weir must stop.
+    fatal: Option<String>,
 }
 
 /// Shared readiness state.
@@ -29,6 +33,8 @@ pub struct Health {
     state: Mutex<State>,
     /// Mirrors `state.broker_problem.is_some()` so the hot path need not lock.
     troubled: AtomicBool,
+    /// Mirrors `!state.not_allowed.is_empty()`, likewise.
+    forbidden: AtomicBool,
     /// When the broker last acknowledged something, in ms since `epoch`.
     last_ack_ms: AtomicU64,
     epoch: Instant,
@@ -39,6 +45,7 @@ impl Default for Health {
         Health {
             state: Mutex::default(),
             troubled: AtomicBool::new(false),
+            forbidden: AtomicBool::new(false),
             last_ack_ms: AtomicU64::new(0),
             epoch: Instant::now(),
         }
@@ -101,6 +108,50 @@ impl Health {
         }
     }
 
+    /// The broker refused a record for `topic` because the principal may not write
+    /// to it, or the topic is gone. Logged as an error once per topic.
+    pub fn not_allowed(&self, topic: &str, error: &str) {
+        let mut state = self.lock();
+        if !state.not_allowed.contains_key(topic) {
+            tracing::error!(
+                topic,
+                %error,
+                "cannot produce to {topic}: grant weir's principal WRITE and DESCRIBE on topic {topic} \
+                 (or create it); records are kept, nothing is committed past them, and weir resumes \
+                 by itself once the broker takes them"
+            );
+        }
+        state.not_allowed.insert(topic.to_owned(), error.to_owned());
+        self.forbidden.store(true, Ordering::SeqCst);
+    }
+
+    /// A delivery to `topic` succeeded. Cheap unless the topic was not allowed.
+    pub fn allowed(&self, topic: &str) {
+        if !self.forbidden.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut state = self.lock();
+        if state.not_allowed.remove(topic).is_some() {
+            tracing::info!(topic, "the broker takes records for {topic} again");
+        }
+        self.forbidden
+            .store(!state.not_allowed.is_empty(), Ordering::SeqCst);
+    }
+
+    /// A client error weir cannot recover from (e.g. a fatal producer error).
+    pub fn fatal(&self, problem: String) {
+        let mut state = self.lock();
+        if state.fatal.is_none() {
+            tracing::error!(%problem, "fatal Kafka client error: weir stops; uncommitted records are processed again after a restart");
+            state.fatal = Some(problem);
+        }
+    }
+
+    /// The fatal error, if one happened.
+    pub fn fatal_error(&self) -> Option<String> {
+        self.lock().fatal.clone()
+    }
+
     /// The watchdog's probe of the broker: `Err` when it did not answer.
     pub fn probe_result(&self, result: Result<(), String>) {
         let mut state = self.lock();
@@ -122,6 +173,14 @@ impl Health {
     /// `Ok` when ready, else the reason.
     pub fn readiness(&self) -> Result<(), String> {
         let state = self.lock();
+        if let Some(problem) = &state.fatal {
+            return Err(format!("fatal: {problem}"));
+        }
+        if let Some((topic, error)) = state.not_allowed.iter().next() {
+            return Err(format!(
+                "not allowed to produce to topic {topic} ({error}): grant weir's principal WRITE and DESCRIBE on topic {topic}"
+            ));
+        }
         if let Some(problem) = &state.probe_problem {
             return Err(format!("broker trouble: {problem}"));
         }
@@ -158,6 +217,23 @@ mod tests {
         health.broker_trouble("timed out".into());
         assert!(health.readiness().unwrap_err().contains("timed out"));
         health.broker_ok();
+        assert!(health.readiness().is_ok());
+    }
+
+    #[test]
+    fn a_topic_not_allowed_names_the_acl_until_a_delivery_succeeds() {
+        let health = Health::default();
+        health.allowed("out");
+        assert!(health.readiness().is_ok());
+        health.not_allowed("out", "Broker: Topic authorization failed");
+        let reason = health.readiness().unwrap_err();
+        assert!(
+            reason.contains("topic out") && reason.contains("WRITE"),
+            "{reason}"
+        );
+        health.allowed("other");
+        assert!(health.readiness().is_err());
+        health.allowed("out");
         assert!(health.readiness().is_ok());
     }
 

@@ -4,14 +4,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::Instant;
 
 use anyhow::Context;
 use tiny_http::{Header, Response, Server};
 
 use super::{Health, Metrics};
+use crate::shutdown::{Shutdown, join_until};
 
 /// The endpoint's thread and the address it actually listens on.
 pub struct OpsEndpoint {
@@ -20,12 +20,12 @@ pub struct OpsEndpoint {
 }
 
 impl OpsEndpoint {
-    /// Binds `listen` and serves until `stop` is set.
+    /// Binds `listen` and serves until `stop` is signalled.
     pub fn spawn(
         listen: &str,
         metrics: Metrics,
         health: Arc<Health>,
-        stop: Arc<AtomicBool>,
+        stop: Shutdown,
     ) -> anyhow::Result<OpsEndpoint> {
         let server = Server::http(listen)
             .map_err(|e| anyhow::anyhow!("{e}"))
@@ -36,16 +36,26 @@ impl OpsEndpoint {
             .server_addr()
             .to_ip()
             .with_context(|| format!("{listen} is not a TCP address"))?;
+        let server = Arc::new(server);
+        let unblock = server.clone();
+        std::thread::Builder::new()
+            .name("weir-http-stop".into())
+            .spawn(move || {
+                stop.wait();
+                unblock.unblock();
+            })
+            .context("cannot start the HTTP thread")?;
         let thread = std::thread::Builder::new()
             .name("weir-http".into())
-            .spawn(move || serve(server, metrics, health, stop))
+            .spawn(move || serve(&server, &metrics, &health))
             .context("cannot start the HTTP thread")?;
         tracing::info!(%address, "serving /metrics, /healthz and /readyz on http://{address}");
         Ok(OpsEndpoint { address, thread })
     }
 
-    pub fn join(self) {
-        let _ = self.thread.join();
+    /// Waits (until `deadline`) for the endpoint to close after the stop signal.
+    pub fn join(self, deadline: Instant) {
+        join_until(self.thread, deadline, "the metrics endpoint");
     }
 }
 
@@ -54,16 +64,9 @@ fn text_header(content_type: &str) -> Header {
         .expect("a valid static header")
 }
 
-fn serve(server: Server, metrics: Metrics, health: Arc<Health>, stop: Arc<AtomicBool>) {
-    while !stop.load(Ordering::SeqCst) {
-        let request = match server.recv_timeout(Duration::from_millis(200)) {
-            Ok(Some(request)) => request,
-            Ok(None) => continue,
-            Err(error) => {
-                tracing::warn!(%error, "metrics endpoint error");
-                continue;
-            }
-        };
+/// Answers requests until the server is unblocked (the stop signal).
+fn serve(server: &Server, metrics: &Metrics, health: &Health) {
+    for request in server.incoming_requests() {
         let path = request
             .url()
             .split('?')

@@ -3,6 +3,8 @@
 //! methods; nothing else touches the Prometheus types. Labels stay bounded: pipeline,
 //! plugin, topic, partition, outcome or reason, never a key, an offset or an id.
 
+use crate::plugin::FailureKind;
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -22,6 +24,8 @@ pub struct Metrics {
     end_to_end_latency: HistogramVec,
     circuit_open: IntGaugeVec,
     plugin_reloads: IntCounterVec,
+    transactions: IntCounterVec,
+    transaction_duration: HistogramVec,
     /// 1 while `/readyz` would answer 200 (for alerting; not in SPEC §6's table).
     pub ready: IntGauge,
 }
@@ -134,6 +138,19 @@ impl Metrics {
                 "Hot reloads by outcome.",
                 &["plugin", "outcome"],
             ),
+            transactions: counter(
+                &registry,
+                "weir_transactions_total",
+                "Exactly-once transactions by outcome (committed, aborted, fenced).",
+                &["pipeline", "outcome"],
+            ),
+            transaction_duration: histogram(
+                &registry,
+                "weir_transaction_duration_seconds",
+                "From a transaction's first record to its commit or abort.",
+                &["pipeline"],
+                prometheus::exponential_buckets(0.001, 2.0, 16).expect("valid buckets"),
+            ),
             ready: {
                 let gauge = IntGauge::new(
                     "weir_ready",
@@ -171,6 +188,48 @@ impl Metrics {
         }
     }
 
+    /// Handles for the calls of one plugin in one pipeline (or branch).
+    pub fn stage(&self, pipeline: &str, plugin: &str) -> StageMetrics {
+        let outcome = |o: &str| self.plugin_calls.with_label_values(&[pipeline, plugin, o]);
+        StageMetrics {
+            ok: outcome("ok"),
+            failed: FAILURE_OUTCOMES.map(outcome),
+            duration: self
+                .plugin_call_duration
+                .with_label_values(&[pipeline, plugin]),
+        }
+    }
+
+    /// Handles for the records one pipeline (or branch) produces to `topic`.
+    pub fn route(&self, pipeline: &str, topic: &str) -> RouteMetrics {
+        RouteMetrics {
+            ok: self
+                .records_produced
+                .with_label_values(&[pipeline, topic, "ok"]),
+            error: self
+                .records_produced
+                .with_label_values(&[pipeline, topic, "error"]),
+        }
+    }
+
+    /// Handles for one exactly-once pipeline's transactions.
+    pub fn transactions(&self, pipeline: &str) -> TransactionMetrics {
+        let outcome = |o: &str| self.transactions.with_label_values(&[pipeline, o]);
+        TransactionMetrics {
+            committed: outcome("committed"),
+            aborted: outcome("aborted"),
+            fenced: outcome("fenced"),
+            duration: self.transaction_duration.with_label_values(&[pipeline]),
+        }
+    }
+
+    /// Counts a dead letter (a rare event: looked up by label).
+    pub fn dead_lettered(&self, pipeline: &str, reason: &str) {
+        self.dlq_records
+            .with_label_values(&[pipeline, reason])
+            .inc();
+    }
+
     /// Makes a plugin's reload counters visible (at 0) from start-up.
     pub fn declare_plugin(&self, plugin: &str) {
         for outcome in ["ok", "rejected"] {
@@ -183,6 +242,51 @@ impl Metrics {
             .with_label_values(&[plugin, if ok { "ok" } else { "rejected" }])
             .inc();
     }
+}
+
+/// The `outcome` labels of a failed plugin call, in [`FailureKind`] order.
+const FAILURE_OUTCOMES: [&str; 6] = [
+    "invalid",
+    "transient",
+    "trap",
+    "timeout",
+    "memory-limit",
+    "bad-output",
+];
+
+/// One plugin's call counters and duration, in one pipeline.
+#[derive(Clone)]
+pub struct StageMetrics {
+    ok: IntCounter,
+    failed: [IntCounter; 6],
+    duration: Histogram,
+}
+
+impl StageMetrics {
+    /// Records one call: `None` for success, else the failure.
+    pub fn call(&self, failure: Option<FailureKind>, seconds: f64) {
+        match failure {
+            None => self.ok.inc(),
+            Some(kind) => self.failed[kind as usize].inc(),
+        }
+        self.duration.observe(seconds);
+    }
+}
+
+/// Produced-record counters of one topic, in one pipeline.
+#[derive(Clone)]
+pub struct RouteMetrics {
+    pub ok: IntCounter,
+    pub error: IntCounter,
+}
+
+/// Transaction counters of one exactly-once pipeline.
+#[derive(Clone)]
+pub struct TransactionMetrics {
+    pub committed: IntCounter,
+    pub aborted: IntCounter,
+    pub fenced: IntCounter,
+    pub duration: Histogram,
 }
 
 /// One pipeline's metric handles.

@@ -1,0 +1,279 @@
+//! The partitions a pipeline holds, following rebalances. An assignment splits
+//! each partition's queue off the consumer (before records are fetched) and starts
+//! a runner on it; a revocation stops those runners at a record boundary, waits
+//! (bounded) for their deliveries, then commits.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::Offset;
+use rdkafka::consumer::Consumer;
+use rdkafka::consumer::base_consumer::PartitionQueue;
+use rdkafka::topic_partition_list::TopicPartitionList;
+
+use super::live::LivePipeline;
+use super::runner::PartitionRunner;
+use super::sink::{Commit, Committed, PartitionUnit};
+use crate::kafka::committed_offsets;
+use crate::kafka::consumer::{PipelineConsumer, PipelineContext, RebalanceHandler};
+use crate::policy::backoff;
+use crate::shutdown::{Shutdown, join_until};
+
+/// How long a revocation waits for a partition's runner and in-flight deliveries.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The runners of one pipeline, keyed by partition.
+pub struct PartitionSet {
+    pipeline: Arc<LivePipeline>,
+    runners: Mutex<BTreeMap<i32, RunnerHandle>>,
+    /// Exactly-once rewinds in a row, for their backoff.
+    rewinds: AtomicU32,
+}
+
+/// The pipeline's side of one partition's runner.
+struct RunnerHandle {
+    /// Stops the runner at its next record boundary.
+    stop: Shutdown,
+    thread: JoinHandle<()>,
+    unit: Arc<PartitionUnit>,
+    /// Kept until the partition is revoked: dropping a split queue of a partition
+    /// still assigned would silence it.
+    _queue: Arc<PartitionQueue<PipelineContext>>,
+}
+
+impl PartitionSet {
+    pub fn new(pipeline: Arc<LivePipeline>) -> PartitionSet {
+        PartitionSet {
+            pipeline,
+            runners: Mutex::new(BTreeMap::new()),
+            rewinds: AtomicU32::new(0),
+        }
+    }
+
+    fn runners(&self) -> std::sync::MutexGuard<'_, BTreeMap<i32, RunnerHandle>> {
+        self.runners.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn partitions(&self) -> Vec<i32> {
+        self.runners().keys().copied().collect()
+    }
+
+    fn tpl(&self, partitions: impl IntoIterator<Item = i32>) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for p in partitions {
+            tpl.add_partition(self.pipeline.input(), p);
+        }
+        tpl
+    }
+
+    pub fn pause(&self, consumer: &PipelineConsumer) {
+        if let Err(error) = consumer.pause(&self.tpl(self.partitions())) {
+            tracing::warn!(pipeline = %self.pipeline.name(), %error, "cannot pause partitions");
+        }
+    }
+
+    pub fn resume(&self, consumer: &PipelineConsumer) {
+        if let Err(error) = consumer.resume(&self.tpl(self.partitions())) {
+            tracing::warn!(pipeline = %self.pipeline.name(), %error, "cannot resume partitions");
+        }
+    }
+
+    /// The periodic commit of what every partition completed. After an aborted
+    /// transaction the partitions go back to their committed offsets; a fenced
+    /// instance drops its work and rejoins the group.
+    pub fn commit(&self, consumer: &Arc<PipelineConsumer>) {
+        let outcome = {
+            let runners = self.runners();
+            let units: Vec<&Arc<PartitionUnit>> = runners.values().map(|r| &r.unit).collect();
+            self.pipeline
+                .sink()
+                .commit(consumer, self.pipeline.input(), &units, Commit::Periodic)
+        };
+        match outcome {
+            Committed::Done => self.rewinds.store(0, Ordering::Relaxed),
+            Committed::Rewind => self.rewind(consumer),
+            Committed::Fenced => self.rejoin(consumer),
+        }
+    }
+
+    /// Records handed to the producer and not yet acknowledged, over all partitions.
+    pub fn in_flight(&self) -> usize {
+        self.runners()
+            .values()
+            .map(|r| r.unit.tracker.in_flight())
+            .sum()
+    }
+
+    /// Stops the runners of `partitions`, waits (until `deadline`) for them and for
+    /// their deliveries, then commits what every partition completed (`why`).
+    pub fn stop(
+        &self,
+        consumer: &PipelineConsumer,
+        partitions: &[i32],
+        deadline: Instant,
+        why: Commit,
+    ) {
+        let stopped = self.halt(partitions, deadline);
+        let name = self.pipeline.name();
+        for (partition, unit) in &stopped {
+            if why != Commit::Lost
+                && !unit
+                    .tracker
+                    .wait_drained(deadline.saturating_duration_since(Instant::now()))
+            {
+                tracing::warn!(
+                    pipeline = %name,
+                    partition,
+                    in_flight = unit.tracker.in_flight(),
+                    "deliveries still pending when the partition went; their records will be processed again by the next owner"
+                );
+            }
+        }
+        let runners = self.runners();
+        let units: Vec<&Arc<PartitionUnit>> = stopped
+            .iter()
+            .map(|(_, unit)| unit)
+            .chain(runners.values().map(|r| &r.unit))
+            .collect();
+        let outcome = self
+            .pipeline
+            .sink()
+            .commit(consumer, self.pipeline.input(), &units, why);
+        if outcome != Committed::Done {
+            tracing::info!(pipeline = %name, ?outcome, "the partitions went without a commit; their next owner processes their records again");
+        }
+    }
+
+    /// Stops the runners of `partitions` and waits for them (until `deadline`);
+    /// returns their partitions' units.
+    fn halt(&self, partitions: &[i32], deadline: Instant) -> Vec<(i32, Arc<PartitionUnit>)> {
+        let stopped: Vec<(i32, RunnerHandle)> = {
+            let mut runners = self.runners();
+            partitions
+                .iter()
+                .filter_map(|p| runners.remove(p).map(|r| (*p, r)))
+                .collect()
+        };
+        for (_, runner) in &stopped {
+            runner.stop.trigger();
+        }
+        let name = self.pipeline.name();
+        stopped
+            .into_iter()
+            .map(|(partition, runner)| {
+                let what = format!("the runner of {name}/{partition}");
+                join_until(runner.thread, deadline, &what);
+                (partition, runner.unit)
+            })
+            .collect()
+    }
+
+    /// After an aborted transaction: drops the partitions' work, moves them back to
+    /// their committed offsets and starts their runners again.
+    fn rewind(&self, consumer: &Arc<PipelineConsumer>) {
+        let partitions = self.partitions();
+        let input = self.pipeline.input();
+        self.halt(&partitions, Instant::now() + DRAIN_TIMEOUT);
+        let rewinds = self.rewinds.fetch_add(1, Ordering::Relaxed) + 1;
+        let pause = backoff(
+            rewinds,
+            Duration::from_millis(100),
+            Duration::from_secs(10),
+            1.0,
+        );
+        if !self.pipeline.stop().sleep(pause) {
+            return;
+        }
+        let committed = match committed_offsets(consumer.as_ref(), input, Duration::from_secs(10)) {
+            Ok(committed) => committed,
+            Err(error) => {
+                tracing::warn!(pipeline = %self.pipeline.name(), %error, "cannot read the committed offsets; rejoining the group instead");
+                self.rejoin(consumer);
+                return;
+            }
+        };
+        for &partition in &partitions {
+            let offset = match committed.get(&partition).copied().flatten() {
+                Some(offset) => Offset::Offset(offset),
+                None => Offset::Beginning,
+            };
+            if let Err(error) = consumer.seek(input, partition, offset, Duration::from_secs(10)) {
+                tracing::warn!(pipeline = %self.pipeline.name(), partition, %error, "cannot rewind; rejoining the group instead");
+                self.rejoin(consumer);
+                return;
+            }
+        }
+        tracing::info!(pipeline = %self.pipeline.name(), partitions = ?partitions, "rewound to the committed offsets");
+        self.assigning(consumer, &partitions);
+    }
+
+    /// After a fence: drops every partition's work and asks the group for an
+    /// assignment again.
+    fn rejoin(&self, consumer: &Arc<PipelineConsumer>) {
+        let partitions = self.partitions();
+        self.halt(&partitions, Instant::now() + DRAIN_TIMEOUT);
+        consumer.unsubscribe();
+        if let Err(error) = consumer.subscribe(&[self.pipeline.input()]) {
+            tracing::error!(pipeline = %self.pipeline.name(), %error, "cannot subscribe again");
+        }
+    }
+}
+
+impl RebalanceHandler for PartitionSet {
+    fn assigning(&self, consumer: &Arc<PipelineConsumer>, partitions: &[i32]) {
+        let pipeline = &self.pipeline;
+        let mut runners = self.runners();
+        for &partition in partitions {
+            if runners.contains_key(&partition) {
+                continue;
+            }
+            let Some(queue) = consumer.split_partition_queue(pipeline.input(), partition) else {
+                tracing::error!(pipeline = %pipeline.name(), partition, "cannot get the partition's queue; it is not handled");
+                continue;
+            };
+            let queue = Arc::new(queue);
+            let unit = Arc::new(PartitionUnit::new(
+                partition,
+                pipeline.metrics().latency.clone(),
+            ));
+            let stop = pipeline.stop().child();
+            let runner = PartitionRunner {
+                pipeline: pipeline.clone(),
+                unit: unit.clone(),
+                queue: queue.clone(),
+                stop: stop.clone(),
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("weir-{}-{partition}", pipeline.name()))
+                .spawn(move || runner.run());
+            match thread {
+                Ok(thread) => {
+                    runners.insert(
+                        partition,
+                        RunnerHandle {
+                            stop,
+                            thread,
+                            unit,
+                            _queue: queue,
+                        },
+                    );
+                }
+                Err(error) => {
+                    tracing::error!(pipeline = %pipeline.name(), partition, %error, "cannot start a partition runner");
+                }
+            }
+        }
+        drop(runners);
+        if pipeline.circuit_blocks() {
+            self.pause(consumer);
+        }
+    }
+
+    fn revoked(&self, consumer: &PipelineConsumer, partitions: &[i32], lost: bool) {
+        let why = if lost { Commit::Lost } else { Commit::Final };
+        self.stop(consumer, partitions, Instant::now() + DRAIN_TIMEOUT, why);
+    }
+}
