@@ -175,8 +175,10 @@ pub fn kafka_tool(class: &str, args: &[&str]) -> String {
         .expect("scripts/install-kafka");
     assert!(libs.status.success(), "scripts/install-kafka failed");
     let libs = String::from_utf8_lossy(&libs.stdout).trim().to_owned();
-    let java = std::env::var_os("JAVA_HOME")
-        .map_or_else(|| PathBuf::from("java"), |h| PathBuf::from(h).join("bin/java"));
+    let java = std::env::var_os("JAVA_HOME").map_or_else(
+        || PathBuf::from("java"),
+        |h| PathBuf::from(h).join("bin/java"),
+    );
     let output = Command::new(java)
         .arg("-cp")
         .arg(format!("{libs}/*"))
@@ -204,7 +206,14 @@ pub fn revoke(broker: &Broker, principal: &str, operations: &[&str], resource: &
     acl(broker, "--remove", principal, operations, resource, name);
 }
 
-fn acl(broker: &Broker, verb: &str, principal: &str, operations: &[&str], resource: &str, name: &str) {
+fn acl(
+    broker: &Broker,
+    verb: &str,
+    principal: &str,
+    operations: &[&str],
+    resource: &str,
+    name: &str,
+) {
     let mut args = vec![
         "--bootstrap-server",
         &broker.address,
