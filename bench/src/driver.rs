@@ -40,6 +40,10 @@ pub struct RunArgs {
     /// Bootstrap servers of the broker every system uses.
     #[arg(long)]
     pub brokers: String,
+    /// What the broker is, for the report (scripts/with-broker exports it as
+    /// BROKER_NAME).
+    #[arg(long, env = "BROKER_NAME")]
+    pub broker_name: Option<String>,
     /// Task events in the workload.
     #[arg(long, default_value_t = 200_000)]
     pub events: usize,
@@ -87,7 +91,10 @@ enum System {
     Native,
     /// `weir run` with the reminders pipeline, optionally with `workers`.
     Weir(Option<u32>),
-    /// `weir run` with the whole Todo deployment (reminders and ui-sync).
+    /// `weir run` with the reminders pipeline in exactly-once mode.
+    WeirExactlyOnce,
+    /// `weir run` with the whole Todo deployment: one consumption, the validator
+    /// once, then the reminders and ui-sync branches.
     WeirTodo,
     Aiokafka,
 }
@@ -99,11 +106,12 @@ impl System {
             "native" => System::Native,
             "weir" => System::Weir(None),
             "weir-todo" => System::WeirTodo,
+            "weir-eos" => System::WeirExactlyOnce,
             "aiokafka" => System::Aiokafka,
             other => match other.strip_prefix("weir:").map(str::parse) {
                 Some(Ok(n)) if n > 0 => System::Weir(Some(n)),
                 _ => bail!(
-                    "unknown system {other:?} (known: passthrough, native, weir, weir:N, weir-todo, aiokafka)"
+                    "unknown system {other:?} (known: passthrough, native, weir, weir:N, weir-eos, weir-todo, aiokafka)"
                 ),
             },
         })
@@ -116,6 +124,7 @@ impl System {
             System::Weir(None) => "weir run, reminders".into(),
             System::Weir(Some(1)) => "weir run, reminders, 1 worker".into(),
             System::Weir(Some(n)) => format!("weir run, reminders, {n} workers"),
+            System::WeirExactlyOnce => "weir run, reminders, exactly-once".into(),
             System::WeirTodo => "weir run, Todo deployment".into(),
             System::Aiokafka => "aiokafka + Pydantic".into(),
         }
@@ -127,6 +136,7 @@ impl System {
             System::Native => "native".into(),
             System::Weir(None) => "weir".into(),
             System::Weir(Some(n)) => format!("weir{n}"),
+            System::WeirExactlyOnce => "weireos".into(),
             System::WeirTodo => "weirtodo".into(),
             System::Aiokafka => "aiokafka".into(),
         }
@@ -143,7 +153,10 @@ impl System {
     }
 
     fn is_weir(&self) -> bool {
-        matches!(self, System::Weir(_) | System::WeirTodo)
+        matches!(
+            self,
+            System::Weir(_) | System::WeirExactlyOnce | System::WeirTodo
+        )
     }
 }
 
@@ -408,7 +421,7 @@ impl Driver<'_> {
                 ]);
                 command
             }
-            System::Weir(_) | System::WeirTodo => {
+            System::Weir(_) | System::WeirExactlyOnce | System::WeirTodo => {
                 let config = args.work_dir.join(format!("{}-{run}.toml", system.slug()));
                 std::fs::write(&config, self.weir_config(system, topics)?)?;
                 let mut command = Command::new(&args.weir);
@@ -446,30 +459,20 @@ impl Driver<'_> {
     fn weir_config(&self, system: &System, topics: &Topics) -> anyhow::Result<String> {
         let plugins = std::fs::canonicalize(&self.args.plugins)?;
         let plugin = |name: &str| plugins.join(format!("{name}.wasm")).display().to_string();
-        let workers = match system {
-            System::Weir(Some(n)) => format!("workers = {n}\n"),
-            _ => String::new(),
-        };
-        let mut config = format!(
+        let mut keys = String::new();
+        if let System::Weir(Some(n)) = system {
+            keys.push_str(&format!("workers = {n}\n"));
+        }
+        if *system == System::WeirExactlyOnce {
+            keys.push_str("delivery = \"exactly-once\"\n");
+        }
+        let head = format!(
             r#"[kafka]
 brokers = "{brokers}"
 
 [metrics]
 listen = "127.0.0.1:0"
 {declared}
-[[pipeline]]
-name = "reminders"
-input = "{input}"
-group = "{group}"
-plugins = [
-  {{ path = "{validator}" }},
-  {{ path = "{deriver}", config = {{ lead-time = "15m" }} }},
-]
-outputs = {{ reminders = "{out}" }}
-dlq = "{dlq}"
-{workers}retry = {{ max-attempts = 5, initial-backoff = "200ms", max-backoff = "30s" }}
-limits = {{ memory = "64MiB", timeout = "200ms" }}
-circuit = {{ failure-ratio = 0.5, window = 100, cooldown = "30s" }}
 "#,
             brokers = self.args.brokers,
             declared = std::iter::once(&topics.input)
@@ -479,39 +482,63 @@ circuit = {{ failure-ratio = 0.5, window = 100, cooldown = "30s" }}
                     self.partitions_of(t)
                 ))
                 .collect::<String>(),
-            input = topics.input,
-            group = topics.group,
-            validator = plugin("task_validator"),
-            deriver = plugin("reminder_deriver"),
-            out = topics.outputs[0],
-            dlq = topics.outputs[1],
         );
-        if *system == System::WeirTodo {
-            config.push_str(&format!(
-                r#"
-[[pipeline]]
-name = "ui-sync"
+        let policy = r#"retry = { max-attempts = 5, initial-backoff = "200ms", max-backoff = "30s" }
+limits = { memory = "64MiB", timeout = "200ms" }
+circuit = { failure-ratio = 0.5, window = 100, cooldown = "30s" }
+"#;
+        let body = if *system == System::WeirTodo {
+            format!(
+                r#"[[pipeline]]
+name = "todo"
 input = "{input}"
-group = "{group}-ui"
-plugins = [
-  {{ path = "{validator}" }},
-  {{ path = "{projector}" }},
-]
-outputs = {{ task-updates = "{out}" }}
+group = "{group}"
+plugins = [{{ path = "{validator}" }}]
+{policy}
+[[pipeline.branch]]
+name = "reminders"
+plugins = [{{ path = "{deriver}", config = {{ lead-time = "15m" }} }}]
+outputs = {{ reminders = "{out}" }}
 dlq = "{dlq}"
-retry = {{ max-attempts = 5, initial-backoff = "200ms", max-backoff = "30s" }}
-limits = {{ memory = "64MiB", timeout = "200ms" }}
-circuit = {{ failure-ratio = 0.5, window = 100, cooldown = "30s" }}
+
+[[pipeline.branch]]
+name = "ui-sync"
+plugins = [{{ path = "{projector}" }}]
+outputs = {{ task-updates = "{updates}" }}
+dlq = "{ui_dlq}"
 "#,
                 input = topics.input,
                 group = topics.group,
                 validator = plugin("task_validator"),
+                deriver = plugin("reminder_deriver"),
                 projector = plugin("ui_projector"),
-                out = topics.outputs[2],
-                dlq = topics.outputs[3],
-            ));
-        }
-        Ok(config)
+                out = topics.outputs[0],
+                dlq = topics.outputs[1],
+                updates = topics.outputs[2],
+                ui_dlq = topics.outputs[3],
+            )
+        } else {
+            format!(
+                r#"[[pipeline]]
+name = "reminders"
+input = "{input}"
+group = "{group}"
+plugins = [
+  {{ path = "{validator}" }},
+  {{ path = "{deriver}", config = {{ lead-time = "15m" }} }},
+]
+outputs = {{ reminders = "{out}" }}
+dlq = "{dlq}"
+{keys}{policy}"#,
+                input = topics.input,
+                group = topics.group,
+                validator = plugin("task_validator"),
+                deriver = plugin("reminder_deriver"),
+                out = topics.outputs[0],
+                dlq = topics.outputs[1],
+            )
+        };
+        Ok(head + &body)
     }
 
     fn throughput(&self, system: &System, run: usize) -> anyhow::Result<ThroughputResult> {

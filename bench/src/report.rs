@@ -67,7 +67,10 @@ impl Report {
         let header = format!(
             "Machine: {}. Broker: {}.\n\nWorkload: {} task events ({} invalid, {:.1}%), mean value {} bytes, {} users as keys, 6 partitions. Throughput: {}. Date: {}.\n",
             machine(),
-            args.brokers,
+            match &args.broker_name {
+                Some(name) => format!("{name} at {}", args.brokers),
+                None => args.brokers.clone(),
+            },
             workload.events.len(),
             workload.invalid(),
             100.0 * workload.invalid() as f64 / workload.events.len().max(1) as f64,

@@ -304,19 +304,45 @@ pub fn produce(brokers: &str, topic: &str, records: &[Record]) {
 }
 
 pub fn create_topic(brokers: &str, topic: &str, partitions: i32) {
+    create_topic_with(brokers, topic, partitions, &[]);
+}
+
+/// Creates a topic with topic-level configs, e.g. `("max.message.bytes", "4000")`.
+pub fn create_topic_with(brokers: &str, topic: &str, partitions: i32, configs: &[(&str, &str)]) {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     let admin: AdminClient<_> = client(brokers).create().expect("admin");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let topics = [NewTopic::new(topic, partitions, TopicReplication::Fixed(1))];
+    let topics = [configs.iter().fold(
+        NewTopic::new(topic, partitions, TopicReplication::Fixed(1)),
+        |t, (k, v)| t.set(k, v),
+    )];
     let results = runtime
         .block_on(admin.create_topics(&topics, &AdminOptions::new()))
         .expect("create topic");
     for r in results {
         r.unwrap_or_else(|(t, e)| panic!("create {t}: {e}"));
     }
+}
+
+/// Produces `records` one chunk at a time with a pause between chunks, from a
+/// thread: traffic that keeps arriving while a test does something to weir.
+pub fn trickle(
+    brokers: &str,
+    topic: &str,
+    records: Vec<Record>,
+    chunk: usize,
+    pause: Duration,
+) -> std::thread::JoinHandle<()> {
+    let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
+    std::thread::spawn(move || {
+        for part in records.chunks(chunk) {
+            produce(&brokers, &topic, part);
+            std::thread::sleep(pause);
+        }
+    })
 }
 
 fn partitions(consumer: &BaseConsumer, topic: &str) -> Vec<i32> {

@@ -129,3 +129,4 @@ pub fn jsonl(lines: &[Value]) -> tempfile::NamedTempFile {
 
 pub mod kafka;
 pub mod model;
+pub mod todo;

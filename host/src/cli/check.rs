@@ -89,8 +89,9 @@ fn print_pipeline(pipeline: &PipelineConfig, versions: &[std::sync::Arc<PluginVe
         let (mine, others) = rest.split_at(branch.plugins.len());
         rest = others;
         println!(
-            "      branch {:<10} -> [{}] -> {{{}}}  dlq {}",
+            "ok  pipeline {:<12} branch of {}: -> [{}] -> {{{}}}  dlq {}",
             branch.name,
+            pipeline.name(),
             mine.join(" -> "),
             outputs(branch.outputs),
             branch.dlq(),

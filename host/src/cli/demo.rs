@@ -195,7 +195,11 @@ fn print_summary(
     println!(
         "weir demo: {events} events from {} through {} pipeline(s) in {:.2}s",
         input.display(),
-        config.pipelines.len(),
+        config
+            .pipelines
+            .iter()
+            .map(|p| p.branches().len())
+            .sum::<usize>(),
         elapsed.as_secs_f64()
     );
     println!();

@@ -989,6 +989,12 @@ dlq = "ui-sync.dlq"
     fn the_shipped_deployment_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines.toml");
         let config = WeirConfig::load(&path).unwrap();
-        assert_eq!(config.pipelines.len(), 2);
+        assert_eq!(config.pipelines.len(), 1);
+        let names: Vec<&str> = config.pipelines[0]
+            .branches()
+            .iter()
+            .map(|b| b.name)
+            .collect();
+        assert_eq!(names, ["reminders", "ui-sync"]);
     }
 }

@@ -3,7 +3,7 @@
 //! a runner on it; a revocation stops those runners at a record boundary, waits
 //! (bounded) for their deliveries, then commits.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -17,7 +17,6 @@ use rdkafka::topic_partition_list::TopicPartitionList;
 use super::live::LivePipeline;
 use super::runner::PartitionRunner;
 use super::sink::{Commit, Committed, PartitionUnit};
-use crate::kafka::committed_offsets;
 use crate::kafka::consumer::{PipelineConsumer, PipelineContext, RebalanceHandler};
 use crate::policy::backoff;
 use crate::shutdown::{Shutdown, join_until};
@@ -31,6 +30,8 @@ pub struct PartitionSet {
     runners: Mutex<BTreeMap<i32, RunnerHandle>>,
     /// Exactly-once rewinds in a row, for their backoff.
     rewinds: AtomicU32,
+    /// Rewind positions handed from stopped units to the next ones (a rewind).
+    carried: Mutex<HashMap<i32, i64>>,
 }
 
 /// The pipeline's side of one partition's runner.
@@ -50,7 +51,12 @@ impl PartitionSet {
             pipeline,
             runners: Mutex::new(BTreeMap::new()),
             rewinds: AtomicU32::new(0),
+            carried: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn carried(&self) -> std::sync::MutexGuard<'_, HashMap<i32, i64>> {
+        self.carried.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn runners(&self) -> std::sync::MutexGuard<'_, BTreeMap<i32, RunnerHandle>> {
@@ -172,11 +178,12 @@ impl PartitionSet {
     }
 
     /// After an aborted transaction: drops the partitions' work, moves them back to
-    /// their committed offsets and starts their runners again.
+    /// where their last committed transaction left them (or where they started),
+    /// and starts their runners again.
     fn rewind(&self, consumer: &Arc<PipelineConsumer>) {
         let partitions = self.partitions();
         let input = self.pipeline.input();
-        self.halt(&partitions, Instant::now() + DRAIN_TIMEOUT);
+        let halted = self.halt(&partitions, Instant::now() + DRAIN_TIMEOUT);
         let rewinds = self.rewinds.fetch_add(1, Ordering::Relaxed) + 1;
         let pause = backoff(
             rewinds,
@@ -187,20 +194,17 @@ impl PartitionSet {
         if !self.pipeline.stop().sleep(pause) {
             return;
         }
-        let committed = match committed_offsets(consumer.as_ref(), input, Duration::from_secs(10)) {
-            Ok(committed) => committed,
-            Err(error) => {
-                tracing::warn!(pipeline = %self.pipeline.name(), %error, "cannot read the committed offsets; rejoining the group instead");
-                self.rejoin(consumer);
-                return;
-            }
-        };
-        for &partition in &partitions {
-            let offset = match committed.get(&partition).copied().flatten() {
-                Some(offset) => Offset::Offset(offset),
-                None => Offset::Beginning,
+        for (partition, unit) in &halted {
+            let Some(offset) = unit.rewind_to() else {
+                continue;
             };
-            if let Err(error) = consumer.seek(input, partition, offset, Duration::from_secs(10)) {
+            self.carried().insert(*partition, offset);
+            if let Err(error) = consumer.seek(
+                input,
+                *partition,
+                Offset::Offset(offset),
+                Duration::from_secs(10),
+            ) {
                 tracing::warn!(pipeline = %self.pipeline.name(), partition, %error, "cannot rewind; rejoining the group instead");
                 self.rejoin(consumer);
                 return;
@@ -215,6 +219,7 @@ impl PartitionSet {
     fn rejoin(&self, consumer: &Arc<PipelineConsumer>) {
         let partitions = self.partitions();
         self.halt(&partitions, Instant::now() + DRAIN_TIMEOUT);
+        self.carried().clear();
         consumer.unsubscribe();
         if let Err(error) = consumer.subscribe(&[self.pipeline.input()]) {
             tracing::error!(pipeline = %self.pipeline.name(), %error, "cannot subscribe again");
@@ -225,6 +230,7 @@ impl PartitionSet {
 impl RebalanceHandler for PartitionSet {
     fn assigning(&self, consumer: &Arc<PipelineConsumer>, partitions: &[i32]) {
         let pipeline = &self.pipeline;
+        pipeline.sink().resume();
         let mut runners = self.runners();
         for &partition in partitions {
             if runners.contains_key(&partition) {
@@ -235,9 +241,11 @@ impl RebalanceHandler for PartitionSet {
                 continue;
             };
             let queue = Arc::new(queue);
+            let rewind_to = self.carried().remove(&partition);
             let unit = Arc::new(PartitionUnit::new(
                 partition,
                 pipeline.metrics().latency.clone(),
+                rewind_to,
             ));
             let stop = pipeline.stop().child();
             let runner = PartitionRunner {
@@ -274,6 +282,7 @@ impl RebalanceHandler for PartitionSet {
 
     fn revoked(&self, consumer: &PipelineConsumer, partitions: &[i32], lost: bool) {
         let why = if lost { Commit::Lost } else { Commit::Final };
+        self.carried().clear();
         self.stop(consumer, partitions, Instant::now() + DRAIN_TIMEOUT, why);
     }
 }

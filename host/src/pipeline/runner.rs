@@ -90,6 +90,7 @@ impl PartitionRunner {
         match self.queue.poll(wait)? {
             Ok(message) => {
                 self.pipeline.metrics().consumed.inc();
+                self.unit.started_at(message.offset());
                 Some(Source::new(to_event(&message)))
             }
             Err(error) => {

@@ -9,7 +9,7 @@
 //!   them together with the offsets.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use prometheus::Histogram;
@@ -34,15 +34,38 @@ pub struct PartitionUnit {
     pub tracker: OffsetTracker,
     /// The pipeline's end-to-end latency.
     latency: Histogram,
+    /// Where an exactly-once rewind goes back to: the offset last committed for
+    /// sure, or else the first offset this partition's runners were given (-1:
+    /// nothing handled yet, no need to move).
+    rewind_to: AtomicI64,
 }
 
 impl PartitionUnit {
-    pub fn new(partition: i32, latency: Histogram) -> PartitionUnit {
+    /// `rewind_to`: the position a previous unit of the partition would rewind to.
+    pub fn new(partition: i32, latency: Histogram, rewind_to: Option<i64>) -> PartitionUnit {
         PartitionUnit {
             partition,
             tracker: OffsetTracker::new(),
             latency,
+            rewind_to: AtomicI64::new(rewind_to.unwrap_or(-1)),
         }
+    }
+
+    /// The runner got its first record, at `offset`.
+    pub fn started_at(&self, offset: i64) {
+        let _ = self
+            .rewind_to
+            .compare_exchange(-1, offset, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    /// A transaction committed the partition's offset `next`.
+    pub fn committed(&self, next: i64) {
+        self.rewind_to.store(next, Ordering::SeqCst);
+    }
+
+    /// Where a rewind goes back to, if anything was handled.
+    pub fn rewind_to(&self) -> Option<i64> {
+        Some(self.rewind_to.load(Ordering::SeqCst)).filter(|o| *o >= 0)
     }
 
     /// Observes the end-to-end latency of a record that is done.
@@ -110,6 +133,9 @@ pub trait Sink: Send + Sync {
         unit: &Arc<PartitionUnit>,
         stop: &Shutdown,
     ) -> Result<(), Stopped>;
+
+    /// The partitions start again after a rewind or a rejoin.
+    fn resume(&self) {}
 
     /// Commits what `units` (every partition of `input` the pipeline holds)
     /// completed.

@@ -164,6 +164,9 @@ pub struct Transactional {
     gate: RwLock<Open>,
     /// Records produced into the open transaction.
     records: AtomicU64,
+    /// Set by an abort or a fence until the partitions start again: what runners
+    /// still deliver meanwhile would be processed twice, so it is refused.
+    halted: AtomicBool,
     doomed: Arc<AtomicBool>,
     refusals: Arc<Mutex<HashMap<(i32, i64), Refusal>>>,
     metrics: TransactionMetrics,
@@ -215,6 +218,7 @@ impl Transactional {
                 since: None,
             }),
             records: AtomicU64::new(0),
+            halted: AtomicBool::new(false),
             doomed,
             refusals,
             metrics,
@@ -222,9 +226,11 @@ impl Transactional {
         })
     }
 
-    /// Aborts the open transaction (a rewind follows); `Err` when the producer is
-    /// fenced or failed and must be replaced.
+    /// Aborts the open transaction (a rewind or a rejoin follows: deliveries are
+    /// refused until then); `Err` when the producer is fenced or failed and must
+    /// be replaced.
     fn abort(&self, open: &mut Open) -> Result<(), KafkaError> {
+        self.halted.store(true, Ordering::SeqCst);
         let result = open.producer.abort_transaction(CALL_TIMEOUT);
         self.end(open);
         self.metrics.aborted.inc();
@@ -243,6 +249,7 @@ impl Transactional {
 
     /// Replaces a fenced or failed producer.
     fn replace(&self, open: &mut Open) -> Committed {
+        self.halted.store(true, Ordering::SeqCst);
         self.metrics.fenced.inc();
         match new_producer(
             &self.config,
@@ -408,6 +415,10 @@ fn send(
 }
 
 impl Sink for Transactional {
+    fn resume(&self) {
+        self.halted.store(false, Ordering::SeqCst);
+    }
+
     fn deliver(
         &self,
         source: &Arc<Source>,
@@ -416,21 +427,33 @@ impl Sink for Transactional {
         stop: &Shutdown,
     ) -> Result<(), Stopped> {
         let (verdicts, alone) = self.apply_refusals(source, verdicts);
+        // The record's offset is registered before the gate opens again, so that no
+        // transaction commits its outputs without its offset.
+        let register = || {
+            self.records.fetch_add(1, Ordering::SeqCst);
+            unit.tracker.register(source.event.offset, 0);
+            unit.done(&source.event);
+        };
         if alone {
             // Nothing else may share its batches: hold the gate exclusively and
             // flush around it.
             let mut open = self.gate.write().unwrap_or_else(PoisonError::into_inner);
+            if self.halted.load(Ordering::SeqCst) {
+                return Err(Stopped);
+            }
             open.since.get_or_insert_with(Instant::now);
             let _ = open.producer.flush(CALL_TIMEOUT);
             self.produce(&open.producer, source, &verdicts, true, stop)?;
             let _ = open.producer.flush(CALL_TIMEOUT);
+            register();
         } else {
             let open = self.gate.read().unwrap_or_else(PoisonError::into_inner);
+            if self.halted.load(Ordering::SeqCst) {
+                return Err(Stopped);
+            }
             self.produce(&open.producer, source, &verdicts, false, stop)?;
+            register();
         }
-        self.records.fetch_add(1, Ordering::SeqCst);
-        unit.tracker.register(source.event.offset, 0);
-        unit.done(&source.event);
         Ok(())
     }
 
@@ -454,9 +477,11 @@ impl Sink for Transactional {
             return self.abort_and_rewind(&mut open, "a delivery in the transaction failed");
         }
         let mut offsets = TopicPartitionList::new();
+        let mut taken = Vec::new();
         for unit in units {
             if let Some(next) = unit.tracker.take_commit() {
                 let _ = offsets.add_partition_offset(input, unit.partition, Offset::Offset(next));
+                taken.push((unit, next));
             }
         }
         if offsets.count() == 0 && self.records.load(Ordering::SeqCst) == 0 {
@@ -479,6 +504,9 @@ impl Sink for Transactional {
             match open.producer.commit_transaction(CALL_TIMEOUT) {
                 Ok(()) => {
                     self.metrics.committed.inc();
+                    for (unit, next) in &taken {
+                        unit.committed(*next);
+                    }
                     self.end(&mut open);
                     self.health.broker_ok();
                     tracing::trace!(pipeline = %self.pipeline, ?offsets, "transaction committed");
