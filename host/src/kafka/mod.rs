@@ -43,6 +43,10 @@ pub enum BrokerError {
         timeout: Duration,
         reason: KafkaError,
     },
+    #[error(
+        "Kafka at {brokers} refused the connection: {reason} (check security.protocol, sasl.username, sasl.password and ssl.ca.location in [kafka.properties])"
+    )]
+    Refused { brokers: String, reason: String },
     #[error("cannot create Kafka client: {0}")]
     Client(KafkaError),
     #[error("cannot create topic {topic}: {reason}")]
@@ -100,20 +104,35 @@ impl Brokers {
         client
     }
 
-    /// Checks the broker answers, within [`CONNECT_TIMEOUT`].
+    /// Checks the broker answers, within [`CONNECT_TIMEOUT`]. A refused login or a
+    /// failed TLS handshake fails at once, saying so.
     pub fn check_reachable(&self, config: &WeirConfig) -> Result<(), BrokerError> {
-        let consumer: BaseConsumer = self
+        let consumer: BaseConsumer<ProbeContext> = self
             .client_config(config)
-            .create()
+            .create_with_context(ProbeContext::default())
             .map_err(BrokerError::Client)?;
-        consumer
-            .fetch_metadata(None, CONNECT_TIMEOUT)
-            .map(drop)
-            .map_err(|reason| BrokerError::Unreachable {
-                brokers: self.bootstrap.clone(),
-                timeout: CONNECT_TIMEOUT,
-                reason,
-            })
+        let deadline = std::time::Instant::now() + CONNECT_TIMEOUT;
+        loop {
+            let result = consumer.fetch_metadata(None, Duration::from_millis(500));
+            if result.is_ok() {
+                return Ok(());
+            }
+            // Serves the error callbacks.
+            let _ = consumer.poll(Duration::ZERO);
+            if let Some(reason) = consumer.context().refused() {
+                return Err(BrokerError::Refused {
+                    brokers: self.bootstrap.clone(),
+                    reason,
+                });
+            }
+            if std::time::Instant::now() >= deadline {
+                return result.map(drop).map_err(|reason| BrokerError::Unreachable {
+                    brokers: self.bootstrap.clone(),
+                    timeout: CONNECT_TIMEOUT,
+                    reason,
+                });
+            }
+        }
     }
 
     /// Creates the declared topics and every pipeline's dead-letter topic when
@@ -215,16 +234,43 @@ impl Brokers {
             match result {
                 Ok(name) => tracing::info!(topic = %name, "created topic"),
                 Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => existing.push(name),
+                // Without CREATE, an existing topic is all weir needs.
+                Err((
+                    name,
+                    RDKafkaErrorCode::TopicAuthorizationFailed
+                    | RDKafkaErrorCode::ClusterAuthorizationFailed,
+                )) if self.exists(config, &name) => existing.push(name),
                 Err((name, code)) => {
+                    let hint = match code {
+                        RDKafkaErrorCode::TopicAuthorizationFailed
+                        | RDKafkaErrorCode::ClusterAuthorizationFailed => {
+                            " (create it beforehand, or grant weir's principal CREATE on it)"
+                        }
+                        _ => "",
+                    };
                     return Err(BrokerError::CreateTopic {
                         topic: name,
-                        reason: code.to_string(),
+                        reason: format!("{code}{hint}"),
                     });
                 }
             }
         }
         self.verify_existing(&admin, &runtime, &options, config, wanted, &existing);
         Ok(())
+    }
+
+    /// Whether `topic` exists (as far as weir's principal may see).
+    fn exists(&self, config: &WeirConfig, topic: &str) -> bool {
+        let Ok(consumer) = self.client_config(config).create::<BaseConsumer>() else {
+            return false;
+        };
+        consumer
+            .fetch_metadata(Some(topic), CONNECT_TIMEOUT)
+            .is_ok_and(|m| {
+                m.topics()
+                    .iter()
+                    .any(|t| t.error().is_none() && !t.partitions().is_empty())
+            })
     }
 
     /// Warns when an existing topic differs from its declaration.
@@ -307,6 +353,43 @@ pub fn committed_offsets<C: ConsumerContext>(
         })
         .collect())
 }
+
+/// The start-up probe's client context: remembers an authentication or TLS error,
+/// which librdkafka reports only through the error callback.
+#[derive(Default)]
+struct ProbeContext {
+    refused: std::sync::Mutex<Option<String>>,
+}
+
+impl ProbeContext {
+    fn refused(&self) -> Option<String> {
+        self.refused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl rdkafka::client::ClientContext for ProbeContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let kind = match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed) => {
+                "authentication failed"
+            }
+            Some(RDKafkaErrorCode::SSL) => "the TLS handshake failed",
+            _ => {
+                tracing::debug!(%error, reason, "start-up probe");
+                return;
+            }
+        };
+        *self
+            .refused
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(format!("{kind}: {reason}"));
+    }
+}
+
+impl ConsumerContext for ProbeContext {}
 
 /// A message's headers as plugin headers (a null value becomes empty).
 pub fn headers_of(message: &impl Message) -> Vec<Header> {
