@@ -434,6 +434,49 @@ fn a_broker_outage_loses_nothing_and_dead_letters_nothing() {
 }
 
 #[test]
+fn sigterm_during_an_outage_with_a_full_producer_queue_exits_within_the_drain_timeout() {
+    let broker = start_broker();
+    let brokers = broker.address.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let (text, input, updates, dlq, group) = ui_sync_config(brokers);
+    // A small producer queue fills within moments of the outage.
+    let text = text.replace(
+        "[kafka.properties]\n",
+        "[kafka.properties]\n\"queue.buffering.max.kbytes\" = \"64\"\n",
+    );
+    let config = write_config(dir.path(), &text);
+    let samples = generate(20_000, 53, start());
+    let weir = Weir::start(&config, dir.path(), "first");
+    weir.wait_ready(1);
+    produce(brokers, &input, &records(&samples));
+    wait_until(SETTLE, "some progress", || {
+        committed(brokers, &group, &input).values().sum::<i64>() > 500
+    });
+    broker.stop();
+    std::thread::sleep(Duration::from_secs(5));
+    let stopping = std::time::Instant::now();
+    let log = weir.log.clone();
+    let code = weir.terminate();
+    let took = stopping.elapsed();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        took < Duration::from_secs(40),
+        "exit within the 30 s drain timeout (and a moment), took {took:?}"
+    );
+    assert_eq!(code, Some(1), "records were left undelivered: {text}");
+    assert!(
+        text.contains("not delivered within the 30s drain timeout"),
+        "the log says what happened"
+    );
+    broker.resume();
+    let weir = Weir::start(&config, dir.path(), "second");
+    weir.wait_ready(1);
+    wait_for_lag_zero(brokers, std::slice::from_ref(&group), &input);
+    assert_all_accounted(brokers, &samples, &updates, &dlq);
+    assert_eq!(weir.terminate(), Some(0));
+}
+
+#[test]
 fn an_open_circuit_stops_the_flood_and_a_fixed_config_finishes_the_work() {
     let brokers = shared_broker();
     let dir = tempfile::tempdir().unwrap();

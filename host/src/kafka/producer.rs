@@ -422,6 +422,21 @@ impl<T: Ticket> OutputProducer<T> {
     pub fn in_flight(&self) -> i32 {
         self.batched.in_flight_count() + self.alone.in_flight_count()
     }
+
+    /// Gives up on everything not delivered yet (shutdown after the drain timeout):
+    /// those records' inputs stay uncommitted and are processed again later. Stops
+    /// the resender.
+    pub fn abandon(&self) {
+        self.stop.trigger();
+        let purge = rdkafka::producer::PurgeConfig::default().queue().inflight();
+        self.batched.purge(purge);
+        self.alone.purge(purge);
+    }
+
+    /// Stops the resender once everything is delivered.
+    pub fn close(&self) {
+        self.stop.trigger();
+    }
 }
 
 /// Headers in rdkafka's form.

@@ -96,8 +96,10 @@ impl Runtime {
             .pipelines
             .iter()
             .any(|p| p.delivery == Delivery::AtLeastOnce);
+        // The producer's resender outlives the pipelines: it keeps resending while
+        // they drain, and stops when the runtime has flushed (or given up).
         let producer = needs_producer
-            .then(|| OutputProducer::spawn(&base, health.clone(), shutdown.child()))
+            .then(|| OutputProducer::spawn(&base, health.clone(), Shutdown::new()))
             .transpose()
             .context("cannot create the Kafka producer")?;
         let mut consumers = Vec::new();
@@ -221,13 +223,15 @@ impl Runtime {
         join_until(self.watchdog, join_by, "the watchdog");
         if let Some(producer) = self.producer {
             let left = deadline.saturating_duration_since(Instant::now());
-            producer.flush(left).map_err(|_| {
-                anyhow::anyhow!(
-                    "{} record(s) were not delivered within the {DRAIN_TIMEOUT:?} drain timeout; \
-                     their inputs are not committed and will be processed again",
-                    producer.in_flight()
-                )
-            })?;
+            if producer.flush(left).is_err() {
+                let pending = producer.in_flight();
+                producer.abandon();
+                anyhow::bail!(
+                    "{pending} record(s) were not delivered within the {DRAIN_TIMEOUT:?} drain timeout; \
+                     their inputs are not committed and will be processed again"
+                );
+            }
+            producer.close();
         }
         if let Some(problem) = self.health.fatal_error() {
             anyhow::bail!("stopped after a fatal Kafka client error: {problem}");
