@@ -557,6 +557,17 @@ impl Weir {
 
 impl Drop for Weir {
     fn drop(&mut self) {
+        // A failing test shows what weir said.
+        if std::thread::panicking() {
+            let text = self.log_text();
+            let lines: Vec<&str> = text.lines().filter(|l| !l.contains(" DEBUG ")).collect();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            eprintln!(
+                "--- last lines of {} ---\n{}",
+                self.log.display(),
+                tail.join("\n")
+            );
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();

@@ -167,7 +167,7 @@ fn read_snapshot(
                     {
                         remaining.remove(&partition);
                     }
-                    each(message.detach());
+                    each(safe_detach(&message));
                 }
                 Some(Err(error)) => bail!("reading {topic}: {error}"),
                 None => bail!("reading {topic}: no record within 10s; the broker may be unhealthy"),
@@ -175,6 +175,21 @@ fn read_snapshot(
         }
     }
     Ok(targets)
+}
+
+/// `message.detach()`, with headers read so that a key that is not UTF-8 cannot
+/// panic the reader (see [`crate::kafka::consumed_headers`]).
+fn safe_detach(message: &rdkafka::message::BorrowedMessage<'_>) -> OwnedMessage {
+    let headers = crate::kafka::consumed_headers(message);
+    OwnedMessage::new(
+        message.payload().map(<[u8]>::to_vec),
+        message.key().map(<[u8]>::to_vec),
+        message.topic().to_owned(),
+        message.timestamp(),
+        message.partition(),
+        message.offset(),
+        (!headers.is_empty()).then(|| crate::kafka::producer::to_kafka_headers(&headers)),
+    )
 }
 
 fn cut(text: &str, max: usize) -> String {

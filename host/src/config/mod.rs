@@ -302,12 +302,6 @@ impl PipelineConfig {
             .iter()
             .chain(self.branches.iter().flat_map(|b| b.plugins.iter()))
     }
-
-    /// The dead-letter topic of the pipeline without branches (with branches: of the
-    /// first branch).
-    pub fn dlq(&self) -> String {
-        self.branches()[0].dlq()
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -657,6 +651,9 @@ impl Checker<'_> {
                 ));
             }
         }
+        if let Some(dlq) = dlq {
+            self.topic_name(dlq.span(), format!("{at}dlq"), dlq.get_ref())?;
+        }
         if let Some(dlq) = dlq
             && dlq.get_ref() == pipeline.input()
         {
@@ -672,9 +669,33 @@ impl Checker<'_> {
         Ok(())
     }
 
+    /// A Kafka topic name: 1 to 249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+    fn topic_name(&self, span: Range<usize>, key: String, name: &str) -> Result<(), ConfigError> {
+        let legal = name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        let problem = if name.is_empty() || name == "." || name == ".." {
+            Some("is not a valid topic name".to_owned())
+        } else if !legal {
+            Some("is not a valid topic name: use letters, digits, '.', '_' and '-'".to_owned())
+        } else if name.len() > 249 {
+            Some(format!(
+                "is {} characters long; Kafka allows at most 249",
+                name.len()
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some(problem) => Err(self.error(span, key, format!("{name:?} {problem}"))),
+            None => Ok(()),
+        }
+    }
+
     fn check(&self, config: &WeirConfig) -> Result<(), ConfigError> {
         for (name, topic) in &config.topics {
             let key = format!("topics.{name}");
+            self.topic_name(topic.span(), key.clone(), name)?;
             if topic.get_ref().partitions < 1 {
                 return Err(self.error(topic.span(), key, "partitions must be at least 1".into()));
             }
@@ -688,6 +709,7 @@ impl Checker<'_> {
         for (i, p) in config.pipelines.iter().enumerate() {
             let at = |field: &str| format!("pipeline[{i}].{field}");
             self.name(&p.name, at("name"), &mut names)?;
+            self.topic_name(p.input.span(), at("input"), p.input())?;
             if p.branches.is_empty() {
                 if p.prefix().is_empty() {
                     let span = p.plugins.as_ref().map_or(p.name.span(), Spanned::span);
@@ -728,6 +750,21 @@ impl Checker<'_> {
                         ));
                     }
                     self.routes(config, p, &branch.outputs, branch.dlq.as_ref(), &at(""))?;
+                }
+            }
+            for branch in p.branches() {
+                let dlq = branch.dlq();
+                if dlq.len() > 249 {
+                    return Err(self.error(
+                        p.name.span(),
+                        at("dlq"),
+                        format!(
+                            "the default dead-letter topic of {:?}, {dlq:?}, is {} characters long; \
+                             Kafka allows at most 249: set `dlq`",
+                            branch.name,
+                            dlq.len()
+                        ),
+                    ));
                 }
             }
             if let Some(workers) = &p.workers
@@ -808,7 +845,7 @@ limits = { memory = "32MiB", timeout = "150ms" }
         assert_eq!(t.cleanup, Cleanup::Delete);
         let p = &c.pipelines[0];
         assert_eq!(p.group(), "weir-reminders");
-        assert_eq!(p.dlq(), "task-events.reminders.dlq");
+        assert_eq!(p.branches()[0].dlq(), "task-events.reminders.dlq");
         assert_eq!(p.retry.max_attempts, 3);
         let limits = p.limits.limits();
         assert_eq!(limits.memory, 32 << 20);
@@ -982,6 +1019,25 @@ dlq = "ui-sync.dlq"
         for (text, want) in cases {
             let err = parse(&text).unwrap_err().to_string();
             assert!(err.starts_with(want), "want {want:?}, got {err:?}");
+        }
+    }
+
+    #[test]
+    fn topic_names_must_be_legal_kafka_names() {
+        let every = "Aa0._-".repeat(40);
+        let ok = GOOD.replace("[topics.task-events]", &format!("[topics.\"{every}\"]"));
+        let ok = ok.replace("input = \"task-events\"", &format!("input = \"{every}\""));
+        let err = parse(&ok).unwrap_err().to_string();
+        assert!(
+            err.contains("default dead-letter topic") && err.contains("set `dlq`"),
+            "a legal 240-character input, but its default DLQ is too long: {err}"
+        );
+        let fixed = ok.replace("outputs = {", "dlq = \"short.dlq\"\noutputs = {");
+        assert!(parse(&fixed).is_ok(), "every legal character is accepted");
+        for bad in ["a b", "caf\u{e9}", "..", &"x".repeat(250)] {
+            let text = GOOD.replace("[topics.reminders]", &format!("[topics.\"{bad}\"]"));
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains("topics."), "{bad:?}: {err}");
         }
     }
 

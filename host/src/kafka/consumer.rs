@@ -150,8 +150,6 @@ pub fn consumer_config(base: &ClientConfig, group: &str) -> ClientConfig {
         // Only committed transactions (librdkafka's default, said out loud): an
         // exactly-once pipeline downstream of another sees its outputs once.
         .set("isolation.level", "read_committed");
-    for (key, value) in base.config_map() {
-        config.set(key, value);
-    }
+    crate::kafka::overlay(&mut config, base);
     config
 }

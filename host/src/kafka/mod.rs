@@ -18,7 +18,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, Top
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
 use rdkafka::topic_partition_list::TopicPartitionList;
@@ -144,8 +144,8 @@ impl Brokers {
             .iter()
             .map(|(name, topic)| (name.clone(), topic.get_ref().clone()))
             .collect();
-        for pipeline in &config.pipelines {
-            wanted.entry(pipeline.dlq()).or_insert(TopicConfig {
+        for branch in config.pipelines.iter().flat_map(|p| p.branches()) {
+            wanted.entry(branch.dlq()).or_insert(TopicConfig {
                 partitions: 1,
                 replication: 1,
                 retention: None,
@@ -354,6 +354,17 @@ pub fn committed_offsets<C: ConsumerContext>(
         .collect())
 }
 
+/// Sets every property of `base` on `config` (overriding what `config` has): how
+/// weir's defaults for a client meet `[kafka.properties]`. The values are read with
+/// `ClientConfig::get`: `config_map()` hides secrets such as `sasl.password`.
+pub fn overlay(config: &mut ClientConfig, base: &ClientConfig) {
+    for key in base.config_map().keys() {
+        if let Some(value) = base.get(key) {
+            config.set(*key, value);
+        }
+    }
+}
+
 /// The start-up probe's client context: remembers an authentication or TLS error,
 /// which librdkafka reports only through the error callback.
 #[derive(Default)]
@@ -391,7 +402,53 @@ impl rdkafka::client::ClientContext for ProbeContext {
 
 impl ConsumerContext for ProbeContext {}
 
-/// A message's headers as plugin headers (a null value becomes empty).
+/// A consumed record's headers as plugin headers: a null value becomes empty, and a
+/// key that is not UTF-8 is converted lossily (U+FFFD for the bad bytes), since a
+/// WIT `string` must be UTF-8. Read through librdkafka directly: rdkafka's own
+/// header iterator panics on such a key, and a record must never take a runner
+/// down.
+pub fn consumed_headers(message: &BorrowedMessage<'_>) -> Vec<Header> {
+    use rdkafka::bindings as rd;
+    let mut headers = Vec::new();
+    // SAFETY: the message pointer is valid while `message` is borrowed, and the
+    // header list it returns lives as long as the message; every pointer read
+    // below comes from librdkafka with the size it gives.
+    unsafe {
+        let mut list: *mut rd::rd_kafka_headers_t = std::ptr::null_mut();
+        if rd::rd_kafka_message_headers(message.ptr(), &mut list)
+            != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+            || list.is_null()
+        {
+            return headers;
+        }
+        let count = rd::rd_kafka_header_cnt(list);
+        headers.reserve(count);
+        for idx in 0..count {
+            let mut name: *const std::os::raw::c_char = std::ptr::null();
+            let mut value: *const std::os::raw::c_void = std::ptr::null();
+            let mut size: usize = 0;
+            if rd::rd_kafka_header_get_all(list, idx, &mut name, &mut value, &mut size)
+                != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+                || name.is_null()
+            {
+                break;
+            }
+            let key = std::ffi::CStr::from_ptr(name)
+                .to_string_lossy()
+                .into_owned();
+            let value = if value.is_null() {
+                Vec::new()
+            } else {
+                std::slice::from_raw_parts(value.cast::<u8>(), size).to_vec()
+            };
+            headers.push(Header { key, value });
+        }
+    }
+    headers
+}
+
+/// A message's headers as plugin headers (a null value becomes empty). For
+/// messages weir made itself; consumed records go through [`consumed_headers`].
 pub fn headers_of(message: &impl Message) -> Vec<Header> {
     message
         .headers()
@@ -455,6 +512,23 @@ mod tests {
         client
             .create::<BaseConsumer>()
             .expect("librdkafka is built with TLS and SCRAM");
+    }
+
+    #[test]
+    fn secrets_reach_every_client() {
+        let config = config(
+            r#""sasl.password" = "s3cret"
+"ssl.key.password" = "k3y"
+"#,
+        );
+        let base = Brokers::connect(&config).unwrap().client_config(&config);
+        let consumer = consumer::consumer_config(&base, "g");
+        assert_eq!(consumer.get("sasl.password"), Some("s3cret"));
+        assert_eq!(consumer.get("ssl.key.password"), Some("k3y"));
+        let mut producer = ClientConfig::new();
+        producer.set("sasl.password", "default");
+        overlay(&mut producer, &base);
+        assert_eq!(producer.get("sasl.password"), Some("s3cret"));
     }
 
     #[test]

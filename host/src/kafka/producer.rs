@@ -275,9 +275,7 @@ impl<T: Ticket> OutputProducer<T> {
             // A topic that was not allowed or gone is looked up again soon, so that
             // a grant or a re-creation is noticed quickly.
             .set("topic.metadata.refresh.interval.ms", "10000");
-        for (key, value) in base.config_map() {
-            config.set(key, value);
-        }
+        crate::kafka::overlay(&mut config, base);
         let (resend_tx, resend_rx) = crossbeam_channel::unbounded();
         let context = |tx: Sender<Resend<T>>| DeliveryContext {
             health: health.clone(),
@@ -366,7 +364,16 @@ impl<T: Ticket> OutputProducer<T> {
                         Duration::from_secs(10),
                         1.0,
                     );
-                    tracing::warn!(topic = base.topic, %error, retry_in = ?delay, "cannot enqueue a record; keeping it");
+                    if Trouble::of(error.rdkafka_error_code()) == Trouble::NotAllowed {
+                        // Logged once per topic, and named by readiness.
+                        self.batched
+                            .context()
+                            .health
+                            .not_allowed(base.topic, &error.to_string());
+                        tracing::debug!(topic = base.topic, %error, retry_in = ?delay, "cannot enqueue a record; keeping it");
+                    } else {
+                        tracing::warn!(topic = base.topic, %error, retry_in = ?delay, "cannot enqueue a record; keeping it");
+                    }
                     if !stop.sleep(delay) {
                         return Err(Stopped);
                     }

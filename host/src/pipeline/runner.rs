@@ -230,6 +230,6 @@ pub fn to_event(message: &BorrowedMessage<'_>) -> Event {
         timestamp_ms: message.timestamp().to_millis(),
         key: message.key().map(<[u8]>::to_vec),
         value: message.payload().map(<[u8]>::to_vec),
-        headers: crate::kafka::headers_of(message),
+        headers: crate::kafka::consumed_headers(message),
     }
 }

@@ -203,9 +203,7 @@ impl Transactional {
             // A zombie's transaction holds up the next owner's reads until the
             // coordinator aborts it: keep that short (Kafka's default is a minute).
             .set("transaction.timeout.ms", "10000");
-        for (key, value) in base.config_map() {
-            config.set(key, value);
-        }
+        crate::kafka::overlay(&mut config, base);
         let doomed = Arc::new(AtomicBool::new(false));
         let refusals = Arc::new(Mutex::new(HashMap::new()));
         let name: Arc<str> = pipeline.name().into();
