@@ -149,7 +149,7 @@ fn produce_raw_header_key(brokers: &str, topic: &str, key: &[u8], value: &[u8]) 
         };
         let header_vu = vu(rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_HEADER, u);
         let mut u: rd::rd_kafka_vu_s__bindgen_ty_1 = std::mem::zeroed();
-        u.i = rd::RD_KAFKA_MSG_F_COPY as i32;
+        u.i = rd::RD_KAFKA_MSG_F_COPY;
         let flags_vu = vu(rd::rd_kafka_vtype_t::RD_KAFKA_VTYPE_MSGFLAGS, u);
         let vus = [topic_vu, value_vu, header_vu, flags_vu];
         let error = rd::rd_kafka_produceva(producer.client().native_ptr(), vus.as_ptr(), vus.len());

@@ -1,10 +1,13 @@
 //! `weir check`: load the config and every plugin, init them, exit 0 or explain.
+//! A plugin that cannot start under its memory cap or deadline is named with the
+//! cap and, for Python, JavaScript and Go, the least that language needs; a cap that
+//! lets a plugin start but is below its language's advice is warned about.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use crate::config::{PipelineConfig, WeirConfig};
-use crate::plugin::{LoadError, PluginEngine, PluginVersion};
+use crate::plugin::{GuestLanguage, LoadError, PluginEngine, PluginVersion, size_text};
 
 pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = WeirConfig::load(config_path)?;
@@ -45,7 +48,12 @@ fn load(
             .load(&path, plugin.init_config(), limits)
             .and_then(|version| version.instantiate().map(|_| version));
         match loaded {
-            Ok(version) => versions.push(version),
+            Ok(version) => {
+                if let Some(advice) = memory_advice(&path, limits.memory) {
+                    eprintln!("warning: pipeline {}: {advice}", pipeline.name());
+                }
+                versions.push(version)
+            }
             Err(error) => {
                 ok = false;
                 eprintln!("error: pipeline {}: {error}", pipeline.name());
@@ -58,6 +66,27 @@ fn load(
         }
     }
     ok.then_some(versions)
+}
+
+/// Advice when a plugin starts under `memory` but is likely to run out: below its
+/// language's minimum, or a JavaScript plugin under 128MiB (its instances grow by
+/// 1-4 KB per call until they hit the cap and are replaced, costing a retry).
+fn memory_advice(path: &Path, memory: usize) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    let language = GuestLanguage::of_component(&bytes)?;
+    let advised = match language {
+        GuestLanguage::JavaScript => 128 << 20,
+        other => other.min_memory(),
+    };
+    (memory < advised).then(|| {
+        format!(
+            "{} is a {} plugin and limits.memory = {} is below the {} it should have (see docs/languages.md)",
+            path.display(),
+            language.name(),
+            size_text(memory as u64),
+            size_text(advised as u64),
+        )
+    })
 }
 
 fn print_pipeline(pipeline: &PipelineConfig, versions: &[std::sync::Arc<PluginVersion>]) {

@@ -1,10 +1,13 @@
 //! The verbs of the `weir` binary. `main.rs` parses arguments and calls [`run`]; every
 //! verb lives in its own file.
 
+mod build;
 mod check;
 mod demo;
 mod dev;
+mod diff;
 mod dlq;
+mod new;
 mod run;
 mod test;
 
@@ -54,8 +57,8 @@ pub enum Command {
         #[arg(long)]
         events: Option<usize>,
     },
-    /// The plugin author's loop: run with --watch and rebuild plugin crates whose
-    /// sources under plugins/ change.
+    /// The plugin author's loop: run with --watch and rebuild the plugins (crates
+    /// under plugins/, or project directories of any language) whose sources change.
     Dev {
         /// The pipelines file.
         #[arg(long, default_value = "pipelines.toml")]
@@ -75,6 +78,15 @@ pub enum Command {
     /// Run a plugin chain over JSON-lines events with no broker; print one JSON line
     /// per output or failure.
     Test(test::TestArgs),
+    /// Create a plugin project (Rust, Python, JavaScript or Go) that builds and
+    /// passes its own test as it is.
+    New(new::NewArgs),
+    /// Build the plugin project in DIR into a component, installing its language's
+    /// toolchain on first use; print the component's path, size and build time.
+    Build(build::BuildArgs),
+    /// Run two versions of a plugin chain over the same events and show, per input,
+    /// what was added, removed or changed. Exit 0 when identical, 1 when they differ.
+    Diff(diff::DiffArgs),
 }
 
 /// Runs the parsed command line.
@@ -100,6 +112,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Dlq { command } => dlq::run(command),
         Command::Dev { config } => dev::run(&config),
         Command::Test(args) => test::run(args),
+        Command::New(args) => new::run(args),
+        Command::Build(args) => build::run(args),
+        Command::Diff(args) => diff::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,23 +1,26 @@
 //! The plugin runtime: one wasmtime `Engine`, plugins compiled once into an
-//! `InstancePre`, and instances that are reused across calls.
+//! `InstancePre` (through the on-disk compile cache of [`cache`]), and instances
+//! that are reused across calls.
 //!
 //! This module owns the sandbox (memory cap, per-call deadline by epoch interruption,
 //! WASI with nothing granted) and turns every call into a typed [`CallOutcome`]. It
 //! knows nothing of Kafka, retries or routing: policy lives in `policy/`, routing in
 //! `pipeline/`.
 
+pub mod cache;
 mod state;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, Store, Trap};
 
+pub use self::cache::{CompileCache, Compiled};
 pub use self::state::CallSite;
 use self::state::InstanceState;
 
@@ -34,6 +37,16 @@ pub use bindings::weir::plugin::types::{Event, Failure, Header, Output};
 /// How often the epoch advances; deadlines are whole ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
+/// The least time a new instance gets to start (instantiate + `init`): Go's runtime
+/// starts during instantiation, and interpreters may set up in `init`, which can
+/// take far longer than one call's `limits.timeout` on a busy machine.
+pub const START_DEADLINE_MIN: Duration = Duration::from_secs(10);
+
+/// The deadline of instantiate + `init`: `max(limits.timeout, 10s)`.
+pub fn start_deadline(timeout: Duration) -> Duration {
+    timeout.max(START_DEADLINE_MIN)
+}
+
 /// Errors that stop a plugin from being loaded: a permanent condition at start-up or
 /// reload, never a record failure.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +62,23 @@ pub enum LoadError {
     Link { path: PathBuf, message: String },
     #[error("plugin {name} failed to start: {message}")]
     Instantiate { name: String, message: String },
+    /// Instantiation or `init` tried to grow memory past the cap.
+    #[error(
+        "plugin {name} could not start within limits.memory = {}: it tried to grow its memory past that while starting (instantiate + init){}",
+        size_text(*limit as u64),
+        language_hint(language, *limit)
+    )]
+    StartMemory {
+        name: String,
+        limit: usize,
+        /// The language the component was written in, when it can be told.
+        language: Option<GuestLanguage>,
+    },
+    /// Instantiation or `init` ran past [`start_deadline`].
+    #[error(
+        "plugin {name} did not start within {deadline:?} (instantiate + init get max(limits.timeout, {START_DEADLINE_MIN:?})): its init may loop or wait"
+    )]
+    StartTimeout { name: String, deadline: Duration },
     #[error("plugin {name} refused its config: {message}")]
     Init { name: String, message: String },
 }
@@ -74,10 +104,85 @@ impl Default for Limits {
     }
 }
 
+/// The language a component was written in, told from the marks its toolchain
+/// leaves (for advice in error messages only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestLanguage {
+    Python,
+    JavaScript,
+    Go,
+}
+
+impl GuestLanguage {
+    /// Tells the language from the component's bytes: componentize-py and
+    /// StarlingMonkey (componentize-js) name themselves, Go's producers section says
+    /// `Go cmd/compile`. Rust and others: `None`.
+    pub fn of_component(bytes: &[u8]) -> Option<GuestLanguage> {
+        let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+        if has(b"componentize-py") {
+            Some(GuestLanguage::Python)
+        } else if has(b"StarlingMonkey") {
+            Some(GuestLanguage::JavaScript)
+        } else if has(b"Go cmd/compile") {
+            Some(GuestLanguage::Go)
+        } else {
+            None
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            GuestLanguage::Python => "Python",
+            GuestLanguage::JavaScript => "JavaScript",
+            GuestLanguage::Go => "Go",
+        }
+    }
+
+    /// The memory cap a plugin of this language needs to start, with margin (the
+    /// measured least is 6MiB for Go, 16MiB for Python, 10MiB for JavaScript:
+    /// docs/languages.md).
+    pub fn min_memory(self) -> usize {
+        match self {
+            GuestLanguage::Python => 32 << 20,
+            GuestLanguage::JavaScript => 32 << 20,
+            GuestLanguage::Go => 16 << 20,
+        }
+    }
+}
+
+fn language_hint(language: &Option<GuestLanguage>, limit: usize) -> String {
+    match language {
+        Some(GuestLanguage::JavaScript) if limit < GuestLanguage::JavaScript.min_memory() => {
+            ". JavaScript plugins need at least 32MiB to start, and 128MiB to run long without memory-limit retries (see docs/languages.md)".to_owned()
+        }
+        Some(language) if limit < language.min_memory() => format!(
+            ". {} plugins need at least {} (see docs/languages.md)",
+            language.name(),
+            size_text(language.min_memory() as u64)
+        ),
+        Some(language) => format!(" ({} plugin)", language.name()),
+        None => String::new(),
+    }
+}
+
+/// A size as `16MiB` when it is a whole number of MiB (or KiB), else in bytes.
+pub fn size_text(bytes: u64) -> String {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
+        format!("{}MiB", bytes >> 20)
+    } else if bytes >= 1 << 10 && bytes.is_multiple_of(1 << 10) {
+        format!("{}KiB", bytes >> 10)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
 /// The wasmtime engine shared by every plugin, with its epoch ticker.
 #[derive(Clone)]
 pub struct PluginEngine {
     engine: Engine,
+    /// Compiled components on disk, keyed by the wasm's sha256 and this engine's
+    /// configuration, so an unchanged plugin is compiled once per machine.
+    cache: Arc<CompileCache>,
     /// Host functions (WASI with nothing granted, and `log`), built once.
     linker: Arc<Linker<InstanceState>>,
     /// Keeps the epoch advancing while any clone of the engine is alive.
@@ -101,8 +206,10 @@ impl PluginEngine {
         bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(|e| anyhow::anyhow!("cannot link the weir:plugin host: {e}"))?;
         let ticker = EpochTicker::spawn(engine.clone());
+        let cache = Arc::new(CompileCache::from_env(&engine));
         Ok(PluginEngine {
             engine,
+            cache,
             linker: Arc::new(linker),
             _ticker: Arc::new(ticker),
         })
@@ -121,10 +228,33 @@ impl PluginEngine {
             reason,
         })?;
         let sha256 = hex(&Sha256::digest(&bytes));
-        let component = Component::new(&self.engine, &bytes).map_err(|e| LoadError::Compile {
-            path: path.to_owned(),
-            message: format!("{e:#}"),
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        let started = Instant::now();
+        let (component, how) = self.cache.get_or_compile(&self.engine, &sha256, || {
+            Component::new(&self.engine, &bytes).map_err(|e| LoadError::Compile {
+                path: path.to_owned(),
+                message: format!("{e:#}"),
+            })
         })?;
+        let seconds = started.elapsed().as_secs_f64();
+        crate::telemetry::metrics::plugin_compiled(&name, how.as_str(), seconds);
+        match how {
+            Compiled::Compiled => tracing::info!(
+                plugin = %name,
+                sha256 = &sha256[..12],
+                "compiled {} in {seconds:.2}s",
+                path.display()
+            ),
+            Compiled::Cached => tracing::info!(
+                plugin = %name,
+                sha256 = &sha256[..12],
+                "loaded {} from the compile cache in {seconds:.2}s",
+                path.display()
+            ),
+        }
         let link_error = |e: wasmtime::Error| LoadError::Link {
             path: path.to_owned(),
             message: format!("{e:#}"),
@@ -134,10 +264,6 @@ impl PluginEngine {
             .instantiate_pre(&component)
             .map_err(link_error)?;
         let pre = bindings::PluginPre::new(instance_pre).map_err(link_error)?;
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| path.display().to_string());
         let label: Arc<str> = format!("{name}@{}", &sha256[..12]).into();
         let identity = format!("{name} sha256:{sha256}");
         Ok(Arc::new(PluginVersion {
@@ -221,23 +347,21 @@ impl PluginVersion {
         &self.identity
     }
 
-    /// Instantiates the plugin and calls `init` with its config.
+    /// Instantiates the plugin and calls `init` with its config. Both together get
+    /// [`start_deadline`] (at least 10 s), not the per-call `limits.timeout`.
     pub fn instantiate(self: &Arc<Self>) -> Result<PluginInstance, LoadError> {
         let mut store = Store::new(
             &self.engine.engine,
             InstanceState::new(self.label.clone(), self.limits.memory),
         );
         store.limiter(|state| &mut state.limiter);
-        store.set_epoch_deadline(deadline_ticks(self.limits.timeout));
-        let instantiate_error = |e: wasmtime::Error| LoadError::Instantiate {
-            name: self.name.clone(),
-            message: format!("{e:#}"),
+        let deadline = start_deadline(self.limits.timeout);
+        store.set_epoch_deadline(deadline_ticks(deadline));
+        let started = Instant::now();
+        let bindings = match self.pre.instantiate(&mut store) {
+            Ok(bindings) => bindings,
+            Err(e) => return Err(self.start_error(&store, e, deadline)),
         };
-        let bindings = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(instantiate_error)?;
-        store.set_epoch_deadline(deadline_ticks(self.limits.timeout));
         match bindings.call_init(&mut store, &self.config) {
             Ok(Ok(())) => {}
             Ok(Err(message)) => {
@@ -246,14 +370,52 @@ impl PluginVersion {
                     message,
                 });
             }
-            Err(e) => return Err(instantiate_error(e)),
+            Err(e) => return Err(self.start_error(&store, e, deadline)),
         }
+        tracing::debug!(
+            plugin = %self.label,
+            "instantiated and initialised in {:.1}ms",
+            started.elapsed().as_secs_f64() * 1000.0
+        );
         store.data_mut().end_call();
         Ok(PluginInstance {
             version: self.clone(),
             store,
             bindings,
         })
+    }
+}
+
+impl PluginVersion {
+    /// Names why an instance could not start: the memory cap, the start deadline,
+    /// or a trap.
+    fn start_error(
+        &self,
+        store: &Store<InstanceState>,
+        error: wasmtime::Error,
+        deadline: Duration,
+    ) -> LoadError {
+        if store.data().limiter.hit {
+            // Read again only on this rare path, to give language-specific advice.
+            let language = std::fs::read(&self.path)
+                .ok()
+                .and_then(|bytes| GuestLanguage::of_component(&bytes));
+            return LoadError::StartMemory {
+                name: self.name.clone(),
+                limit: self.limits.memory,
+                language,
+            };
+        }
+        if let Some(Trap::Interrupt) = error.downcast_ref::<Trap>() {
+            return LoadError::StartTimeout {
+                name: self.name.clone(),
+                deadline,
+            };
+        }
+        LoadError::Instantiate {
+            name: self.name.clone(),
+            message: format!("{error:#}"),
+        }
     }
 }
 
@@ -477,6 +639,40 @@ mod tests {
         assert_eq!(deadline_ticks(Duration::from_millis(200)), 200);
         assert_eq!(deadline_ticks(Duration::from_micros(1500)), 2);
         assert_eq!(deadline_ticks(Duration::ZERO), 1);
+    }
+
+    #[test]
+    fn starting_gets_at_least_ten_seconds() {
+        assert_eq!(start_deadline(Duration::from_millis(5)), START_DEADLINE_MIN);
+        assert_eq!(
+            start_deadline(Duration::from_secs(30)),
+            Duration::from_secs(30)
+        );
+    }
+
+    #[test]
+    fn start_failures_say_what_to_change() {
+        let error = LoadError::StartMemory {
+            name: "app".into(),
+            limit: 16 << 20,
+            language: Some(GuestLanguage::Python),
+        };
+        let text = error.to_string();
+        assert!(
+            text.contains("plugin app could not start within limits.memory = 16MiB: it tried"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Python plugins need at least 32MiB (see docs/languages.md)"),
+            "{text}"
+        );
+        assert_eq!(size_text(1536), "1536 bytes");
+        assert_eq!(size_text(3 << 10), "3KiB");
+        assert_eq!(
+            GuestLanguage::of_component(b"..componentize-py.."),
+            Some(GuestLanguage::Python)
+        );
+        assert_eq!(GuestLanguage::of_component(b"rustc"), None);
     }
 
     #[test]

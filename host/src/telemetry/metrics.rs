@@ -5,10 +5,48 @@
 
 use crate::plugin::FailureKind;
 
+use std::sync::LazyLock;
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+/// `weir_plugin_compiles_total{plugin, outcome}` (`compiled`, `cached`) and
+/// `weir_plugin_compile_seconds{plugin, outcome}`: how each plugin version's native
+/// code was obtained (Cranelift, or the compile cache) and how long that took.
+/// Additions to SPEC §6. Process-wide, because plugins are loaded (by `weir check`,
+/// `weir test`, start-up) before any registry exists; every [`Metrics`] registry
+/// exposes them.
+static PLUGIN_COMPILES: LazyLock<(IntCounterVec, HistogramVec)> = LazyLock::new(|| {
+    let compiles = IntCounterVec::new(
+        Opts::new(
+            "weir_plugin_compiles_total",
+            "Plugin versions made ready to run, by how: compiled, or loaded from the compile cache.",
+        ),
+        &["plugin", "outcome"],
+    )
+    .expect("valid metric definition");
+    let seconds = HistogramVec::new(
+        HistogramOpts::new(
+            "weir_plugin_compile_seconds",
+            "Time to compile a plugin, or to load it from the compile cache.",
+        )
+        .buckets(prometheus::exponential_buckets(0.001, 2.0, 16).expect("valid buckets")),
+        &["plugin", "outcome"],
+    )
+    .expect("valid metric definition");
+    (compiles, seconds)
+});
+
+/// Records how plugin `plugin` was made ready: `outcome` is `compiled` or `cached`.
+pub fn plugin_compiled(plugin: &str, outcome: &str, seconds: f64) {
+    let (compiles, duration) = &*PLUGIN_COMPILES;
+    compiles.with_label_values(&[plugin, outcome]).inc();
+    duration
+        .with_label_values(&[plugin, outcome])
+        .observe(seconds);
+}
 
 /// Every weir metric.
 #[derive(Clone)]
@@ -71,6 +109,13 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
+        let (compiles, compile_seconds) = &*PLUGIN_COMPILES;
+        for metric in [
+            Box::new(compiles.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(compile_seconds.clone()),
+        ] {
+            registry.register(metric).expect("metric names are unique");
+        }
         let call_buckets =
             prometheus::exponential_buckets(0.000_005, 2.0, 20).expect("valid buckets");
         let latency_buckets =
@@ -415,5 +460,23 @@ mod tests {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }
         assert_eq!(p.dlq_count("invalid"), 1);
+    }
+
+    #[test]
+    fn compiles_are_counted_in_every_registry() {
+        plugin_compiled("metrics_test_plugin", "cached", 0.002);
+        for metrics in [Metrics::new(), Metrics::new()] {
+            let text = metrics.render();
+            assert!(
+                text.contains(
+                    r#"weir_plugin_compiles_total{outcome="cached",plugin="metrics_test_plugin"} 1"#
+                ),
+                "{text}"
+            );
+            assert!(
+                text.contains("weir_plugin_compile_seconds_bucket"),
+                "{text}"
+            );
+        }
     }
 }

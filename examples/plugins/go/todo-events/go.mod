@@ -1,0 +1,3 @@
+module weir.local/todoevents
+
+go 1.24

@@ -1,0 +1,1 @@
+../todo-events/todo_events.py

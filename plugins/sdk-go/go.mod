@@ -1,0 +1,3 @@
+module weir.local/weir
+
+go 1.24

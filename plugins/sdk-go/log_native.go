@@ -1,0 +1,5 @@
+//go:build !wasm
+
+package weir
+
+func hostLog(level Level, message string) { stderrLog(level, message) }

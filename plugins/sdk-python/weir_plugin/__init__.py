@@ -1,0 +1,181 @@
+"""The weir plugin SDK for Python.
+
+A plugin is a module named ``app`` (the file ``app.py`` of the plugin's project
+directory) with two plain functions::
+
+    from weir_plugin import Event, Output, Header, Invalid, Transient, log
+
+    def init(config: dict[str, str]) -> None:      # optional
+        ...                                         # raise any exception to refuse the config
+
+    def handle_event(event: Event) -> list[Output]:
+        ...                                         # raise Invalid(msg) or Transient(msg) to fail
+
+``scripts/build-plugin DIR OUT.wasm`` turns the directory into a component of the
+``weir:plugin`` world (``wit/plugin.wit``, whose doc comments are the reference).
+This module has no dependency on the generated bindings, so ``app.py`` can be
+imported and unit-tested with any Python 3.9+; ``log`` then writes to stderr.
+
+Failures map onto the WIT ``failure`` variant: ``Invalid`` (the event is bad and
+never will be good: dead-letter queue at once) and ``Transient`` (retry with
+backoff). Any other exception escaping ``handle_event`` traps the instance, like a
+Rust panic: the host counts a ``trap``, replaces the instance and retries.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+__all__ = [
+    "Config",
+    "Event",
+    "Header",
+    "Invalid",
+    "Output",
+    "Transient",
+    "log",
+]
+
+Bytes = Union[bytes, bytearray, str]
+
+
+def _as_bytes(value: Optional[Bytes]) -> Optional[bytes]:
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return bytes(value)
+
+
+class Invalid(Exception):
+    """The event is bad and never will be good: it goes to the dead-letter queue at
+    once, with this message in ``weir.error.message``. Name the field and the problem."""
+
+
+class Transient(Exception):
+    """The event may succeed later: the host retries it with backoff, then sends it
+    to the dead-letter queue as ``retries-exhausted``."""
+
+
+class Header:
+    """One record header. ``value`` is bytes; a ``str`` given here is UTF-8 encoded."""
+
+    __slots__ = ("key", "value")
+
+    def __init__(self, key: str, value: Bytes = b""):
+        self.key = key
+        self.value = _as_bytes(value)
+
+    def text(self) -> str:
+        return self.value.decode("utf-8", "replace")
+
+    def __eq__(self, other):
+        return isinstance(other, Header) and (self.key, self.value) == (other.key, other.value)
+
+    def __repr__(self):
+        return f"Header({self.key!r}, {self.value!r})"
+
+
+class Event:
+    """One record to handle (the WIT ``event``). ``key`` and ``value`` are bytes or
+    ``None`` (no key; a tombstone)."""
+
+    __slots__ = ("topic", "partition", "offset", "timestamp_ms", "key", "value", "headers")
+
+    def __init__(
+        self,
+        value: Optional[Bytes] = None,
+        key: Optional[Bytes] = None,
+        headers: Sequence[Header] = (),
+        topic: str = "",
+        partition: int = 0,
+        offset: int = 0,
+        timestamp_ms: Optional[int] = None,
+    ):
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.timestamp_ms = timestamp_ms
+        self.key = _as_bytes(key)
+        self.value = _as_bytes(value)
+        self.headers = list(headers)
+
+    def header(self, key: str) -> Optional[bytes]:
+        """The value of the first header named ``key``, if any."""
+        for h in self.headers:
+            if h.key == key:
+                return h.value
+        return None
+
+    def __repr__(self):
+        return (
+            f"Event(topic={self.topic!r}, partition={self.partition}, offset={self.offset}, "
+            f"timestamp_ms={self.timestamp_ms}, key={self.key!r}, value={self.value!r}, "
+            f"headers={self.headers!r})"
+        )
+
+
+class Output:
+    """One record to emit (the WIT ``output``). ``to`` is a logical output name of
+    the pipeline; ``key``/``value`` may be bytes, ``str`` (UTF-8 encoded) or ``None``
+    (no key; a tombstone)."""
+
+    __slots__ = ("to", "key", "value", "headers")
+
+    def __init__(
+        self,
+        to: str,
+        key: Optional[Bytes] = None,
+        value: Optional[Bytes] = None,
+        headers: Sequence[Header] = (),
+    ):
+        self.to = to
+        self.key = _as_bytes(key)
+        self.value = _as_bytes(value)
+        self.headers = list(headers)
+
+    def __eq__(self, other):
+        return isinstance(other, Output) and (self.to, self.key, self.value, self.headers) == (
+            other.to,
+            other.key,
+            other.value,
+            other.headers,
+        )
+
+    def __repr__(self):
+        return f"Output(to={self.to!r}, key={self.key!r}, value={self.value!r}, headers={self.headers!r})"
+
+
+class Config(dict):
+    """The plugin's ``config`` table as a dict. If a key repeats (``weir test
+    --config k=a --config k=b``), the dict keeps the first value, like the Rust SDK's
+    ``config_value``; ``pairs`` has every entry in order."""
+
+    def __init__(self, pairs: Sequence[Tuple[str, str]] = ()):
+        super().__init__()
+        self.pairs: List[Tuple[str, str]] = list(pairs)
+        for k, v in self.pairs:
+            self.setdefault(k, v)
+
+
+LEVELS = ("trace", "debug", "info", "warn", "error")
+
+try:  # inside the component: the generated bindings exist
+    from wit_world.imports import host as _host  # type: ignore
+
+    _LEVEL = {name: getattr(_host.Level, name.upper()) for name in LEVELS}
+
+    def log(level: str, message: str) -> None:
+        """Writes a line to the host's log; ``level`` is one of trace, debug, info,
+        warn, error."""
+        _host.log(_LEVEL[level], message)
+
+except ImportError:  # native: unit tests and scripts
+
+    def log(level: str, message: str) -> None:
+        """Writes a line to the host's log; ``level`` is one of trace, debug, info,
+        warn, error. (Native Python: stderr.)"""
+        if level not in LEVELS:
+            raise KeyError(level)
+        print(f"[{level}] {message}", file=sys.stderr)
