@@ -12,14 +12,15 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::{Header as KafkaHeader, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::{ClientConfig, Offset};
 
 use crate::config::WeirConfig;
 use crate::kafka::{Brokers, CONNECT_TIMEOUT};
-use crate::policy::dlq::header as dlq_header;
+use crate::plugin::Header;
+use crate::policy::dlq;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DlqCommand {
@@ -116,14 +117,28 @@ fn open(target: &Target) -> anyhow::Result<(DeadLetters, ClientConfig)> {
     Ok((found, client))
 }
 
-fn header<'a>(message: &'a OwnedMessage, key: &str) -> Option<&'a str> {
-    message
-        .headers()?
-        .iter()
-        .filter(|h| h.key == key)
-        .last()
-        .and_then(|h| h.value)
-        .and_then(|v| std::str::from_utf8(v).ok())
+/// A record read from a dead-letter topic.
+struct Letter {
+    partition: i32,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: Vec<Header>,
+    /// What its `weir.*` headers say.
+    reading: dlq::Reading,
+}
+
+impl Letter {
+    /// Copies a consumed record; header keys that are not UTF-8 cannot panic it.
+    fn of(message: &BorrowedMessage<'_>) -> Letter {
+        let headers = crate::kafka::consumed_headers(message);
+        Letter {
+            partition: message.partition(),
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().map(<[u8]>::to_vec),
+            reading: dlq::read(&headers),
+            headers,
+        }
+    }
 }
 
 /// Reads `topic` from `start` (per partition; missing = beginning) up to the high
@@ -132,7 +147,7 @@ fn read_snapshot(
     client: &ClientConfig,
     topic: &str,
     start: &BTreeMap<i32, i64>,
-    mut each: impl FnMut(OwnedMessage),
+    mut each: impl FnMut(Letter),
 ) -> anyhow::Result<BTreeMap<i32, i64>> {
     let consumer: BaseConsumer = client
         .clone()
@@ -167,7 +182,7 @@ fn read_snapshot(
                     {
                         remaining.remove(&partition);
                     }
-                    each(safe_detach(&message));
+                    each(Letter::of(&message));
                 }
                 Some(Err(error)) => bail!("reading {topic}: {error}"),
                 None => bail!("reading {topic}: no record within 10s; the broker may be unhealthy"),
@@ -175,21 +190,6 @@ fn read_snapshot(
         }
     }
     Ok(targets)
-}
-
-/// `message.detach()`, with headers read so that a key that is not UTF-8 cannot
-/// panic the reader (see [`crate::kafka::consumed_headers`]).
-fn safe_detach(message: &rdkafka::message::BorrowedMessage<'_>) -> OwnedMessage {
-    let headers = crate::kafka::consumed_headers(message);
-    OwnedMessage::new(
-        message.payload().map(<[u8]>::to_vec),
-        message.key().map(<[u8]>::to_vec),
-        message.topic().to_owned(),
-        message.timestamp(),
-        message.partition(),
-        message.offset(),
-        (!headers.is_empty()).then(|| crate::kafka::producer::to_kafka_headers(&headers)),
-    )
 }
 
 fn cut(text: &str, max: usize) -> String {
@@ -207,21 +207,24 @@ fn inspect(target: &Target, limit: usize, reason: Option<&str>) -> anyhow::Resul
     let mut rows = Vec::new();
     let mut by_reason: BTreeMap<String, usize> = BTreeMap::new();
     read_snapshot(&client, &dlq, &BTreeMap::new(), |m| {
-        let r = header(&m, dlq_header::REASON).unwrap_or("?").to_owned();
+        let reading = &m.reading;
+        let r = reading.reason.clone().unwrap_or_else(|| "?".into());
         if reason.is_some_and(|want| want != r) {
             return;
         }
         *by_reason.entry(r.clone()).or_default() += 1;
+        let or_unknown = |v: Option<String>| v.unwrap_or_else(|| "?".into());
         rows.push((
-            header(&m, dlq_header::FAILED_AT).unwrap_or("?").to_owned(),
+            or_unknown(reading.failed_at.clone()),
             format!(
                 "{}/{}",
-                header(&m, dlq_header::SOURCE_PARTITION).unwrap_or("?"),
-                header(&m, dlq_header::SOURCE_OFFSET).unwrap_or("?")
+                or_unknown(reading.source_partition.map(|p| p.to_string())),
+                or_unknown(reading.source_offset.map(|o| o.to_string()))
             ),
             r,
-            header(&m, dlq_header::MESSAGE).unwrap_or("").to_owned(),
-            m.key()
+            reading.message.clone().unwrap_or_default(),
+            m.key
+                .as_deref()
                 .map(|k| String::from_utf8_lossy(k).into_owned())
                 .unwrap_or_else(|| "-".into()),
         ));
@@ -264,27 +267,6 @@ fn replay_group(pipeline: &str, reason: Option<&str>) -> String {
     }
 }
 
-/// Original headers without `weir.*`, plus `weir.replayed` counting replays.
-fn replay_headers(message: &OwnedMessage) -> OwnedHeaders {
-    let replayed = header(message, "weir.replayed")
-        .and_then(|v| v.parse::<u32>().ok())
-        .unwrap_or(0)
-        + 1;
-    let mut headers = OwnedHeaders::new();
-    if let Some(original) = message.headers() {
-        for h in original.iter().filter(|h| !h.key.starts_with("weir.")) {
-            headers = headers.insert(KafkaHeader {
-                key: h.key,
-                value: h.value,
-            });
-        }
-    }
-    headers.insert(KafkaHeader {
-        key: "weir.replayed",
-        value: Some(replayed.to_string().as_bytes()),
-    })
-}
-
 fn replay(target: &Target, reason: Option<&str>, dry_run: bool) -> anyhow::Result<ExitCode> {
     let (found, client) = open(target)?;
     let dlq = found.topic;
@@ -314,18 +296,14 @@ fn replay(target: &Target, reason: Option<&str>, dry_run: bool) -> anyhow::Resul
 
     let mut pending = Vec::new();
     let ends = read_snapshot(&client, &dlq, &start, |m| pending.push(m))?;
-    let chosen: Vec<&OwnedMessage> = pending
+    let chosen: Vec<&Letter> = pending
         .iter()
-        .filter(|m| reason.is_none_or(|want| header(m, dlq_header::REASON) == Some(want)))
+        .filter(|m| reason.is_none_or(|want| m.reading.reason.as_deref() == Some(want)))
         .collect();
     let mut by_topic: BTreeMap<String, usize> = BTreeMap::new();
     for m in &chosen {
         *by_topic
-            .entry(
-                header(m, dlq_header::SOURCE_TOPIC)
-                    .unwrap_or("?")
-                    .to_owned(),
-            )
+            .entry(m.reading.source_topic.clone().unwrap_or_else(|| "?".into()))
             .or_default() += 1;
     }
     let summary: Vec<String> = by_topic
@@ -360,22 +338,22 @@ fn replay(target: &Target, reason: Option<&str>, dry_run: bool) -> anyhow::Resul
             .progress_chars("=> "),
     );
     for m in &chosen {
-        let Some(topic) = header(m, dlq_header::SOURCE_TOPIC) else {
+        let Some(topic) = m.reading.source_topic.as_deref() else {
             bar.suspend(|| {
                 eprintln!(
-                    "skipping {dlq} {}/{}: no weir.source.topic header",
-                    m.partition(),
-                    m.offset()
+                    "skipping a record of {dlq} partition {}: no weir.source.topic header",
+                    m.partition
                 )
             });
             continue;
         };
-        let mut record = BaseRecord::to(topic).headers(replay_headers(m));
-        if let Some(key) = m.key() {
-            record = record.key(key);
+        let headers = crate::kafka::producer::to_kafka_headers(&dlq::for_replay(&m.headers));
+        let mut record = BaseRecord::to(topic).headers(headers);
+        if let Some(key) = &m.key {
+            record = record.key(key.as_slice());
         }
-        if let Some(value) = m.payload() {
-            record = record.payload(value);
+        if let Some(value) = &m.value {
+            record = record.payload(value.as_slice());
         }
         crate::kafka::send_waiting(&producer, record);
         bar.inc(1);

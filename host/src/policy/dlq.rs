@@ -17,6 +17,67 @@ pub mod header {
     pub const PLUGIN: &str = "weir.plugin";
     pub const ATTEMPTS: &str = "weir.attempts";
     pub const FAILED_AT: &str = "weir.failed-at";
+    /// Added by `weir dlq replay`: how often the record was replayed.
+    pub const REPLAYED: &str = "weir.replayed";
+}
+
+/// What a DLQ record's `weir.*` headers say, as `weir dlq` reads them back. Any
+/// header may be missing or garbled (a record someone else wrote): the field is
+/// then `None`. When a header repeats, the last one counts.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reading {
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    pub source_topic: Option<String>,
+    pub source_partition: Option<i32>,
+    pub source_offset: Option<i64>,
+    pub pipeline: Option<String>,
+    pub plugin: Option<String>,
+    pub attempts: Option<u32>,
+    pub failed_at: Option<String>,
+    /// Replays so far (0 when the header is missing or garbled).
+    pub replayed: u32,
+}
+
+/// Reads the `weir.*` headers of a DLQ record.
+pub fn read(headers: &[Header]) -> Reading {
+    let text = |key: &str| {
+        headers
+            .iter()
+            .rev()
+            .find(|h| h.key == key)
+            .and_then(|h| std::str::from_utf8(&h.value).ok())
+            .map(str::to_owned)
+    };
+    Reading {
+        reason: text(header::REASON),
+        message: text(header::MESSAGE),
+        source_topic: text(header::SOURCE_TOPIC),
+        source_partition: text(header::SOURCE_PARTITION).and_then(|v| v.parse().ok()),
+        source_offset: text(header::SOURCE_OFFSET).and_then(|v| v.parse().ok()),
+        pipeline: text(header::PIPELINE),
+        plugin: text(header::PLUGIN),
+        attempts: text(header::ATTEMPTS).and_then(|v| v.parse().ok()),
+        failed_at: text(header::FAILED_AT),
+        replayed: text(header::REPLAYED)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    }
+}
+
+/// The headers a replayed record is sent with: the originals without `weir.*`,
+/// then `weir.replayed` counting the replays.
+pub fn for_replay(headers: &[Header]) -> Vec<Header> {
+    let replayed = read(headers).replayed.saturating_add(1);
+    headers
+        .iter()
+        .filter(|h| !h.key.starts_with("weir."))
+        .cloned()
+        .chain(std::iter::once(Header {
+            key: header::REPLAYED.to_owned(),
+            value: replayed.to_string().into_bytes(),
+        }))
+        .collect()
 }
 
 /// Everything a DLQ record says about a failure.
@@ -109,6 +170,63 @@ mod tests {
             Some("2026-11-26T09:00:00.123Z")
         );
         assert_eq!(headers.len(), 10);
+    }
+
+    #[test]
+    fn what_is_written_reads_back_and_replays_count() {
+        let letter = DeadLetter {
+            reason: "timeout",
+            message: "too slow",
+            source_topic: "in",
+            source_partition: 2,
+            source_offset: 9,
+            pipeline: "p",
+            plugin: "x sha256:00",
+            attempts: 3,
+            failed_at: UNIX_EPOCH,
+        };
+        let original = vec![Header {
+            key: "k".into(),
+            value: b"v".to_vec(),
+        }];
+        let headers = letter.headers(&original);
+        let reading = read(&headers);
+        assert_eq!(reading.reason.as_deref(), Some("timeout"));
+        assert_eq!(reading.source_partition, Some(2));
+        assert_eq!(reading.source_offset, Some(9));
+        assert_eq!(reading.attempts, Some(3));
+        assert_eq!(reading.replayed, 0);
+        let replay = for_replay(&headers);
+        assert_eq!(replay[0].key, "k");
+        assert_eq!(read(&replay).replayed, 1);
+        assert_eq!(read(&for_replay(&replay)).replayed, 2);
+        assert!(
+            replay
+                .iter()
+                .all(|h| h.key == "k" || h.key == header::REPLAYED)
+        );
+    }
+
+    #[test]
+    fn garbled_headers_read_as_missing() {
+        let headers = vec![
+            Header {
+                key: header::SOURCE_OFFSET.into(),
+                value: b"not a number".to_vec(),
+            },
+            Header {
+                key: header::REASON.into(),
+                value: vec![0xff, 0xfe],
+            },
+            Header {
+                key: header::REPLAYED.into(),
+                value: b"99999999999999999999".to_vec(),
+            },
+        ];
+        let reading = read(&headers);
+        assert_eq!(reading.source_offset, None);
+        assert_eq!(reading.reason, None);
+        assert_eq!(reading.replayed, 0);
     }
 
     #[test]
