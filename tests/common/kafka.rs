@@ -474,7 +474,16 @@ impl Weir {
     pub fn start_with(config: &Path, log_dir: &Path, name: &str, extra: &[&str]) -> Weir {
         let log = log_dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+        // A test process that is killed takes its weir processes with it.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = command
             .current_dir(root())
             .env(
                 "WEIR_LOG",
