@@ -114,6 +114,10 @@ impl<P: Plugin> Chain<P> {
                         "cannot restart the plugin: {e}"
                     )))),
                 };
+                if stage.instance.as_ref().is_some_and(PluginCall::worn) {
+                    tracing::debug!(plugin = %stage.version.label(), "replacing an instance whose memory grew close to its cap");
+                    stage.instance = None;
+                }
                 if let Some(metrics) = metrics.get(i) {
                     let failure: Option<FailureKind> = result.as_ref().err().map(CallError::kind);
                     metrics.call(failure, started.elapsed().as_secs_f64());
@@ -159,5 +163,73 @@ pub fn output_event(source: &Event, output: Output) -> Event {
         key: output.key,
         value: output.value,
         headers: output.headers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use crate::plugin::CallOutcome;
+
+    /// Counts its instances; each instance wears out after two calls.
+    struct Growing {
+        label: Arc<str>,
+        made: AtomicU32,
+    }
+
+    struct GrowingInstance {
+        calls: u32,
+    }
+
+    impl Plugin for Growing {
+        type Instance = GrowingInstance;
+        fn instantiate(self: &Arc<Self>) -> Result<GrowingInstance, LoadError> {
+            self.made.fetch_add(1, Ordering::SeqCst);
+            Ok(GrowingInstance { calls: 0 })
+        }
+        fn name(&self) -> &str {
+            "growing"
+        }
+        fn label(&self) -> &Arc<str> {
+            &self.label
+        }
+        fn identity(&self) -> &str {
+            "growing"
+        }
+    }
+
+    impl PluginCall for GrowingInstance {
+        fn handle(&mut self, _event: &Event, _site: &CallSite) -> CallOutcome {
+            self.calls += 1;
+            Ok(vec![])
+        }
+        fn worn(&self) -> bool {
+            self.calls >= 2
+        }
+    }
+
+    #[test]
+    fn a_worn_instance_is_replaced_between_calls() {
+        let plugin = Arc::new(Growing {
+            label: "growing".into(),
+            made: AtomicU32::new(0),
+        });
+        let mut chain = Chain::new(std::slice::from_ref(&plugin)).unwrap();
+        let event = Event {
+            topic: "t".into(),
+            partition: 0,
+            offset: 0,
+            timestamp_ms: None,
+            key: None,
+            value: None,
+            headers: vec![],
+        };
+        for _ in 0..5 {
+            assert!(chain.process(&event, &CallSite::default()).is_ok());
+        }
+        // Calls 1-2 on the first instance, 3-4 on the second, 5 on a third.
+        assert_eq!(plugin.made.load(Ordering::SeqCst), 3);
     }
 }

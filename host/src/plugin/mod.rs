@@ -438,6 +438,12 @@ pub trait PluginCall {
     /// Calls `handle-event`. After `Err(CallError::Fault(_))` the instance must not
     /// be used again.
     fn handle(&mut self, event: &Event, site: &CallSite) -> CallOutcome;
+
+    /// Whether the instance should be replaced before its next call (its memory
+    /// grew close to the cap).
+    fn worn(&self) -> bool {
+        false
+    }
 }
 
 impl Plugin for PluginVersion {
@@ -463,6 +469,10 @@ impl Plugin for PluginVersion {
 impl PluginCall for PluginInstance {
     fn handle(&mut self, event: &Event, site: &CallSite) -> CallOutcome {
         PluginInstance::handle(self, event, site)
+    }
+
+    fn worn(&self) -> bool {
+        self.store.data().limiter.worn()
     }
 }
 

@@ -179,11 +179,24 @@ pub(crate) struct MemoryLimiter {
     limit: usize,
     /// Set when a grow was refused during the current call.
     pub(crate) hit: bool,
+    /// The largest linear memory granted so far (memory never shrinks).
+    pub(crate) grown: usize,
 }
 
 impl MemoryLimiter {
     fn new(limit: usize) -> MemoryLimiter {
-        MemoryLimiter { limit, hit: false }
+        MemoryLimiter {
+            limit,
+            hit: false,
+            grown: 0,
+        }
+    }
+
+    /// Whether the memory has grown past three quarters of the cap: an instance
+    /// that only grows (a garbage-collected language's heap) is better replaced
+    /// between records than stopped by the cap in the middle of one.
+    pub(crate) fn worn(&self) -> bool {
+        self.grown > self.limit / 4 * 3
     }
 }
 
@@ -195,7 +208,9 @@ impl ResourceLimiter for MemoryLimiter {
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let allowed = desired <= self.limit && maximum.is_none_or(|m| desired <= m);
-        if !allowed {
+        if allowed {
+            self.grown = self.grown.max(desired);
+        } else {
             self.hit = true;
         }
         Ok(allowed)
