@@ -26,7 +26,7 @@ use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::{ClientConfig, Offset};
 use serde_json::{Value, json};
 
-use crate::config::{ByteSize, HumanDuration, WeirConfig};
+use crate::config::WeirConfig;
 use crate::events::{Line, output_line};
 use crate::kafka::{Brokers, CONNECT_TIMEOUT, headers_of};
 use crate::pipeline::Chain;
@@ -248,9 +248,9 @@ pub fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
 fn diff(mut args: DiffArgs) -> anyhow::Result<bool> {
     let chains = args.split()?;
     let limits = Limits {
-        memory: parse_size(&args.memory).context("--memory")? as usize,
-        timeout: parse_duration(&args.timeout).context("--timeout")?,
-        max_output: parse_size(&args.max_output).context("--max-output")? as usize,
+        memory: super::test::parse_size(&args.memory).context("--memory")? as usize,
+        timeout: super::test::parse_duration(&args.timeout).context("--timeout")?,
+        max_output: super::test::parse_size(&args.max_output).context("--max-output")? as usize,
     };
     let show = match args.show.as_str() {
         "all" => usize::MAX,
@@ -287,7 +287,7 @@ fn diff(mut args: DiffArgs) -> anyhow::Result<bool> {
             .iter()
             .enumerate()
             .map(|(i, path)| {
-                let config = plugin_config_for(&entries, i, path)?;
+                let config = super::test::plugin_config(&entries, i, path)?;
                 Ok(engine.load(path, config, limits)?)
             })
             .collect()
@@ -518,19 +518,10 @@ fn whole(row: &Value) -> String {
         None => format!(
             "{}: value {} headers {}",
             describe(row),
-            cut(&row["value"].to_string(), 400),
+            super::cut(&row["value"].to_string(), 400),
             row["headers"]
         ),
     }
-}
-
-fn cut(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let mut short: String = text.chars().take(max).collect();
-    short.push('…');
-    short
 }
 
 /// `path: old -> new` for every leaf that differs.
@@ -550,7 +541,7 @@ fn field_changes(path: &str, old: &Value, new: &Value, into: &mut Vec<String>) {
                     None => into.push(format!(
                         "{}: {} -> (absent)",
                         join(key),
-                        cut(&value.to_string(), 120)
+                        super::cut(&value.to_string(), 120)
                     )),
                 }
             }
@@ -559,7 +550,7 @@ fn field_changes(path: &str, old: &Value, new: &Value, into: &mut Vec<String>) {
                     into.push(format!(
                         "{}: (absent) -> {}",
                         join(key),
-                        cut(&value.to_string(), 120)
+                        super::cut(&value.to_string(), 120)
                     ));
                 }
             }
@@ -572,8 +563,8 @@ fn field_changes(path: &str, old: &Value, new: &Value, into: &mut Vec<String>) {
         (a, b) if a != b => into.push(format!(
             "{}: {} -> {}",
             if path.is_empty() { "value" } else { path },
-            cut(&a.to_string(), 120),
-            cut(&b.to_string(), 120)
+            super::cut(&a.to_string(), 120),
+            super::cut(&b.to_string(), 120)
         )),
         _ => {}
     }
@@ -781,45 +772,6 @@ fn plan_latest(ranges: &BTreeMap<i32, (i64, i64)>, limit: usize) -> BTreeMap<i32
         left -= 1;
     }
     plan
-}
-
-fn parse_size(text: &str) -> anyhow::Result<u64> {
-    Ok(serde_json::from_value::<ByteSize>(Value::String(text.to_owned()))?.0)
-}
-
-fn parse_duration(text: &str) -> anyhow::Result<Duration> {
-    Ok(serde_json::from_value::<HumanDuration>(Value::String(text.to_owned()))?.0)
-}
-
-/// The `[PLUGIN:]K=V` entries that apply to the plugin at `index` (0-based) and
-/// `path`, as `weir test` reads them.
-fn plugin_config_for(
-    entries: &[String],
-    index: usize,
-    path: &Path,
-) -> anyhow::Result<Vec<(String, String)>> {
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let position = (index + 1).to_string();
-    let mut config = Vec::new();
-    for entry in entries {
-        let Some((lhs, value)) = entry.split_once('=') else {
-            bail!("--config {entry:?}: expected K=V or PLUGIN:K=V");
-        };
-        let (target, key) = match lhs.split_once(':') {
-            Some((target, key)) => (Some(target), key),
-            None => (None, lhs),
-        };
-        if key.is_empty() {
-            bail!("--config {entry:?}: the key is empty");
-        }
-        if target.is_none_or(|t| t == stem || t == position) {
-            config.push((key.to_owned(), value.to_owned()));
-        }
-    }
-    Ok(config)
 }
 
 #[cfg(test)]

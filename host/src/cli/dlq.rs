@@ -192,15 +192,6 @@ fn read_snapshot(
     Ok(targets)
 }
 
-fn cut(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let mut short: String = text.chars().take(max.saturating_sub(1)).collect();
-    short.push('…');
-    short
-}
-
 fn inspect(target: &Target, limit: usize, reason: Option<&str>) -> anyhow::Result<ExitCode> {
     let (found, client) = open(target)?;
     let dlq = found.topic;
@@ -239,8 +230,8 @@ fn inspect(target: &Target, limit: usize, reason: Option<&str>) -> anyhow::Resul
     for (at, source, r, message, key) in &rows[shown..] {
         println!(
             "{at:<24}  {source:<12}  {r:<17}  {:<48}  {}",
-            cut(message, 48),
-            cut(key, 36)
+            super::cut(message, 48),
+            super::cut(key, 36)
         );
     }
     println!();

@@ -125,6 +125,16 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// `text` cut to `max` characters, with an ellipsis when cut.
+pub(super) fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut short: String = text.chars().take(max.saturating_sub(1)).collect();
+    short.push('…');
+    short
+}
+
 /// A hint for a plugin file that does not exist yet.
 fn build_hint(path: &std::path::Path) -> Option<String> {
     let text = path.to_string_lossy();

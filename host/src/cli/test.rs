@@ -157,16 +157,16 @@ struct Tally {
     failures: BTreeMap<&'static str, usize>,
 }
 
-fn parse_size(text: &str) -> anyhow::Result<u64> {
+pub(super) fn parse_size(text: &str) -> anyhow::Result<u64> {
     Ok(serde_json::from_value::<ByteSize>(Value::String(text.to_owned()))?.0)
 }
 
-fn parse_duration(text: &str) -> anyhow::Result<Duration> {
+pub(super) fn parse_duration(text: &str) -> anyhow::Result<Duration> {
     Ok(serde_json::from_value::<HumanDuration>(Value::String(text.to_owned()))?.0)
 }
 
 /// The `--config` entries that apply to plugin `index` at `path`.
-fn plugin_config(
+pub(super) fn plugin_config(
     entries: &[String],
     index: usize,
     path: &std::path::Path,

@@ -260,18 +260,11 @@ impl<T: Ticket> OutputProducer<T> {
         health: Arc<Health>,
         stop: Shutdown,
     ) -> Result<OutputProducer<T>, KafkaError> {
-        let mut config = ClientConfig::new();
+        let mut config = producer_defaults();
         config
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .set("compression.type", "lz4")
             // Keep messages until the broker takes them: an outage is waited out,
             // never turned into a lost or dead-lettered record.
             .set("message.timeout.ms", "0")
-            // 16 MiB is far more than a 5 ms linger needs; when the broker is away
-            // a full queue holds the runners back (backpressure) instead of growing.
-            .set("queue.buffering.max.kbytes", "16384")
             // A topic that was not allowed or gone is looked up again soon, so that
             // a grant or a re-creation is noticed quickly.
             .set("topic.metadata.refresh.interval.ms", "10000");
@@ -444,6 +437,20 @@ impl<T: Ticket> OutputProducer<T> {
     pub fn close(&self) {
         self.stop.trigger();
     }
+}
+
+/// What every weir producer sets before `[kafka.properties]` (which may override).
+pub fn producer_defaults() -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        // 16 MiB is far more than a 5 ms linger needs; when the broker is away a
+        // full queue holds the runners back (backpressure) instead of growing.
+        .set("queue.buffering.max.kbytes", "16384");
+    config
 }
 
 /// Headers in rdkafka's form.

@@ -17,7 +17,7 @@ use rdkafka::Offset;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::topic_partition_list::TopicPartitionList;
 
-use super::process::{Failed, Verdict};
+use super::process::{Failed, Routed, Verdict};
 use super::snapshot::{BranchInfo, Route};
 use crate::kafka::OffsetTracker;
 use crate::kafka::consumer::PipelineConsumer;
@@ -168,43 +168,27 @@ impl Sink for AtLeastOnce {
         if deliveries == 0 {
             unit.done(event);
         }
-        for verdict in verdicts {
-            match verdict {
-                Verdict::Deliver(routed) => {
-                    for r in routed {
-                        let record = OutRecord {
-                            topic: &r.route.topic,
-                            key: r.output.key.as_deref(),
-                            value: r.output.value.as_deref(),
-                            headers: &r.output.headers,
-                        };
-                        let ticket = RecordTicket {
-                            unit: unit.clone(),
-                            source: source.clone(),
-                            target: Target::Output(r.route.clone()),
-                        };
-                        self.producer.send(record, ticket, stop)?;
-                    }
+        for (_, produced) in produced(event, &verdicts) {
+            let (record, target) = match &produced {
+                Produced::Output(r) => (
+                    OutRecord {
+                        topic: &r.route.topic,
+                        key: r.output.key.as_deref(),
+                        value: r.output.value.as_deref(),
+                        headers: &r.output.headers,
+                    },
+                    Target::Output(r.route.clone()),
+                ),
+                Produced::Letter(letter, branch) => {
+                    (letter.as_out(), Target::DeadLetter(branch.clone()))
                 }
-                Verdict::DeadLetter(failed) => {
-                    let record = dead_letter(event, &failed);
-                    let ticket = RecordTicket {
-                        unit: unit.clone(),
-                        source: source.clone(),
-                        target: Target::DeadLetter(failed.branch),
-                    };
-                    self.producer.send(record.as_out(), ticket, stop)?;
-                }
-                Verdict::Refused { branch, message } => {
-                    let record = refused_letter(event, &branch, &message);
-                    let ticket = RecordTicket {
-                        unit: unit.clone(),
-                        source: source.clone(),
-                        target: Target::DeadLetter(branch),
-                    };
-                    self.producer.send(record.as_out(), ticket, stop)?;
-                }
-            }
+            };
+            let ticket = RecordTicket {
+                unit: unit.clone(),
+                source: source.clone(),
+                target,
+            };
+            self.producer.send(record, ticket, stop)?;
         }
         Ok(())
     }
@@ -246,6 +230,38 @@ impl Sink for AtLeastOnce {
         }
         Committed::Done
     }
+}
+
+/// One record a verdict asks for.
+pub enum Produced<'v> {
+    /// An output, to its route.
+    Output(&'v Routed),
+    /// A dead letter, to the branch's dead-letter topic.
+    Letter(OwnedRecord, Arc<BranchInfo>),
+}
+
+/// Every record `verdicts` ask for, each with its branch's position.
+pub fn produced<'v>(
+    event: &'v Event,
+    verdicts: &'v [Verdict],
+) -> impl Iterator<Item = (usize, Produced<'v>)> + 'v {
+    verdicts
+        .iter()
+        .enumerate()
+        .flat_map(move |(branch, verdict)| {
+            let records: Vec<Produced<'v>> = match verdict {
+                Verdict::Deliver(routed) => routed.iter().map(Produced::Output).collect(),
+                Verdict::DeadLetter(failed) => vec![Produced::Letter(
+                    dead_letter(event, failed),
+                    failed.branch.clone(),
+                )],
+                Verdict::Refused { branch, message } => vec![Produced::Letter(
+                    refused_letter(event, branch, message),
+                    branch.clone(),
+                )],
+            };
+            records.into_iter().map(move |p| (branch, p))
+        })
 }
 
 /// A failed record's dead letter: the original key, value and headers, plus the

@@ -37,10 +37,10 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::topic_partition_list::TopicPartitionList;
 
 use super::process::Verdict;
-use super::sink::{Commit, Committed, PartitionUnit, Sink, Source, dead_letter, refused_letter};
+use super::sink::{Commit, Committed, PartitionUnit, Produced, Sink, Source, produced};
 use crate::config::PipelineConfig;
 use crate::kafka::consumer::PipelineConsumer;
-use crate::kafka::producer::{OutRecord, Stopped, Trouble, to_kafka_headers};
+use crate::kafka::producer::{OutRecord, Stopped, Trouble, producer_defaults, to_kafka_headers};
 use crate::shutdown::Shutdown;
 use crate::telemetry::Health;
 use crate::telemetry::metrics::TransactionMetrics;
@@ -189,17 +189,12 @@ impl Transactional {
         health: Arc<Health>,
         _stop: Shutdown,
     ) -> Result<Transactional, KafkaError> {
-        let mut config = ClientConfig::new();
+        let mut config = producer_defaults();
         config
             .set(
                 "transactional.id",
                 format!("{}-{:016x}", pipeline.group(), fastrand::u64(..)),
             )
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .set("compression.type", "lz4")
-            .set("queue.buffering.max.kbytes", "16384")
             // A zombie's transaction holds up the next owner's reads until the
             // coordinator aborts it: keep that short (Kafka's default is a minute).
             .set("transaction.timeout.ms", "10000");
@@ -317,43 +312,23 @@ impl Transactional {
         stop: &Shutdown,
     ) -> Result<(), Stopped> {
         let event = &source.event;
-        for (branch, verdict) in verdicts.iter().enumerate() {
-            let ticket = || {
-                Box::new(TxnTicket {
-                    partition: event.partition,
-                    offset: event.offset,
-                    branch,
-                    alone,
-                })
+        for (branch, produced) in produced(event, verdicts) {
+            let ticket = Box::new(TxnTicket {
+                partition: event.partition,
+                offset: event.offset,
+                branch,
+                alone,
+            });
+            let record = match &produced {
+                Produced::Output(r) => OutRecord {
+                    topic: &r.route.topic,
+                    key: r.output.key.as_deref(),
+                    value: r.output.value.as_deref(),
+                    headers: &r.output.headers,
+                },
+                Produced::Letter(letter, _) => letter.as_out(),
             };
-            match verdict {
-                Verdict::Deliver(routed) => {
-                    for r in routed {
-                        let record = OutRecord {
-                            topic: &r.route.topic,
-                            key: r.output.key.as_deref(),
-                            value: r.output.value.as_deref(),
-                            headers: &r.output.headers,
-                        };
-                        send(producer, record, ticket(), stop)?;
-                    }
-                }
-                Verdict::DeadLetter(failed) => {
-                    send(
-                        producer,
-                        dead_letter(event, failed).as_out(),
-                        ticket(),
-                        stop,
-                    )?;
-                }
-                Verdict::Refused {
-                    branch: info,
-                    message,
-                } => {
-                    let letter = refused_letter(event, info, message);
-                    send(producer, letter.as_out(), ticket(), stop)?;
-                }
-            }
+            send(producer, record, ticket, stop)?;
         }
         Ok(())
     }
