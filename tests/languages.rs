@@ -415,14 +415,14 @@ fn check_explains_a_plugin_that_cannot_start_under_its_memory_cap() {
 }
 
 #[test]
-fn check_warns_of_a_javascript_plugin_under_128mib() {
+fn check_warns_of_a_javascript_plugin_under_its_minimum() {
     let js = port("js", "task-validator");
-    let config = pipelines("js-memory", &[&js], "{ memory = \"32MiB\" }");
+    let config = pipelines("js-memory", &[&js], "{ memory = \"16MiB\" }");
     let output = run(weir().arg("check").arg("--config").arg(&config));
     ok(&output, "weir check");
     let err = stderr(&output);
     assert!(
-        err.contains("is a JavaScript plugin and limits.memory = 32MiB is below the 128MiB"),
+        err.contains("is a JavaScript plugin and limits.memory = 16MiB is below the 32MiB"),
         "{err}"
     );
 }

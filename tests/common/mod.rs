@@ -43,6 +43,8 @@ pub fn plugin(name: &str) -> PathBuf {
                 "chaos-plugin",
                 "-p",
                 "stamp-plugin",
+                "-p",
+                "recipe-plugin",
             ])
             .status()
             .expect("cannot run cargo to build the plugins");
@@ -129,4 +131,5 @@ pub fn jsonl(lines: &[Value]) -> tempfile::NamedTempFile {
 
 pub mod kafka;
 pub mod model;
+pub mod ports;
 pub mod todo;

@@ -107,3 +107,97 @@ outputs = {{ task-updates = "{updates}" }}
     let dlq = format!("{input}.ui-sync.dlq");
     (text, input, updates, dlq, group)
 }
+
+/// The branched Todo deployment of `pipelines.toml` on fresh topics: one pipeline
+/// `todo` running `validator` as the shared prefix, then the branches `reminders`
+/// (the Rust deriver, `lead-time = "15m"`) and `ui-sync` (the Rust projector), each
+/// with its own output and dead-letter topic. The output topics are not compacted,
+/// so that a test can count every record.
+pub struct BranchedTodo {
+    pub text: String,
+    pub input: String,
+    pub group: String,
+    pub reminders: String,
+    pub updates: String,
+    pub reminders_dlq: String,
+    pub ui_dlq: String,
+}
+
+/// [`BranchedTodo`] with `validator` (a wasm path) as the prefix and `keys` added to
+/// the pipeline (e.g. `limits = { memory = "64MiB" }`).
+pub fn branched_todo_config(brokers: &str, validator: &str, keys: &str) -> BranchedTodo {
+    let input = unique("task-events");
+    let reminders = unique("reminders");
+    let updates = unique("task-updates");
+    let group = format!("{input}-todo");
+    let text = format!(
+        r#"{kafka}
+[topics.{input}]
+partitions = 6
+[topics.{reminders}]
+partitions = 6
+[topics.{updates}]
+partitions = 6
+
+[[pipeline]]
+name = "todo"
+input = "{input}"
+group = "{group}"
+plugins = [{{ path = "{validator}" }}]
+{keys}
+
+[[pipeline.branch]]
+name = "reminders"
+plugins = [{{ path = "{deriver}", config = {{ lead-time = "15m" }} }}]
+outputs = {{ reminders = "{reminders}" }}
+
+[[pipeline.branch]]
+name = "ui-sync"
+plugins = [{{ path = "{projector}" }}]
+outputs = {{ task-updates = "{updates}" }}
+"#,
+        kafka = kafka_section(brokers),
+        deriver = wasm("reminder_deriver"),
+        projector = wasm("ui_projector"),
+    );
+    BranchedTodo {
+        text,
+        reminders_dlq: format!("{input}.reminders.dlq"),
+        ui_dlq: format!("{input}.ui-sync.dlq"),
+        input,
+        group,
+        reminders,
+        updates,
+    }
+}
+
+/// The samples as a `weir test` input file, line `i + 1` being what [`records`]
+/// produces for sample `i`: the same key, the value's bytes as text (every sample
+/// is UTF-8) and the `trace` header `t-i`.
+pub fn samples_jsonl(samples: &[SampleEvent]) -> tempfile::NamedTempFile {
+    let lines: Vec<Value> = records(samples)
+        .into_iter()
+        .map(|(key, value, headers)| {
+            let value = String::from_utf8(value.expect("a value")).expect("UTF-8 samples");
+            let headers: serde_json::Map<String, Value> = headers
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect();
+            serde_json::json!({ "key": key, "value": value, "headers": headers })
+        })
+        .collect();
+    super::jsonl(&lines)
+}
+
+/// Every input's offsets are committed: the group's committed offset of each
+/// partition of `input` is its high watermark.
+pub fn assert_all_committed(brokers: &str, group: &str, input: &str) {
+    let committed = committed(brokers, group, input);
+    for (partition, high) in high_watermarks(brokers, input) {
+        assert_eq!(
+            committed.get(&partition).copied().unwrap_or(0),
+            high,
+            "partition {partition} of {input} is committed up to its end"
+        );
+    }
+}

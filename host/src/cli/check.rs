@@ -68,16 +68,12 @@ fn load(
     ok.then_some(versions)
 }
 
-/// Advice when a plugin starts under `memory` but is likely to run out: below its
-/// language's minimum, or a JavaScript plugin under 128MiB (its instances grow by
-/// 1-4 KB per call until they hit the cap and are replaced, costing a retry).
+/// Advice when a plugin starts under `memory` but is below its language's minimum
+/// (with margin): it is likely to run out.
 fn memory_advice(path: &Path, memory: usize) -> Option<String> {
     let bytes = std::fs::read(path).ok()?;
     let language = GuestLanguage::of_component(&bytes)?;
-    let advised = match language {
-        GuestLanguage::JavaScript => 128 << 20,
-        other => other.min_memory(),
-    };
+    let advised = language.min_memory();
     (memory < advised).then(|| {
         format!(
             "{} is a {} plugin and limits.memory = {} is below the {} it should have (see docs/languages.md)",

@@ -168,23 +168,31 @@ impl Brokers {
             .client_config(config)
             .create()
             .map_err(BrokerError::Client)?;
+        // Metadata can lag a moment behind a topic that was just created.
+        let deadline = std::time::Instant::now() + CONNECT_TIMEOUT;
         for pipeline in &config.pipelines {
-            let metadata = consumer
-                .fetch_metadata(Some(pipeline.input()), CONNECT_TIMEOUT)
-                .map_err(|reason| BrokerError::Unreachable {
-                    brokers: self.bootstrap.clone(),
-                    timeout: CONNECT_TIMEOUT,
-                    reason,
-                })?;
-            let exists = metadata
-                .topics()
-                .iter()
-                .any(|t| t.error().is_none() && !t.partitions().is_empty());
-            if !exists {
-                return Err(BrokerError::MissingInput {
-                    pipeline: pipeline.name().to_owned(),
-                    topic: pipeline.input().to_owned(),
-                });
+            loop {
+                let metadata = consumer
+                    .fetch_metadata(Some(pipeline.input()), CONNECT_TIMEOUT)
+                    .map_err(|reason| BrokerError::Unreachable {
+                        brokers: self.bootstrap.clone(),
+                        timeout: CONNECT_TIMEOUT,
+                        reason,
+                    })?;
+                let exists = metadata
+                    .topics()
+                    .iter()
+                    .any(|t| t.error().is_none() && !t.partitions().is_empty());
+                if exists {
+                    break;
+                }
+                if std::time::Instant::now() >= deadline {
+                    return Err(BrokerError::MissingInput {
+                        pipeline: pipeline.name().to_owned(),
+                        topic: pipeline.input().to_owned(),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(200));
             }
         }
         Ok(())

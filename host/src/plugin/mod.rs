@@ -138,9 +138,9 @@ impl GuestLanguage {
         }
     }
 
-    /// The memory cap a plugin of this language needs to start, with margin (the
-    /// measured least is 6MiB for Go, 16MiB for Python, 10MiB for JavaScript:
-    /// docs/languages.md).
+    /// The memory cap a plugin of this language needs, with margin (the measured
+    /// linear memory after init is 4.5MiB for Go, 12.3MiB for Python, 9.1MiB for
+    /// JavaScript: BENCHMARKS.md, "Plugins in other languages").
     pub fn min_memory(self) -> usize {
         match self {
             GuestLanguage::Python => 32 << 20,
@@ -153,7 +153,7 @@ impl GuestLanguage {
 fn language_hint(language: &Option<GuestLanguage>, limit: usize) -> String {
     match language {
         Some(GuestLanguage::JavaScript) if limit < GuestLanguage::JavaScript.min_memory() => {
-            ". JavaScript plugins need at least 32MiB to start, and 128MiB to run long without memory-limit retries (see docs/languages.md)".to_owned()
+            ". JavaScript plugins need at least 32MiB (see docs/languages.md)".to_owned()
         }
         Some(language) if limit < language.min_memory() => format!(
             ". {} plugins need at least {} (see docs/languages.md)",
@@ -378,6 +378,7 @@ impl PluginVersion {
             started.elapsed().as_secs_f64() * 1000.0
         );
         store.data_mut().end_call();
+        store.data_mut().limiter.started();
         Ok(PluginInstance {
             version: self.clone(),
             store,

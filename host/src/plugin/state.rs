@@ -181,6 +181,8 @@ pub(crate) struct MemoryLimiter {
     pub(crate) hit: bool,
     /// The largest linear memory granted so far (memory never shrinks).
     pub(crate) grown: usize,
+    /// `grown` once `init` returned: what the instance needs to start.
+    started: usize,
 }
 
 impl MemoryLimiter {
@@ -189,14 +191,22 @@ impl MemoryLimiter {
             limit,
             hit: false,
             grown: 0,
+            started: 0,
         }
     }
 
-    /// Whether the memory has grown past three quarters of the cap: an instance
-    /// that only grows (a garbage-collected language's heap) is better replaced
-    /// between records than stopped by the cap in the middle of one.
+    /// The instance is initialised: its memory so far is what it needs to start.
+    pub(crate) fn started(&mut self) {
+        self.started = self.grown;
+    }
+
+    /// Whether the memory has grown, since `init`, through three quarters of the
+    /// room the cap leaves: an instance that only grows (a garbage-collected
+    /// language's heap) is better replaced between records than stopped by the cap
+    /// in the middle of one.
     pub(crate) fn worn(&self) -> bool {
-        self.grown > self.limit / 4 * 3
+        let room = self.limit.saturating_sub(self.started);
+        self.grown.saturating_sub(self.started) > room / 4 * 3
     }
 }
 
