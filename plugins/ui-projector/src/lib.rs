@@ -4,7 +4,7 @@
 //!
 //! Config: `output` (default `task-updates`).
 
-use serde_json::{Value, json};
+use serde::Serialize;
 use todo_events::{EventType, Rejection, TaskEvent};
 
 pub const DEFAULT_OUTPUT: &str = "task-updates";
@@ -13,16 +13,42 @@ pub const DEFAULT_OUTPUT: &str = "task-updates";
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskUpdate {
     pub key: String,
-    pub value: Option<Value>,
+    pub value: Option<TaskState>,
     pub event_type: &'static str,
     pub event_id: String,
     pub correlation_id: String,
 }
 
+/// A task's current state, the value of a task update. Fields in alphabetical
+/// order, so the JSON is the same bytes a sorted map would give.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskState {
+    pub correlation_id: String,
+    pub description: Option<String>,
+    pub due_date: Option<String>,
+    pub event_id: String,
+    pub priority: String,
+    pub status: String,
+    pub task_id: String,
+    pub title: String,
+    pub updated_at: String,
+    pub user_id: String,
+    pub version: String,
+}
+
+impl TaskState {
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a task state always serializes")
+    }
+}
+
 /// Projects one task event.
 pub fn project(value: &[u8]) -> Result<TaskUpdate, Rejection> {
     let event = TaskEvent::parse(value)?;
-    let task = &event.task;
+    let event_id = event.event_id.to_string();
+    let correlation_id = event.correlation_id.to_string();
+    let task = event.task;
+    let task_id = task.task_id.to_string();
     let (event_type, value) = match event.event_type {
         EventType::Deleted => ("task.deleted", None),
         other => (
@@ -31,27 +57,27 @@ pub fn project(value: &[u8]) -> Result<TaskUpdate, Rejection> {
                 EventType::Updated => "task.updated",
                 _ => "task.completed",
             },
-            Some(json!({
-                "task_id": task.task_id.to_string(),
-                "user_id": task.user_id.to_string(),
-                "title": task.title,
-                "description": task.description,
-                "status": task.status,
-                "priority": task.priority,
-                "due_date": task.due_date_text,
-                "updated_at": event.timestamp_text,
-                "event_id": event.event_id.to_string(),
-                "correlation_id": event.correlation_id.to_string(),
-                "version": event.version,
-            })),
+            Some(TaskState {
+                correlation_id: correlation_id.clone(),
+                description: task.description,
+                due_date: task.due_date_text,
+                event_id: event_id.clone(),
+                priority: task.priority,
+                status: task.status,
+                task_id: task_id.clone(),
+                title: task.title,
+                updated_at: event.timestamp_text,
+                user_id: task.user_id.to_string(),
+                version: event.version,
+            }),
         ),
     };
     Ok(TaskUpdate {
-        key: task.task_id.to_string(),
+        key: task_id,
         value,
         event_type,
-        event_id: event.event_id.to_string(),
-        correlation_id: event.correlation_id.to_string(),
+        event_id,
+        correlation_id,
     })
 }
 
@@ -82,7 +108,7 @@ mod component {
                     .map_or(super::DEFAULT_OUTPUT, String::as_str)
                     .to_owned(),
                 key: Some(update.key.into_bytes()),
-                value: update.value.map(|v| v.to_string().into_bytes()),
+                value: update.value.map(|v| v.to_json()),
                 headers: vec![
                     Header::text("event_type", update.event_type),
                     Header::text("event_id", &update.event_id),
@@ -98,6 +124,7 @@ mod component {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
 
     fn event(event_type: &str, description: Value) -> Vec<u8> {
         json!({
@@ -123,12 +150,15 @@ mod tests {
     fn projects_current_state() {
         let u = project(&event("task.updated", json!("2 litres"))).unwrap();
         assert_eq!(u.key, "7e57c0de-0000-4000-8000-000000000001");
-        let v = u.value.unwrap();
+        let state = u.value.unwrap();
+        let v: Value = serde_json::from_slice(&state.to_json()).unwrap();
         assert_eq!(v["description"], "2 litres");
         assert_eq!(v["due_date"], Value::Null);
         assert_eq!(v["updated_at"], "2026-11-26T09:00:00Z");
         assert_eq!(v["event_id"], "0b8f8d4e-3c1a-4f4e-9a53-6d2c1b7e9f10");
         assert_eq!(v["version"], "1.2");
+        // The same bytes as the task state as a sorted JSON map.
+        assert_eq!(state.to_json(), v.to_string().into_bytes());
     }
 
     #[test]
