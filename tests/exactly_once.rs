@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use common::kafka::*;
 use common::todo::*;
-use serde_json::Value;
 use todo_events::sample::{SampleEvent, generate};
 
 const EXACTLY_ONCE: &str = r#"delivery = "exactly-once""#;
@@ -18,16 +17,7 @@ const EXACTLY_ONCE: &str = r#"delivery = "exactly-once""#;
 /// Reads `updates` and `dlq` with `read_committed` and asserts each valid sample's
 /// update is there exactly once and each invalid sample's dead letter too.
 fn assert_exactly_once(brokers: &str, samples: &[SampleEvent], updates: &str, dlq: &str) {
-    let valid: Vec<String> = samples
-        .iter()
-        .filter(|s| s.valid)
-        .map(|s| {
-            serde_json::from_slice::<Value>(&s.value).unwrap()["event_id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let valid = valid_event_ids(samples);
     let got = read_topic(brokers, updates, valid.len(), Duration::from_secs(60));
     let mut counts: HashMap<String, usize> = HashMap::new();
     for m in &got {

@@ -272,16 +272,7 @@ fn reload_from_the_rust_validator_to_the_python_one_under_load_loses_and_doubles
     wait_until(SETTLE, "lag 0", || lag(brokers, &group, &input) == 0);
 
     // Every valid input's task update, exactly once.
-    let valid: HashSet<String> = samples
-        .iter()
-        .filter(|s| s.valid)
-        .map(|s| {
-            serde_json::from_slice::<Value>(&s.value).unwrap()["event_id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let valid: HashSet<String> = valid_event_ids(&samples).into_iter().collect();
     let got = read_topic(brokers, &updates, valid.len(), SETTLE);
     let per_event = count(
         got.iter()

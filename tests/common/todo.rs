@@ -34,10 +34,9 @@ pub fn records(samples: &[SampleEvent]) -> Vec<Record> {
         .collect()
 }
 
-/// Asserts every valid sample came out on `updates` (possibly more than once, then
-/// byte-identical) and every invalid one on `dlq`.
-pub fn assert_all_accounted(brokers: &str, samples: &[SampleEvent], updates: &str, dlq: &str) {
-    let valid: HashSet<String> = samples
+/// The `event_id` of every valid sample, in order.
+pub fn valid_event_ids(samples: &[SampleEvent]) -> Vec<String> {
+    samples
         .iter()
         .filter(|s| s.valid)
         .map(|s| {
@@ -46,7 +45,13 @@ pub fn assert_all_accounted(brokers: &str, samples: &[SampleEvent], updates: &st
                 .unwrap()
                 .to_owned()
         })
-        .collect();
+        .collect()
+}
+
+/// Asserts every valid sample came out on `updates` (possibly more than once, then
+/// byte-identical) and every invalid one on `dlq`.
+pub fn assert_all_accounted(brokers: &str, samples: &[SampleEvent], updates: &str, dlq: &str) {
+    let valid: HashSet<String> = valid_event_ids(samples).into_iter().collect();
     let got = read_topic(brokers, updates, valid.len(), SETTLE);
     let mut seen: HashMap<String, &OwnedMessage> = HashMap::new();
     for m in &got {
