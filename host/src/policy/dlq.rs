@@ -1,7 +1,7 @@
 //! The dead-letter record: the original key, value and headers, plus `weir.*`
 //! headers saying what failed, where and when (SPEC §4).
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::plugin::Header;
 
@@ -109,7 +109,11 @@ impl DeadLetter<'_> {
             }
             message = &message[..end];
         }
-        let failed_at = humantime::format_rfc3339_millis(self.failed_at).to_string();
+        // humantime writes 1970 to 9999 only, and panics outside: a clock set
+        // wrong must not stop a dead letter.
+        let latest = UNIX_EPOCH + Duration::from_millis(253_402_300_799_999);
+        let failed_at = self.failed_at.clamp(UNIX_EPOCH, latest);
+        let failed_at = humantime::format_rfc3339_millis(failed_at).to_string();
         let mut headers = original.to_vec();
         for (key, value) in [
             (header::REASON, self.reason),
@@ -227,6 +231,34 @@ mod tests {
         assert_eq!(reading.source_offset, None);
         assert_eq!(reading.reason, None);
         assert_eq!(reading.replayed, 0);
+    }
+
+    #[test]
+    fn a_clock_out_of_range_is_clamped_not_a_panic() {
+        let at = |failed_at| {
+            let letter = DeadLetter {
+                failed_at,
+                ..letter_at(UNIX_EPOCH)
+            };
+            read(&letter.headers(&[])).failed_at.unwrap()
+        };
+        let far = Duration::from_secs(400_000_000_000);
+        assert_eq!(at(UNIX_EPOCH - far), "1970-01-01T00:00:00.000Z");
+        assert_eq!(at(UNIX_EPOCH + far), "9999-12-31T23:59:59.999Z");
+    }
+
+    fn letter_at(failed_at: SystemTime) -> DeadLetter<'static> {
+        DeadLetter {
+            reason: "trap",
+            message: "m",
+            source_topic: "t",
+            source_partition: 0,
+            source_offset: 0,
+            pipeline: "p",
+            plugin: "x",
+            attempts: 1,
+            failed_at,
+        }
     }
 
     #[test]
