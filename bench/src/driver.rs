@@ -21,8 +21,11 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{
+    BaseRecord, DefaultProducerContext, Producer, ProducerContext, ThreadedProducer,
+};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use crate::proc::{cpu_time, peak_rss};
@@ -183,6 +186,77 @@ impl Topics {
     }
 }
 
+/// The `[kafka]`, `[metrics]` and `[topics.*]` sections of a weir config for the
+/// benchmark: the broker, an ephemeral metrics port, `topics` declared with their
+/// partitions.
+pub fn weir_config_head(brokers: &str, topics: &[&str]) -> String {
+    format!(
+        r#"[kafka]
+brokers = "{brokers}"
+
+[metrics]
+listen = "127.0.0.1:0"
+{declared}
+"#,
+        declared = topics
+            .iter()
+            .map(|t| format!("\n[topics.\"{t}\"]\npartitions = {}\n", partitions_of(t)))
+            .collect::<String>(),
+    )
+}
+
+/// The retry, limits and circuit keys of `pipelines.toml`.
+const POLICY: &str = r#"retry = { max-attempts = 5, initial-backoff = "200ms", max-backoff = "30s" }
+limits = { memory = "64MiB", timeout = "200ms" }
+circuit = { failure-ratio = 0.5, window = 100, cooldown = "30s" }
+"#;
+
+/// The topics and group of the Todo deployment.
+pub struct TodoTopics<'a> {
+    pub input: &'a str,
+    pub group: &'a str,
+    pub reminders: &'a str,
+    pub reminders_dlq: &'a str,
+    pub updates: &'a str,
+    pub updates_dlq: &'a str,
+}
+
+/// The Todo deployment of `pipelines.toml` (pipeline `todo`: the validator, then the
+/// `reminders` and `ui-sync` branches) on `topics`, with the plugins of the
+/// directory `plugins` and the reminder-deriver's `lead-time`.
+pub fn todo_pipeline(topics: &TodoTopics<'_>, plugins: &Path, lead_time: &str) -> String {
+    let plugin = |name: &str| plugins.join(format!("{name}.wasm")).display().to_string();
+    format!(
+        r#"[[pipeline]]
+name = "todo"
+input = "{input}"
+group = "{group}"
+plugins = [{{ path = "{validator}" }}]
+{POLICY}
+[[pipeline.branch]]
+name = "reminders"
+plugins = [{{ path = "{deriver}", config = {{ lead-time = "{lead_time}" }} }}]
+outputs = {{ reminders = "{out}" }}
+dlq = "{dlq}"
+
+[[pipeline.branch]]
+name = "ui-sync"
+plugins = [{{ path = "{projector}" }}]
+outputs = {{ task-updates = "{updates}" }}
+dlq = "{ui_dlq}"
+"#,
+        input = topics.input,
+        group = topics.group,
+        validator = plugin("task_validator"),
+        deriver = plugin("reminder_deriver"),
+        projector = plugin("ui_projector"),
+        out = topics.reminders,
+        dlq = topics.reminders_dlq,
+        updates = topics.updates,
+        ui_dlq = topics.updates_dlq,
+    )
+}
+
 struct Driver<'a> {
     args: &'a RunArgs,
     workload: Workload,
@@ -208,16 +282,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &args.brokers)
         .create()?;
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", &args.brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "1")
-        // Uncompressed input: aiokafka reads it without an lz4 library, and no
-        // system pays for decompression.
-        .set("compression.type", "none")
-        .set("queue.buffering.max.kbytes", "262144")
-        .create()?;
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        input_producer_config(&args.brokers).create()?;
     let driver = Driver {
         args,
         stamp: SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs(),
@@ -311,7 +377,7 @@ struct Tail {
 }
 
 impl Tail {
-    fn new(brokers: &str, topics: &Topics, driver: &Driver<'_>) -> anyhow::Result<Tail> {
+    fn new(brokers: &str, topics: &Topics) -> anyhow::Result<Tail> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("group.id", format!("{}-tail", topics.group))
@@ -321,7 +387,7 @@ impl Tail {
             .create()?;
         let mut tpl = TopicPartitionList::new();
         for topic in &topics.outputs {
-            for partition in 0..driver.partitions_of(topic) {
+            for partition in 0..partitions_of(topic) {
                 tpl.add_partition_offset(topic, partition, Offset::Beginning)?;
             }
         }
@@ -361,45 +427,105 @@ impl Tail {
     }
 }
 
-impl Driver<'_> {
-    fn partitions_of(&self, topic: &str) -> i32 {
-        if topic.ends_with("dlq") {
-            1
-        } else {
-            PARTITIONS
+/// Partitions of a benchmark topic: 1 for a dead-letter topic, else [`PARTITIONS`].
+pub fn partitions_of(topic: &str) -> i32 {
+    if topic.ends_with("dlq") {
+        1
+    } else {
+        PARTITIONS
+    }
+}
+
+/// Creates `names` (partitions by [`partitions_of`], replication 1).
+pub fn create_topics(
+    admin: &AdminClient<DefaultClientContext>,
+    names: &[&str],
+) -> anyhow::Result<()> {
+    let new: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|name| NewTopic::new(name, partitions_of(name), TopicReplication::Fixed(1)))
+        .collect();
+    let results = weir::kafka::block_on_runtime()
+        .block_on(admin.create_topics(&new, &AdminOptions::new()))?;
+    for result in results {
+        result.map_err(|(topic, code)| anyhow!("creating topic {topic}: {code}"))?;
+    }
+    Ok(())
+}
+
+/// The producer of the input: idempotent, `acks=all`, a large queue.
+pub fn input_producer_config(brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "1")
+        // Uncompressed input: aiokafka reads it without an lz4 library, and no
+        // system pays for decompression.
+        .set("compression.type", "none")
+        .set("queue.buffering.max.kbytes", "262144");
+    config
+}
+
+/// Sends a record, waiting while the producer's queue is full.
+pub fn send<'a, C: ProducerContext>(
+    producer: &ThreadedProducer<C>,
+    mut record: BaseRecord<'a, [u8], [u8], C::DeliveryOpaque>,
+) {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((_, back)) => {
+                record = back;
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }
     }
+}
 
+/// The group's committed offset of each partition of `topic` (0 where none).
+pub fn committed(consumer: &BaseConsumer, topic: &str, timeout: Duration) -> KafkaResult<Vec<i64>> {
+    let mut tpl = TopicPartitionList::new();
+    for partition in 0..partitions_of(topic) {
+        tpl.add_partition(topic, partition);
+    }
+    Ok(consumer
+        .committed_offsets(tpl, timeout)?
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(n) => n,
+            _ => 0,
+        })
+        .collect())
+}
+
+/// A client of `group` that only reads its committed offsets (it never joins).
+pub fn group_reader(brokers: &str, group: &str) -> KafkaResult<BaseConsumer> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .create()
+}
+
+impl Driver<'_> {
     fn create_topics(&self, topics: &Topics) -> anyhow::Result<()> {
-        let names: Vec<&String> = std::iter::once(&topics.input)
+        let names: Vec<&str> = std::iter::once(&topics.input)
             .chain(&topics.outputs)
+            .map(String::as_str)
             .collect();
-        let new: Vec<NewTopic<'_>> = names
-            .iter()
-            .map(|name| NewTopic::new(name, self.partitions_of(name), TopicReplication::Fixed(1)))
-            .collect();
-        let results = weir::kafka::block_on_runtime()
-            .block_on(self.admin.create_topics(&new, &AdminOptions::new()))?;
-        for result in results {
-            result.map_err(|(topic, code)| anyhow!("creating topic {topic}: {code}"))?;
-        }
-        Ok(())
+        create_topics(&self.admin, &names)
     }
 
     fn send(&self, topic: &str, index: usize) {
         let event = &self.workload.events[index];
-        let mut record = BaseRecord::to(topic)
-            .key(event.key.as_bytes())
-            .payload(event.value.as_slice());
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return,
-                Err((_, back)) => {
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-        }
+        send(
+            &self.producer,
+            BaseRecord::to(topic)
+                .key(event.key.as_bytes())
+                .payload(event.value.as_slice()),
+        );
     }
 
     fn start(&self, system: &System, topics: &Topics, run: &str) -> anyhow::Result<Child> {
@@ -466,56 +592,23 @@ impl Driver<'_> {
         if *system == System::WeirExactlyOnce {
             keys.push_str("delivery = \"exactly-once\"\n");
         }
-        let head = format!(
-            r#"[kafka]
-brokers = "{brokers}"
-
-[metrics]
-listen = "127.0.0.1:0"
-{declared}
-"#,
-            brokers = self.args.brokers,
-            declared = std::iter::once(&topics.input)
-                .chain(&topics.outputs)
-                .map(|t| format!(
-                    "\n[topics.\"{t}\"]\npartitions = {}\n",
-                    self.partitions_of(t)
-                ))
-                .collect::<String>(),
-        );
-        let policy = r#"retry = { max-attempts = 5, initial-backoff = "200ms", max-backoff = "30s" }
-limits = { memory = "64MiB", timeout = "200ms" }
-circuit = { failure-ratio = 0.5, window = 100, cooldown = "30s" }
-"#;
+        let names: Vec<&str> = std::iter::once(&topics.input)
+            .chain(&topics.outputs)
+            .map(String::as_str)
+            .collect();
+        let head = weir_config_head(&self.args.brokers, &names);
         let body = if *system == System::WeirTodo {
-            format!(
-                r#"[[pipeline]]
-name = "todo"
-input = "{input}"
-group = "{group}"
-plugins = [{{ path = "{validator}" }}]
-{policy}
-[[pipeline.branch]]
-name = "reminders"
-plugins = [{{ path = "{deriver}", config = {{ lead-time = "15m" }} }}]
-outputs = {{ reminders = "{out}" }}
-dlq = "{dlq}"
-
-[[pipeline.branch]]
-name = "ui-sync"
-plugins = [{{ path = "{projector}" }}]
-outputs = {{ task-updates = "{updates}" }}
-dlq = "{ui_dlq}"
-"#,
-                input = topics.input,
-                group = topics.group,
-                validator = plugin("task_validator"),
-                deriver = plugin("reminder_deriver"),
-                projector = plugin("ui_projector"),
-                out = topics.outputs[0],
-                dlq = topics.outputs[1],
-                updates = topics.outputs[2],
-                ui_dlq = topics.outputs[3],
+            todo_pipeline(
+                &TodoTopics {
+                    input: &topics.input,
+                    group: &topics.group,
+                    reminders: &topics.outputs[0],
+                    reminders_dlq: &topics.outputs[1],
+                    updates: &topics.outputs[2],
+                    updates_dlq: &topics.outputs[3],
+                },
+                &plugins,
+                "15m",
             )
         } else {
             format!(
@@ -529,7 +622,7 @@ plugins = [
 ]
 outputs = {{ reminders = "{out}" }}
 dlq = "{dlq}"
-{keys}{policy}"#,
+{keys}{POLICY}"#,
                 input = topics.input,
                 group = topics.group,
                 validator = plugin("task_validator"),
@@ -555,7 +648,7 @@ dlq = "{dlq}"
             .map(|i| system.outputs(&self.workload, i))
             .sum();
 
-        let mut tail = Tail::new(&self.args.brokers, &topics, self)?;
+        let mut tail = Tail::new(&self.args.brokers, &topics)?;
         let mut child = self.start(system, &topics, &run_name)?;
         let sampler = CpuSampler::start(child.id());
         // Output timestamps are set by the system's producer when it produces, so
@@ -596,7 +689,7 @@ dlq = "{dlq}"
         let expected_warm: u64 = (0..warm).map(|i| system.outputs(&self.workload, i)).sum();
         let expected: u64 = (0..events).map(|i| system.outputs(&self.workload, i)).sum();
 
-        let mut tail = Tail::new(&self.args.brokers, &topics, self)?;
+        let mut tail = Tail::new(&self.args.brokers, &topics)?;
         let mut child = self.start(system, &topics, "lat")?;
         let origin = Instant::now();
         for index in 0..warm {
@@ -663,23 +756,12 @@ dlq = "{dlq}"
 
     /// Sum over the input's partitions of the group's committed offsets.
     fn committed(&self, topics: &Topics) -> anyhow::Result<i64> {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.args.brokers)
-            .set("group.id", &topics.group)
-            .create()?;
-        let mut tpl = TopicPartitionList::new();
-        for partition in 0..PARTITIONS {
-            tpl.add_partition(&topics.input, partition);
-        }
-        let committed = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
-        Ok(committed
-            .elements()
-            .iter()
-            .map(|e| match e.offset() {
-                Offset::Offset(n) => n,
-                _ => 0,
-            })
-            .sum())
+        let consumer = group_reader(&self.args.brokers, &topics.group)?;
+        Ok(
+            committed(&consumer, &topics.input, Duration::from_secs(10))?
+                .iter()
+                .sum(),
+        )
     }
 }
 

@@ -1,12 +1,15 @@
 //! `weir-bench`: the end-to-end benchmark of issue #6 (see BENCHMARKS.md).
 //!
 //! `weir-bench run` drives every system through the same workload on one broker;
-//! `weir-bench serve` is the passthrough and native reference services it starts.
+//! `weir-bench serve` is the passthrough and native reference services it starts;
+//! `weir-bench soak` runs the Todo deployment for a long time under disturbances
+//! and accounts for every input (issue 13).
 
 mod driver;
 mod proc;
 mod report;
 mod serve;
+mod soak;
 mod workload;
 
 use clap::{Parser, Subcommand};
@@ -24,11 +27,16 @@ enum Command {
     Run(driver::RunArgs),
     /// Runs a reference service (passthrough or native) until SIGTERM.
     Serve(serve::ServeArgs),
+    /// Runs the Todo deployment for a long time at a steady rate, with hot reloads,
+    /// a crash, a broker pause and a second instance; then accounts for every input
+    /// and reports RSS and open fds over time.
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(args) => driver::run(&args),
         Command::Serve(args) => serve::serve(&args),
+        Command::Soak(args) => soak::soak(&args),
     }
 }

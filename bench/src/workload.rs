@@ -30,20 +30,33 @@ pub fn event_id(value: &[u8]) -> Option<&str> {
         .and_then(|e| e.event_id)
 }
 
+/// `count` generated task events for `users` users (about 5% invalid). Event ids
+/// derive from `seed`, so batches with different seeds never share one.
+pub fn sample_events(count: usize, users: usize, seed: u64) -> Vec<SampleEvent> {
+    let start = Utc.with_ymd_and_hms(2026, 11, 26, 9, 0, 0).unwrap();
+    generate_for_users(count, users, seed, start)
+}
+
+/// What the reminders pipeline does with an event: `None` when the validator or the
+/// deriver rejects it (a dead letter), else whether it gives a reminder.
+pub fn reminder_outcome(value: &[u8]) -> Option<bool> {
+    task_validator::validate(Some(value))
+        .and_then(|()| reminder_deriver::derive(value, reminder_deriver::DEFAULT_LEAD_TIME))
+        .ok()
+        .map(|reminder| reminder.is_some())
+}
+
 impl Workload {
     pub fn generate(count: usize, users: usize, seed: u64) -> Workload {
-        let start = Utc.with_ymd_and_hms(2026, 11, 26, 9, 0, 0).unwrap();
-        let events = generate_for_users(count, users, seed, start);
+        let events = sample_events(count, users, seed);
         let mut reminder_outputs = Vec::with_capacity(events.len());
         let mut ids = HashMap::with_capacity(events.len() * 2);
         let mut valid = 0;
         for (index, event) in events.iter().enumerate() {
             let index = index as u32;
-            let outputs = match task_validator::validate(Some(&event.value)).and_then(|()| {
-                reminder_deriver::derive(&event.value, reminder_deriver::DEFAULT_LEAD_TIME)
-            }) {
-                Err(_) => 1,
-                Ok(reminder) => u32::from(reminder.is_some()),
+            let outputs = match reminder_outcome(&event.value) {
+                None => 1,
+                Some(reminder) => u32::from(reminder),
             };
             if event.valid {
                 valid += 1;
