@@ -99,6 +99,10 @@ enum System {
     /// `weir run` with the whole Todo deployment: one consumption, the validator
     /// once, then the reminders and ui-sync branches.
     WeirTodo,
+    /// The Todo deployment as it was before branches: two pipelines on the same
+    /// input, each with its own group and its own validator (the baseline of the
+    /// branched one, and a config any weir version runs).
+    WeirTodoTwoPipelines,
     Aiokafka,
 }
 
@@ -109,12 +113,13 @@ impl System {
             "native" => System::Native,
             "weir" => System::Weir(None),
             "weir-todo" => System::WeirTodo,
+            "weir-todo-2p" => System::WeirTodoTwoPipelines,
             "weir-eos" => System::WeirExactlyOnce,
             "aiokafka" => System::Aiokafka,
             other => match other.strip_prefix("weir:").map(str::parse) {
                 Some(Ok(n)) if n > 0 => System::Weir(Some(n)),
                 _ => bail!(
-                    "unknown system {other:?} (known: passthrough, native, weir, weir:N, weir-eos, weir-todo, aiokafka)"
+                    "unknown system {other:?} (known: passthrough, native, weir, weir:N, weir-eos, weir-todo, weir-todo-2p, aiokafka)"
                 ),
             },
         })
@@ -129,6 +134,7 @@ impl System {
             System::Weir(Some(n)) => format!("weir run, reminders, {n} workers"),
             System::WeirExactlyOnce => "weir run, reminders, exactly-once".into(),
             System::WeirTodo => "weir run, Todo deployment".into(),
+            System::WeirTodoTwoPipelines => "weir run, Todo as two pipelines".into(),
             System::Aiokafka => "aiokafka + Pydantic".into(),
         }
     }
@@ -141,6 +147,7 @@ impl System {
             System::Weir(Some(n)) => format!("weir{n}"),
             System::WeirExactlyOnce => "weireos".into(),
             System::WeirTodo => "weirtodo".into(),
+            System::WeirTodoTwoPipelines => "weirtodo2p".into(),
             System::Aiokafka => "aiokafka".into(),
         }
     }
@@ -150,7 +157,9 @@ impl System {
         match self {
             System::Passthrough => 1,
             // A reminder or a DLQ record, plus a task-update or a second DLQ record.
-            System::WeirTodo => u64::from(workload.reminder_outputs[index]) + 1,
+            System::WeirTodo | System::WeirTodoTwoPipelines => {
+                u64::from(workload.reminder_outputs[index]) + 1
+            }
             _ => u64::from(workload.reminder_outputs[index]),
         }
     }
@@ -158,7 +167,10 @@ impl System {
     fn is_weir(&self) -> bool {
         matches!(
             self,
-            System::Weir(_) | System::WeirExactlyOnce | System::WeirTodo
+            System::Weir(_)
+                | System::WeirExactlyOnce
+                | System::WeirTodo
+                | System::WeirTodoTwoPipelines
         )
     }
 }
@@ -175,7 +187,7 @@ impl Topics {
     fn new(stamp: u64, system: &System, run: &str) -> Topics {
         let base = format!("bench-{stamp}-{}-{run}", system.slug());
         let mut outputs = vec![format!("{base}-out"), format!("{base}-dlq")];
-        if *system == System::WeirTodo {
+        if matches!(system, System::WeirTodo | System::WeirTodoTwoPipelines) {
             outputs.extend([format!("{base}-updates"), format!("{base}-ui-dlq")]);
         }
         Topics {
@@ -204,6 +216,9 @@ listen = "127.0.0.1:0"
             .collect::<String>(),
     )
 }
+
+/// The suffix of the ui-sync pipeline's group in [`System::WeirTodoTwoPipelines`].
+const UI_GROUP: &str = "-ui";
 
 /// The retry, limits and circuit keys of `pipelines.toml`.
 const POLICY: &str = r#"retry = { max-attempts = 5, initial-backoff = "200ms", max-backoff = "30s" }
@@ -547,7 +562,10 @@ impl Driver<'_> {
                 ]);
                 command
             }
-            System::Weir(_) | System::WeirExactlyOnce | System::WeirTodo => {
+            System::Weir(_)
+            | System::WeirExactlyOnce
+            | System::WeirTodo
+            | System::WeirTodoTwoPipelines => {
                 let config = args.work_dir.join(format!("{}-{run}.toml", system.slug()));
                 std::fs::write(&config, self.weir_config(system, topics)?)?;
                 let mut command = Command::new(&args.weir);
@@ -610,6 +628,37 @@ impl Driver<'_> {
                 &plugins,
                 "15m",
             )
+        } else if *system == System::WeirTodoTwoPipelines {
+            format!(
+                r#"[[pipeline]]
+name = "reminders"
+input = "{input}"
+group = "{group}"
+plugins = [
+  {{ path = "{validator}" }},
+  {{ path = "{deriver}", config = {{ lead-time = "15m" }} }},
+]
+outputs = {{ reminders = "{out}" }}
+dlq = "{dlq}"
+{POLICY}
+[[pipeline]]
+name = "ui-sync"
+input = "{input}"
+group = "{group}{UI_GROUP}"
+plugins = [{{ path = "{validator}" }}, {{ path = "{projector}" }}]
+outputs = {{ task-updates = "{updates}" }}
+dlq = "{ui_dlq}"
+{POLICY}"#,
+                input = topics.input,
+                group = topics.group,
+                validator = plugin("task_validator"),
+                deriver = plugin("reminder_deriver"),
+                projector = plugin("ui_projector"),
+                out = topics.outputs[0],
+                dlq = topics.outputs[1],
+                updates = topics.outputs[2],
+                ui_dlq = topics.outputs[3],
+            )
         } else {
             format!(
                 r#"[[pipeline]]
@@ -666,7 +715,7 @@ dlq = "{dlq}"
         let span_ms = (last_ms - first_ms).max(1) as f64;
         let events = self.workload.events.len() as f64;
         let cpu = cpu_between(&samples, first_ms, last_ms);
-        let committed = self.committed(&topics)?;
+        let committed = self.committed(system, &topics)?;
         if committed < self.workload.events.len() as i64 {
             bail!(
                 "{} committed {committed} of {} input records",
@@ -754,14 +803,22 @@ dlq = "{dlq}"
         })
     }
 
-    /// Sum over the input's partitions of the group's committed offsets.
-    fn committed(&self, topics: &Topics) -> anyhow::Result<i64> {
-        let consumer = group_reader(&self.args.brokers, &topics.group)?;
-        Ok(
-            committed(&consumer, &topics.input, Duration::from_secs(10))?
-                .iter()
-                .sum(),
-        )
+    /// Sum over the input's partitions of the group's committed offsets; with two
+    /// pipelines, the lesser of their groups' sums.
+    fn committed(&self, system: &System, topics: &Topics) -> anyhow::Result<i64> {
+        let sum = |group: &str| -> anyhow::Result<i64> {
+            let consumer = group_reader(&self.args.brokers, group)?;
+            Ok(
+                committed(&consumer, &topics.input, Duration::from_secs(10))?
+                    .iter()
+                    .sum(),
+            )
+        };
+        let mut least = sum(&topics.group)?;
+        if *system == System::WeirTodoTwoPipelines {
+            least = least.min(sum(&format!("{}{UI_GROUP}", topics.group))?);
+        }
+        Ok(least)
     }
 }
 
