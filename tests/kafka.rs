@@ -468,7 +468,7 @@ fn sigterm_during_an_outage_with_a_full_producer_queue_exits_within_the_drain_ti
         text.contains("not delivered within the 30s drain timeout"),
         "the log says what happened"
     );
-    broker.resume();
+    broker.resume_and_settle();
     let weir = Weir::start(&config, dir.path(), "second");
     weir.wait_ready(1);
     wait_for_lag_zero(brokers, std::slice::from_ref(&group), &input);

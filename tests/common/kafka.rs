@@ -49,6 +49,43 @@ impl Broker {
         unsafe { libc::kill(self.pid(), libc::SIGCONT) };
     }
 
+    /// Resumes a frozen broker and waits until it creates topics again: after a
+    /// long freeze, a busy machine can take longer than weir's 10 s start-up check
+    /// for the broker to settle, and a test that starts weir anew wants the outage
+    /// over.
+    pub fn resume_and_settle(&self) {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        self.resume();
+        let admin: AdminClient<_> = client(&self.address).create().expect("admin");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(5)));
+        let probe = unique("settled");
+        let topic = [NewTopic::new(&probe, 1, TopicReplication::Fixed(1))];
+        wait_until(
+            Duration::from_secs(120),
+            "the resumed broker to create a topic",
+            || {
+                runtime
+                    .block_on(admin.create_topics(&topic, &options))
+                    .is_ok_and(|results| {
+                        results.iter().all(|r| {
+                            matches!(
+                                r,
+                                Ok(_)
+                                    | Err((
+                                        _,
+                                        rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists
+                                    ))
+                            )
+                        })
+                    })
+            },
+        );
+    }
+
     /// The CA that signed a secured broker's certificate (PEM).
     pub fn ca_pem(&self) -> PathBuf {
         self.dir.path().join("tls/ca.pem")
