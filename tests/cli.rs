@@ -101,3 +101,32 @@ fn test_skips_malformed_lines_reports_them_and_fails() {
         "{err}"
     );
 }
+
+#[test]
+fn test_stops_quietly_when_its_reader_goes_away() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("many.jsonl");
+    let line = format!("{}\n", json!({"value": "a"}));
+    std::fs::write(&input, line.repeat(20_000)).unwrap();
+    let log = dir.path().join("stderr.log");
+    let mut child = weir()
+        .arg("test")
+        .arg(plugin("chaos_plugin"))
+        .arg("--input")
+        .arg(&input)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("cannot start weir");
+    // `weir test … | head -1`: one line, then the pipe closes.
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains(r#""value":"a""#), "{first}");
+    let status = child.wait().unwrap();
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{status}: {err}");
+    assert!(!err.contains("error"), "no error for a closed pipe: {err}");
+}
