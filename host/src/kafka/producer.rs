@@ -185,6 +185,9 @@ impl<T: Ticket> ProducerContext for DeliveryContext<T> {
                 envelope.ticket.failed();
                 envelope.failures += 1;
                 let trouble = Trouble::of(error.rdkafka_error_code());
+                if trouble != Trouble::Broker {
+                    self.health.delivery_refused();
+                }
                 let topic = message.topic();
                 let delay = match trouble {
                     Trouble::Broker => {

@@ -119,7 +119,11 @@ impl ProducerContext for TxnContext {
             return;
         }
         let topic = message.topic();
-        match Trouble::of(code) {
+        let trouble = Trouble::of(code);
+        if trouble != Trouble::Broker {
+            self.health.delivery_refused();
+        }
+        match trouble {
             Trouble::Refused => {
                 let refusal = if ticket.alone {
                     Refusal::Final {

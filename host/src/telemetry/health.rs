@@ -4,6 +4,15 @@
 //! A frozen broker often produces no error at all (connections stay open), so
 //! silence counts too: records in flight with no acknowledgement for
 //! [`STALL_AFTER`] is broker trouble.
+//!
+//! A producer can also go quiet for good while the broker is fine: librdkafka 2.12
+//! keeps a partition leaderless after a metadata update named leader -1 (a broker
+//! fenced by its controller, e.g. after a long pause), and the records for it are
+//! never delivered (confluentinc/librdkafka#5430). Records in flight with no
+//! delivery and no refusal from the broker (only silence or timeouts) for
+//! [`WEDGED_AFTER`] while the broker answers every probe is that state; it is
+//! fatal, so that weir exits and a restart brings new clients. Nothing is lost:
+//! what was not delivered is not committed.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,6 +21,10 @@ use std::time::{Duration, Instant};
 
 /// How long records may wait for any acknowledgement before weir says so.
 pub const STALL_AFTER: Duration = Duration::from_secs(5);
+
+/// How long records may go without a delivery or a refusal, while the broker
+/// answers probes, before the producer counts as wedged.
+pub const WEDGED_AFTER: Duration = Duration::from_secs(120);
 
 #[derive(Debug, Default)]
 struct State {
@@ -37,6 +50,10 @@ pub struct Health {
     forbidden: AtomicBool,
     /// When the broker last acknowledged something, in ms since `epoch`.
     last_ack_ms: AtomicU64,
+    /// When the broker last answered a delivery, taking or refusing it, likewise.
+    last_report_ms: AtomicU64,
+    /// When a probe of the broker last failed, likewise (0: never).
+    probe_failed_ms: AtomicU64,
     epoch: Instant,
 }
 
@@ -47,6 +64,8 @@ impl Default for Health {
             troubled: AtomicBool::new(false),
             forbidden: AtomicBool::new(false),
             last_ack_ms: AtomicU64::new(0),
+            last_report_ms: AtomicU64::new(0),
+            probe_failed_ms: AtomicU64::new(0),
             epoch: Instant::now(),
         }
     }
@@ -81,7 +100,9 @@ impl Health {
 
     /// A successful delivery or commit. Cheap unless there was trouble.
     pub fn broker_ok(&self) {
-        self.last_ack_ms.store(self.now_ms(), Ordering::Relaxed);
+        let now = self.now_ms();
+        self.last_ack_ms.store(now, Ordering::Relaxed);
+        self.last_report_ms.store(now, Ordering::Relaxed);
         if self.troubled.swap(false, Ordering::SeqCst)
             && let Some((problem, since)) = self.lock().broker_problem.take()
         {
@@ -92,20 +113,37 @@ impl Health {
     /// Reports broker trouble when `in_flight` records have waited past
     /// [`STALL_AFTER`] without any acknowledgement. Call periodically.
     pub fn watch_stall(&self, in_flight: i32) {
+        let now = self.now_ms();
         if in_flight <= 0 {
-            self.last_ack_ms.store(self.now_ms(), Ordering::Relaxed);
+            self.last_ack_ms.store(now, Ordering::Relaxed);
+            self.last_report_ms.store(now, Ordering::Relaxed);
             return;
         }
-        let silent = Duration::from_millis(
-            self.now_ms()
-                .saturating_sub(self.last_ack_ms.load(Ordering::Relaxed)),
-        );
+        let since =
+            |at: &AtomicU64| Duration::from_millis(now.saturating_sub(at.load(Ordering::Relaxed)));
+        let silent = since(&self.last_ack_ms);
         if silent >= STALL_AFTER && !self.troubled.load(Ordering::SeqCst) {
             self.broker_trouble(format!(
                 "no acknowledgement from the broker for {}s with {in_flight} record(s) in flight",
                 silent.as_secs()
             ));
         }
+        let unreported = since(&self.last_report_ms);
+        if unreported >= WEDGED_AFTER && since(&self.probe_failed_ms) >= WEDGED_AFTER {
+            self.fatal(format!(
+                "the producer has delivered none of {in_flight} record(s) in flight for {}s \
+                 while the broker answers: librdkafka keeps a partition without a leader after \
+                 the broker was fenced (confluentinc/librdkafka#5430); weir stops so that a \
+                 restart gets new clients, and the records are processed again",
+                unreported.as_secs()
+            ));
+        }
+    }
+
+    /// The broker refused a delivery (not allowed, too large): the producer is
+    /// alive, whatever becomes of the record. Timeouts are not such an answer.
+    pub fn delivery_refused(&self) {
+        self.last_report_ms.store(self.now_ms(), Ordering::Relaxed);
     }
 
     /// The broker refused a record for `topic` because the principal may not write
@@ -162,6 +200,7 @@ impl Health {
                 }
             }
             Err(problem) => {
+                self.probe_failed_ms.store(self.now_ms(), Ordering::Relaxed);
                 if state.probe_problem.is_none() {
                     tracing::warn!(%problem, "broker trouble: the broker does not answer; weir is not ready");
                 }
@@ -269,5 +308,42 @@ mod tests {
         );
         health.broker_ok();
         assert!(health.readiness().is_ok());
+    }
+
+    /// A health whose clock started `ago`, with nothing reported since.
+    fn started(ago: Duration) -> Health {
+        Health {
+            epoch: Instant::now() - ago,
+            ..Health::default()
+        }
+    }
+
+    #[test]
+    fn a_producer_silent_for_minutes_while_the_broker_answers_is_fatal() {
+        let health = started(WEDGED_AFTER * 2);
+        health.watch_stall(3);
+        let fatal = health.fatal_error().expect("fatal");
+        assert!(fatal.contains("none of 3 record(s) in flight"), "{fatal}");
+        assert!(fatal.contains("librdkafka#5430"), "{fatal}");
+        assert!(health.readiness().unwrap_err().starts_with("fatal"));
+    }
+
+    #[test]
+    fn an_outage_or_failed_deliveries_are_not_a_wedged_producer() {
+        // The broker did not answer a probe lately: an outage, not a wedge.
+        let health = started(WEDGED_AFTER * 2);
+        health.probe_result(Err("no metadata answer".into()));
+        health.watch_stall(3);
+        assert_eq!(health.fatal_error(), None);
+        // Refusals are answers: the producer is alive (e.g. a missing ACL).
+        let health = started(WEDGED_AFTER * 2);
+        health.delivery_refused();
+        health.watch_stall(3);
+        assert_eq!(health.fatal_error(), None);
+        // Nothing in flight: nothing to report.
+        let health = started(WEDGED_AFTER * 2);
+        health.watch_stall(0);
+        health.watch_stall(3);
+        assert_eq!(health.fatal_error(), None);
     }
 }
