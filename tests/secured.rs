@@ -75,27 +75,17 @@ partitions = 3
 partitions = 3
 cleanup = "compact"
 
-[[pipeline]]
-name = "todo"
-input = "{input}"
-group = "{group}"
-plugins = [{{ path = "{validator}" }}]
-
-[[pipeline.branch]]
-name = "reminders"
-plugins = [{{ path = "{deriver}", config = {{ lead-time = "15m" }} }}]
-outputs = {{ reminders = "{reminders}" }}
-
-[[pipeline.branch]]
-name = "ui-sync"
-plugins = [{{ path = "{projector}" }}]
-outputs = {{ task-updates = "{updates}" }}
-"#,
+{pipeline}"#,
         secure = broker.secure_address.as_deref().expect("a secured broker"),
         ca = broker.ca_pem().display(),
-        validator = wasm("task_validator"),
-        deriver = wasm("reminder_deriver"),
-        projector = wasm("ui_projector"),
+        pipeline = branched_pipeline(
+            &input,
+            &group,
+            &wasm("task_validator"),
+            "",
+            &reminders,
+            &updates
+        ),
     );
     Todo {
         text,

@@ -144,7 +144,34 @@ partitions = 6
 [topics.{updates}]
 partitions = 6
 
-[[pipeline]]
+{pipeline}"#,
+        kafka = kafka_section(brokers),
+        pipeline = branched_pipeline(&input, &group, validator, keys, &reminders, &updates),
+    );
+    BranchedTodo {
+        text,
+        reminders_dlq: format!("{input}.reminders.dlq"),
+        ui_dlq: format!("{input}.ui-sync.dlq"),
+        input,
+        group,
+        reminders,
+        updates,
+    }
+}
+
+/// The branched Todo pipeline (`todo`: `validator`, then the `reminders` and
+/// `ui-sync` branches with the Rust plugins) on these topics, with `keys` added to
+/// the pipeline.
+pub fn branched_pipeline(
+    input: &str,
+    group: &str,
+    validator: &str,
+    keys: &str,
+    reminders: &str,
+    updates: &str,
+) -> String {
+    format!(
+        r#"[[pipeline]]
 name = "todo"
 input = "{input}"
 group = "{group}"
@@ -161,19 +188,9 @@ name = "ui-sync"
 plugins = [{{ path = "{projector}" }}]
 outputs = {{ task-updates = "{updates}" }}
 "#,
-        kafka = kafka_section(brokers),
         deriver = wasm("reminder_deriver"),
         projector = wasm("ui_projector"),
-    );
-    BranchedTodo {
-        text,
-        reminders_dlq: format!("{input}.reminders.dlq"),
-        ui_dlq: format!("{input}.ui-sync.dlq"),
-        input,
-        group,
-        reminders,
-        updates,
-    }
+    )
 }
 
 /// The samples as a `weir test` input file, line `i + 1` being what [`records`]

@@ -216,14 +216,14 @@ fn build_one(project: &Project, wasm: &Path) -> bool {
 }
 
 /// Watches the plugin projects and rebuilds one when its sources change.
-fn spawn_project_builder(
-    projects: Vec<(Project, PathBuf)>,
-) -> anyhow::Result<Option<notify::RecommendedWatcher>> {
-    if projects.is_empty() {
-        return Ok(None);
-    }
+/// A file watcher (not yet watching anything) and the paths it reports changed;
+/// reads are not changes.
+fn path_watcher() -> anyhow::Result<(
+    notify::RecommendedWatcher,
+    crossbeam_channel::Receiver<PathBuf>,
+)> {
     let (tx, rx) = crossbeam_channel::unbounded::<PathBuf>();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event
             && !matches!(event.kind, notify::EventKind::Access(_))
         {
@@ -233,6 +233,16 @@ fn spawn_project_builder(
         }
     })
     .context("cannot start the source watcher")?;
+    Ok((watcher, rx))
+}
+
+fn spawn_project_builder(
+    projects: Vec<(Project, PathBuf)>,
+) -> anyhow::Result<Option<notify::RecommendedWatcher>> {
+    if projects.is_empty() {
+        return Ok(None);
+    }
+    let (mut watcher, rx) = path_watcher()?;
     let sources: Vec<BTreeSet<PathBuf>> = projects.iter().map(|(p, _)| source_dirs(p)).collect();
     let mut watched: Vec<PathBuf> = Vec::new();
     for dir in sources.iter().flatten() {
@@ -346,17 +356,7 @@ fn spawn_builder(
     plugins_dir: PathBuf,
     packages: BTreeSet<String>,
 ) -> anyhow::Result<notify::RecommendedWatcher> {
-    let (tx, rx) = crossbeam_channel::unbounded::<PathBuf>();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event
-            && !matches!(event.kind, notify::EventKind::Access(_))
-        {
-            for path in event.paths {
-                let _ = tx.send(path);
-            }
-        }
-    })
-    .context("cannot start the source watcher")?;
+    let (mut watcher, rx) = path_watcher()?;
     if plugins_dir.is_dir() {
         watcher
             .watch(&plugins_dir, RecursiveMode::Recursive)
