@@ -210,6 +210,12 @@ func wasmHandleEvent(topicPtr, topicLen uint32, partition int32, offset int64, t
 	ret := addr(unsafe.Pointer(&retArea))
 	if err != nil {
 		f := failureOf(err)
+		if f == nil {
+			// A bug, as an uncaught exception is in Python and JavaScript: log it,
+			// then trap like a Rust panic (the host retries on a fresh instance).
+			hostLog(Error, "handle returned an error that is not a weir.Failure: "+err.Error())
+			panic(err)
+		}
 		store8(ret, 1)
 		if f.Transient {
 			store8(ret+4, 1)

@@ -24,6 +24,11 @@
 //
 //	func main() {}
 //
+// Failures map onto the WIT `failure` variant: Invalid (the event is bad and never
+// will be good: dead-letter queue at once) and Transient (retry with backoff). Any
+// other error a handler returns, and any panic, traps the instance, like a Rust
+// panic: the host counts a `trap`, replaces the instance and retries.
+//
 // Everything but the glue (abi_wasm.go) builds natively, so plugin logic can be
 // unit-tested with `go test`.
 package weir
@@ -118,14 +123,14 @@ func sprintf(format string, args []any) string {
 	return fmt.Sprintf(format, args...)
 }
 
-// failureOf maps an error returned by a handler onto the WIT variant: a *Failure
-// (possibly wrapped) as it is, any other error as transient.
+// failureOf finds the *Failure (possibly wrapped) in an error returned by a
+// handler, or nil: any other error is a bug, and the glue traps on it.
 func failureOf(err error) *Failure {
 	var f *Failure
 	if errors.As(err, &f) {
 		return f
 	}
-	return &Failure{Transient: true, Message: err.Error()}
+	return nil
 }
 
 // Level is the severity of a log line.

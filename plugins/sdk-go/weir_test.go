@@ -1,0 +1,21 @@
+package weir
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+)
+
+func TestOnlyAFailureIsAFailure(t *testing.T) {
+	invalid := Invalid("payload.title: must not be empty")
+	if f := failureOf(fmt.Errorf("validating: %w", invalid)); f == nil || f.Transient || f.Message != "payload.title: must not be empty" {
+		t.Fatalf("a wrapped Invalid: got %+v", f)
+	}
+	if f := failureOf(Transient("later")); f == nil || !f.Transient {
+		t.Fatalf("a Transient: got %+v", f)
+	}
+	// Any other error is a bug: the glue traps on it.
+	if f := failureOf(errors.New("boom")); f != nil {
+		t.Fatalf("a plain error: got %+v, want nil", f)
+	}
+}
