@@ -37,6 +37,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"unicode/utf8"
 )
 
 // Header is one record header. A header whose value was null on the wire arrives
@@ -44,6 +46,16 @@ import (
 type Header struct {
 	Key   string
 	Value []byte
+}
+
+// TextHeader is a header whose value is the text value in UTF-8, as the Rust SDK's
+// Header::text. It only builds headers: a received header's value is bytes. A string
+// that is not valid UTF-8 is not text: TextHeader panics.
+func TextHeader(key, value string) Header {
+	if !utf8.ValidString(value) {
+		panic("weir.TextHeader(" + strconv.Quote(key) + "): the value is not valid UTF-8, so it is not text")
+	}
+	return Header{Key: key, Value: []byte(value)}
 }
 
 // Event is one record to handle. Key is nil for a record without a key, Value nil

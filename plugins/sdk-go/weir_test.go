@@ -19,3 +19,16 @@ func TestOnlyAFailureIsAFailure(t *testing.T) {
 		t.Fatalf("a plain error: got %+v, want nil", f)
 	}
 }
+
+func TestTextHeader(t *testing.T) {
+	h := TextHeader("event_type", "reminder.scheduled ✓")
+	if h.Key != "event_type" || string(h.Value) != "reminder.scheduled ✓" {
+		t.Fatalf("got %+v", h)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("a value that is not UTF-8 did not panic")
+		}
+	}()
+	TextHeader("k", "\xff")
+}
