@@ -1,12 +1,8 @@
 //go:build wasm
 
 // The canonical ABI of the weir:plugin world, by hand: the world is small (two
-// exports, one import), so this is all the binding code it needs. Layouts (wasm32,
-// canonical ABI): string and list = (ptr u32, len u32); header and
-// tuple<string,string> = 16 bytes; option<list<u8>> = disc u8, payload at 4 (12
-// bytes); output = to@0, key@8, value@20, headers@32 (40 bytes, align 4);
-// result<list<output>, failure> = disc u8, payload at 4 (failure = disc u8, string
-// at 4), 16 bytes; result<_, string> = disc u8, string at 4, 12 bytes.
+// exports, one import), so this is all the binding code it needs. The layouts it
+// relies on are the constants below.
 //
 // Memory handed to the host stays reachable from Go until the host's post-return
 // call, so the (non-moving) garbage collector never frees it too early.
@@ -26,6 +22,46 @@ import (
 	"runtime"
 	"unsafe"
 )
+
+// Canonical-ABI layouts (wasm32) of the world's types, in bytes. `cargo test`
+// checks every constant of this block against wit/plugin.wit (plugins/sdk-go/abicheck).
+// A string or list is (ptr u32, len u32), 8 bytes; an option or a result is a u8
+// discriminant (0 = none or ok, 1 = some or err), then its payload.
+const (
+	headerSize        = 16 // record header
+	headerAlign       = 4
+	headerKeyOffset   = 0
+	headerValueOffset = 8
+
+	configEntrySize        = 16 // tuple<string, string>, init's config
+	configEntryKeyOffset   = 0
+	configEntryValueOffset = 8
+
+	optionPayloadOffset = 4 // option<list<u8>>, an output's key and value
+
+	outputSize          = 40 // record output
+	outputAlign         = 4
+	outputToOffset      = 0
+	outputKeyOffset     = 8
+	outputValueOffset   = 20
+	outputHeadersOffset = 32
+
+	failureInvalid       = 0 // variant failure: the discriminants of its cases
+	failureTransient     = 1
+	failurePayloadOffset = 4
+
+	handleResultSize          = 16 // result<list<output>, failure>, handle-event's
+	handleResultAlign         = 4
+	handleResultPayloadOffset = 4
+
+	initResultSize          = 12 // result<_, string>, init's
+	initResultAlign         = 4
+	initResultPayloadOffset = 4
+)
+
+// What Go allocates for the host (retArea, headers, outputs) is made of uint32s, so
+// it is 4-byte aligned: this fails to compile if a layout ever needs more.
+const _ = uint(4 - max(headerAlign, outputAlign, handleResultAlign, initResultAlign))
 
 //go:wasmimport weir:plugin/host@0.1.0 log
 func wasmLog(level uint32, ptr uint32, length uint32)
@@ -61,7 +97,7 @@ func keep(v any) { held = append(held, v) }
 func release()   { held = held[:0] }
 
 // retArea is where a call's result is written; its address is the return value.
-var retArea [4]uint32
+var retArea [max(handleResultSize, initResultSize) / 4]uint32
 
 func addr(p unsafe.Pointer) uint32 { return uint32(uintptr(p)) }
 
@@ -95,6 +131,12 @@ func bytesAt(ptr, n uint32) []byte {
 	return b
 }
 
+// loadString copies the string whose (ptr, len) is at a.
+func loadString(a uint32) string { return stringAt(load32(a), load32(a+4)) }
+
+// loadBytes copies the list<u8> whose (ptr, len) is at a.
+func loadBytes(a uint32) []byte { return bytesAt(load32(a), load32(a+4)) }
+
 func storeString(a uint32, s string) {
 	store32(a, strPtr(s))
 	store32(a+4, uint32(len(s)))
@@ -120,7 +162,7 @@ func storeOption(a uint32, b []byte) {
 		return
 	}
 	store8(a, 1)
-	storeBytes(a+4, b)
+	storeBytes(a+optionPayloadOffset, b)
 }
 
 func storeHeaders(a uint32, hs []Header) {
@@ -129,12 +171,13 @@ func storeHeaders(a uint32, hs []Header) {
 		store32(a+4, 0)
 		return
 	}
-	buf := make([]uint32, 4*len(hs))
+	buf := make([]uint32, headerSize/4*len(hs))
 	keep(buf)
 	base := addr(unsafe.Pointer(&buf[0]))
 	for i, h := range hs {
-		storeString(base+uint32(16*i), h.Key)
-		storeBytes(base+uint32(16*i)+8, h.Value)
+		a := base + uint32(headerSize*i)
+		storeString(a+headerKeyOffset, h.Key)
+		storeBytes(a+headerValueOffset, h.Value)
 	}
 	store32(a, base)
 	store32(a+4, uint32(len(hs)))
@@ -167,14 +210,14 @@ func cabiRealloc(old, oldSize, align, newSize uint32) uint32 {
 func wasmInit(ptr, n uint32) uint32 {
 	config := make(Config, n)
 	for i := uint32(0); i < n; i++ {
-		e := ptr + 16*i
-		config[i] = ConfigEntry{Key: stringAt(load32(e), load32(e+4)), Value: stringAt(load32(e+8), load32(e+12))}
+		e := ptr + configEntrySize*i
+		config[i] = ConfigEntry{Key: loadString(e + configEntryKeyOffset), Value: loadString(e + configEntryValueOffset)}
 	}
 	argsTaken()
 	ret := addr(unsafe.Pointer(&retArea))
 	if err := Init(config); err != nil {
 		store8(ret, 1)
-		storeString(ret+4, err.Error())
+		storeString(ret+initResultPayloadOffset, err.Error())
 	} else {
 		store8(ret, 0)
 	}
@@ -200,8 +243,8 @@ func wasmHandleEvent(topicPtr, topicLen uint32, partition int32, offset int64, t
 	if headersLen > 0 {
 		e.Headers = make([]Header, headersLen)
 		for i := range e.Headers {
-			h := headersPtr + 16*uint32(i)
-			e.Headers[i] = Header{Key: stringAt(load32(h), load32(h+4)), Value: bytesAt(load32(h+8), load32(h+12))}
+			h := headersPtr + headerSize*uint32(i)
+			e.Headers[i] = Header{Key: loadString(h + headerKeyOffset), Value: loadBytes(h + headerValueOffset)}
 		}
 	}
 	argsTaken()
@@ -210,33 +253,41 @@ func wasmHandleEvent(topicPtr, topicLen uint32, partition int32, offset int64, t
 	ret := addr(unsafe.Pointer(&retArea))
 	if err != nil {
 		f := failureOf(err)
-		store8(ret, 1)
-		if f.Transient {
-			store8(ret+4, 1)
-		} else {
-			store8(ret+4, 0)
+		if f == nil {
+			// A bug, as an uncaught exception is in Python and JavaScript: log it,
+			// then trap like a Rust panic (the host retries on a fresh instance).
+			hostLog(Error, "handle returned an error that is not a weir.Failure: "+err.Error())
+			panic(err)
 		}
-		storeString(ret+8, f.Message)
+		store8(ret, 1)
+		failure := ret + handleResultPayloadOffset
+		if f.Transient {
+			store8(failure, failureTransient)
+		} else {
+			store8(failure, failureInvalid)
+		}
+		storeString(failure+failurePayloadOffset, f.Message)
 		return ret
 	}
 	store8(ret, 0)
+	list := ret + handleResultPayloadOffset
 	if len(outputs) == 0 {
-		store32(ret+4, 0)
-		store32(ret+8, 0)
+		store32(list, 0)
+		store32(list+4, 0)
 		return ret
 	}
-	buf := make([]uint32, 10*len(outputs))
+	buf := make([]uint32, outputSize/4*len(outputs))
 	keep(buf)
 	base := addr(unsafe.Pointer(&buf[0]))
 	for i, o := range outputs {
-		a := base + uint32(40*i)
-		storeString(a, o.To)
-		storeOption(a+8, o.Key)
-		storeOption(a+20, o.Value)
-		storeHeaders(a+32, o.Headers)
+		a := base + uint32(outputSize*i)
+		storeString(a+outputToOffset, o.To)
+		storeOption(a+outputKeyOffset, o.Key)
+		storeOption(a+outputValueOffset, o.Value)
+		storeHeaders(a+outputHeadersOffset, o.Headers)
 	}
-	store32(ret+4, base)
-	store32(ret+8, uint32(len(outputs)))
+	store32(list, base)
+	store32(list+4, uint32(len(outputs)))
 	return ret
 }
 

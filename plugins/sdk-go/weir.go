@@ -24,6 +24,11 @@
 //
 //	func main() {}
 //
+// Failures map onto the WIT `failure` variant: Invalid (the event is bad and never
+// will be good: dead-letter queue at once) and Transient (retry with backoff). Any
+// other error a handler returns, and any panic, traps the instance, like a Rust
+// panic: the host counts a `trap`, replaces the instance and retries.
+//
 // Everything but the glue (abi_wasm.go) builds natively, so plugin logic can be
 // unit-tested with `go test`.
 package weir
@@ -32,6 +37,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"unicode/utf8"
 )
 
 // Header is one record header. A header whose value was null on the wire arrives
@@ -39,6 +46,16 @@ import (
 type Header struct {
 	Key   string
 	Value []byte
+}
+
+// TextHeader is a header whose value is the text value in UTF-8, as the Rust SDK's
+// Header::text. It only builds headers: a received header's value is bytes. A string
+// that is not valid UTF-8 is not text: TextHeader panics.
+func TextHeader(key, value string) Header {
+	if !utf8.ValidString(value) {
+		panic("weir.TextHeader(" + strconv.Quote(key) + "): the value is not valid UTF-8, so it is not text")
+	}
+	return Header{Key: key, Value: []byte(value)}
 }
 
 // Event is one record to handle. Key is nil for a record without a key, Value nil
@@ -118,14 +135,14 @@ func sprintf(format string, args []any) string {
 	return fmt.Sprintf(format, args...)
 }
 
-// failureOf maps an error returned by a handler onto the WIT variant: a *Failure
-// (possibly wrapped) as it is, any other error as transient.
+// failureOf finds the *Failure (possibly wrapped) in an error returned by a
+// handler, or nil: any other error is a bug, and the glue traps on it.
 func failureOf(err error) *Failure {
 	var f *Failure
 	if errors.As(err, &f) {
 		return f
 	}
-	return &Failure{Transient: true, Message: err.Error()}
+	return nil
 }
 
 // Level is the severity of a log line.

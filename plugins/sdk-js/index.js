@@ -53,11 +53,30 @@ export class Transient extends Error {
   }
 }
 
+// A surrogate code point: in a `u` regex, only a lone one (a pair is one code point).
+// (A range: componentize-js's StarlingMonkey rejects \p{Cs} as an unknown property.)
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+
 /** One record header; `value` is bytes (a string is UTF-8 encoded). */
 export class Header {
   constructor(key, value = new Uint8Array()) {
     this.key = key;
     this.value = bytes(value);
+  }
+
+  /**
+   * A header whose value is the text `value` in UTF-8, as the Rust SDK's `Header::text`.
+   * Only builds headers: a received header's value is bytes. A string with a lone
+   * surrogate is not text: throws a TypeError.
+   */
+  static text(key, value) {
+    if (typeof value !== 'string') {
+      throw new TypeError(`Header.text: the value must be a string, not ${typeof value}`);
+    }
+    if (LONE_SURROGATE.test(value)) {
+      throw new TypeError(`Header.text(${JSON.stringify(key)}): the value has a lone surrogate, so it is not text`);
+    }
+    return new Header(key, encoder.encode(value));
   }
 }
 

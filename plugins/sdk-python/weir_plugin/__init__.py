@@ -67,8 +67,14 @@ class Header:
         self.key = key
         self.value = _as_bytes(value)
 
-    def text(self) -> str:
-        return self.value.decode("utf-8", "replace")
+    @classmethod
+    def text(cls, key: str, value: str) -> "Header":
+        """A header whose value is the text ``value`` in UTF-8, as the Rust SDK's
+        ``Header::text``. Only builds headers: a received header's value is bytes.
+        A ``str`` with a lone surrogate is not text: raises UnicodeEncodeError."""
+        if not isinstance(value, str):
+            raise TypeError(f"Header.text: the value must be a str, not {type(value).__name__}")
+        return cls(key, value.encode("utf-8"))
 
     def __eq__(self, other):
         return isinstance(other, Header) and (self.key, self.value) == (other.key, other.value)

@@ -24,7 +24,10 @@ pub use bindings::weir::plugin::types::Header;
 pub use bindings::{Event, Failure, Guest, Output, export};
 
 impl Header {
-    /// A header with a UTF-8 value.
+    /// A header whose value is the text `value` in UTF-8. `text` only builds
+    /// headers; a received header's value is bytes, for the plugin to decode.
+    /// (The Python and JavaScript SDKs' `Header.text` and Go's `weir.TextHeader`
+    /// mean the same.)
     pub fn text(key: &str, value: &str) -> Header {
         Header {
             key: key.to_owned(),
