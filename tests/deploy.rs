@@ -29,19 +29,25 @@ fn strings(yaml: &Yaml) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The metric names weir exports (SPEC §6, plus `weir_ready`), read from a live
-/// registry so this list cannot drift from the code.
+/// The metric names weir exports (docs/reference.md), read from a live registry
+/// through the same handles and verbs the record path uses, so this list cannot
+/// drift from the code.
 fn exported_metrics() -> HashSet<String> {
+    use weir::outcome::DlqReason;
     let metrics = weir::telemetry::Metrics::new();
     let p = metrics.pipeline("p");
-    p.consumed.inc();
-    p.plugin_call("x", "ok", 0.1);
-    p.produced("t", true);
-    p.retries.inc();
-    p.dead_lettered("invalid");
+    p.consumed();
+    metrics.stage("p", "x").call(None, 0.1);
+    metrics.route("p", "t").delivered();
+    metrics.retries("p").retried();
+    metrics.dead_letters("p").dead_lettered(DlqReason::Invalid);
     p.lag("t", 0, 0);
-    p.latency.observe(0.1);
-    p.circuit_open.set(0);
+    p.latency().since(Some(0));
+    p.circuit(false);
+    let transactions = metrics.transactions("p");
+    transactions.committed();
+    transactions.ended(0.1);
+    metrics.set_ready(true);
     metrics.plugin_reloaded("x", true);
     metrics
         .render()

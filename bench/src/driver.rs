@@ -460,7 +460,7 @@ pub fn create_topics(
         .iter()
         .map(|name| NewTopic::new(name, partitions_of(name), TopicReplication::Fixed(1)))
         .collect();
-    let results = weir::kafka::block_on_runtime()
+    let results = weir::kafka::block_on_runtime()?
         .block_on(admin.create_topics(&new, &AdminOptions::new()))?;
     for result in results {
         result.map_err(|(topic, code)| anyhow!("creating topic {topic}: {code}"))?;

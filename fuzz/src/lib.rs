@@ -117,7 +117,7 @@ fn derived(config: &WeirConfig) {
         for plugin in p.all_plugins() {
             let _ = (plugin.init_config(), config.plugin_path(plugin));
         }
-        let limits = p.limits.limits();
+        let limits = p.limits.limits(&config.kafka);
         let _ = start_deadline(limits.timeout);
         // Every retry decision the pipeline can take, and the runner's sleep
         // through its delay (cut short: the signal is raised).
@@ -434,7 +434,7 @@ impl Harness {
             .pipelines
             .iter()
             .map(|p| {
-                let limits = p.limits.limits();
+                let limits = p.limits.limits(&config.kafka);
                 let version = engine
                     .load(wasm, Vec::new(), limits)
                     .unwrap_or_else(|e| panic!("{e} (run scripts/build-plugins)"));
@@ -581,7 +581,7 @@ pub fn plugin_outputs(harness: &mut Harness, data: &[u8]) {
                         FailureKind::Transient => "retries-exhausted",
                         other => other.as_str(),
                     };
-                    assert_eq!(failed.reason, reason, "{name}");
+                    assert_eq!(failed.reason.as_str(), reason, "{name}");
                     assert_eq!(failed.failure.error.kind(), kind, "{name}");
                     let attempts = if retryable { expect.max_attempts } else { 1 };
                     assert_eq!(failed.attempts, attempts, "{name}: attempts of {kind:?}");

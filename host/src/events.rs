@@ -10,7 +10,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::plugin::{Event, Header, Output};
+use crate::record::{Event, Header, Output};
 
 /// One input line.
 #[derive(Debug, Deserialize)]

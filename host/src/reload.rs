@@ -192,7 +192,11 @@ impl State {
             .ok_or_else(|| format!("pipeline {} has no stage {stage}", pipeline.name()))?;
         let version = self
             .engine
-            .load(path, plugin.init_config(), pipeline.limits.limits())
+            .load(
+                path,
+                plugin.init_config(),
+                pipeline.limits.limits(&self.config.kafka),
+            )
             .map_err(|e| e.to_string())?;
         version.instantiate().map_err(|e| e.to_string())?;
         Ok(version)
@@ -295,10 +299,9 @@ impl State {
             self.pipelines[p].snapshot().plugins().cloned().collect();
         let mut applied = Vec::new();
         for &stage in &change.stages {
-            let plugin = new
-                .all_plugins()
-                .nth(stage)
-                .expect("a stage of the pipeline");
+            let Some(plugin) = new.all_plugins().nth(stage) else {
+                continue;
+            };
             let path = canonical(&new_config.plugin_path(plugin));
             match self.prepare(&path, new, stage) {
                 Ok(version) => {

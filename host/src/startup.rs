@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::config::WeirConfig;
 use crate::kafka::Brokers;
 use crate::pipeline::{Runtime, install_signal_handlers, load_plugins};
-use crate::plugin::{PluginEngine, PluginVersion};
+use crate::plugin::{LoadError, PluginEngine, PluginVersion};
 use crate::reload::{self, Reloader};
 use crate::shutdown::Shutdown;
 use crate::telemetry::{Health, Metrics, OpsEndpoint};
@@ -36,7 +36,7 @@ pub fn load_config(config: WeirConfig, hint: &str) -> anyhow::Result<Loaded> {
     let plugins = load_plugins(&config, &engine).map_err(|e| {
         let missing = e
             .chain()
-            .any(|c| c.to_string().starts_with("cannot read plugin"));
+            .any(|c| matches!(c.downcast_ref(), Some(LoadError::Read { .. })));
         let hint = if missing {
             format!("\n  build the plugins first: {hint}")
         } else {

@@ -308,6 +308,8 @@ pub fn produce(brokers: &str, topic: &str, records: &[Record]) {
     let producer: ThreadedProducer<DefaultProducerContext> = client(brokers)
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
+        // Inputs near the size limits: the broker's default (1,048,588) decides.
+        .set("message.max.bytes", "2000000")
         .create()
         .expect("producer");
     for (key, value, headers) in records {

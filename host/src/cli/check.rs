@@ -15,7 +15,14 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     for pipeline in &config.pipelines {
         match load(&config, pipeline, &engine) {
-            Some(versions) => print_pipeline(pipeline, &versions),
+            Some(versions) => {
+                print_pipeline(pipeline, &versions);
+                let cap = pipeline.limits.output_cap(&config.kafka);
+                println!(
+                    "    outputs up to {} bytes each, framing included (set by {})",
+                    cap.bytes, cap.by
+                );
+            }
             None => failed = true,
         }
     }
@@ -39,7 +46,7 @@ fn load(
     pipeline: &PipelineConfig,
     engine: &PluginEngine,
 ) -> Option<Vec<std::sync::Arc<PluginVersion>>> {
-    let limits = pipeline.limits.limits();
+    let limits = pipeline.limits.limits(&config.kafka);
     let mut versions = Vec::new();
     let mut ok = true;
     for plugin in pipeline.all_plugins() {

@@ -17,6 +17,7 @@ use crate::config::{EnvString, WeirConfig};
 use crate::events::Line;
 use crate::kafka::committed_offsets;
 use crate::kafka::producer::to_kafka_headers;
+use crate::outcome::DlqReason;
 use crate::plugin::Event;
 use crate::startup::{self, Options};
 use crate::telemetry::Metrics;
@@ -60,7 +61,8 @@ pub fn run(config_path: &Path, input: &Path, events: Option<usize>) -> anyhow::R
             if let Some(value) = &event.value {
                 record = record.payload(value.as_slice());
             }
-            crate::kafka::send_waiting(&producer, record);
+            crate::kafka::send_waiting(&producer, record)
+                .with_context(|| format!("cannot produce a demo event to {input}"))?;
         }
     }
     producer
@@ -181,15 +183,6 @@ fn print_summary(
     input: &Path,
     elapsed: Duration,
 ) {
-    const REASONS: [&str; 7] = [
-        "invalid",
-        "retries-exhausted",
-        "trap",
-        "timeout",
-        "memory-limit",
-        "bad-output",
-        "produce-rejected",
-    ];
     let ms = |s: Option<f64>| s.map_or("-".to_owned(), |s| format!("{:.1} ms", s * 1000.0));
     println!();
     println!(
@@ -216,10 +209,11 @@ fn print_summary(
                 .values()
                 .map(|topic| format!("{} {}", m.produced_count(topic.get_ref()), topic.get_ref()))
                 .collect();
-            let dlq: Vec<String> = REASONS
+            let dead_letters = metrics.dead_letters(branch.name);
+            let dlq: Vec<String> = DlqReason::ALL
                 .iter()
                 .filter_map(|r| {
-                    Some(m.dlq_count(r))
+                    Some(dead_letters.count(*r))
                         .filter(|n| *n > 0)
                         .map(|n| format!("{r}: {n}"))
                 })
@@ -227,12 +221,12 @@ fn print_summary(
             println!(
                 "{:<12} {:>10} {:<28} {:>8} {:<24} {:>10} {:>10}",
                 branch.name,
-                consumed.consumed.get(),
+                consumed.consumed_count(),
                 outputs.join(", "),
                 m.produced_count(&branch.dlq()),
                 dlq.join(", "),
-                ms(consumed.latency_quantile(0.5)),
-                ms(consumed.latency_quantile(0.99)),
+                ms(consumed.latency().quantile(0.5)),
+                ms(consumed.latency().quantile(0.99)),
             );
         }
     }

@@ -3,7 +3,9 @@
 //!
 //! Replay remembers how far it got as the committed offsets of the consumer group
 //! `weir-dlq-replay-<pipeline>[-<reason>]` on the DLQ topic, so a second replay does
-//! not send the same records again.
+//! not send the same records again. A dead letter that was cut to fit its topic
+//! (`weir.cut`) is replayed from its original, read again from the source topic at
+//! `weir.source.partition`/`weir.source.offset` while retention keeps it.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -12,15 +14,16 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::{ClientConfig, Offset};
 
 use crate::config::WeirConfig;
 use crate::kafka::{Brokers, CONNECT_TIMEOUT};
-use crate::plugin::Header;
 use crate::policy::dlq;
+use crate::record::Header;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DlqCommand {
@@ -120,6 +123,7 @@ fn open(target: &Target) -> anyhow::Result<(DeadLetters, ClientConfig)> {
 /// A record read from a dead-letter topic.
 struct Letter {
     partition: i32,
+    offset: i64,
     key: Option<Vec<u8>>,
     value: Option<Vec<u8>>,
     headers: Vec<Header>,
@@ -133,12 +137,26 @@ impl Letter {
         let headers = crate::kafka::consumed_headers(message);
         Letter {
             partition: message.partition(),
+            offset: message.offset(),
             key: message.key().map(<[u8]>::to_vec),
             value: message.payload().map(<[u8]>::to_vec),
             reading: dlq::read(&headers),
             headers,
         }
     }
+}
+
+/// A consumer that reads without a group's progress and says when it reached the
+/// end of a partition (an exactly-once pipeline's dead-letter topic ends with a
+/// transaction marker, which is never delivered as a record).
+fn reader(client: &ClientConfig) -> anyhow::Result<BaseConsumer> {
+    Ok(client
+        .clone()
+        .set("group.id", "weir-dlq-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .create()?)
 }
 
 /// Reads `topic` from `start` (per partition; missing = beginning) up to the high
@@ -149,11 +167,7 @@ fn read_snapshot(
     start: &BTreeMap<i32, i64>,
     mut each: impl FnMut(Letter),
 ) -> anyhow::Result<BTreeMap<i32, i64>> {
-    let consumer: BaseConsumer = client
-        .clone()
-        .set("group.id", "weir-dlq-reader")
-        .set("enable.auto.commit", "false")
-        .create()?;
+    let consumer = reader(client)?;
     let metadata = consumer.fetch_metadata(Some(topic), CONNECT_TIMEOUT)?;
     let Some(meta) = metadata.topics().first().filter(|t| t.error().is_none()) else {
         bail!("dead-letter topic {topic} does not exist (yet): nothing was dead-lettered");
@@ -177,12 +191,18 @@ fn read_snapshot(
             match consumer.poll(Duration::from_secs(10)) {
                 Some(Ok(message)) => {
                     let (partition, offset) = (message.partition(), message.offset());
-                    if let Some(end) = remaining.get(&partition)
-                        && offset + 1 >= *end
+                    if remaining
+                        .get(&partition)
+                        .is_some_and(|end| offset + 1 >= *end)
                     {
                         remaining.remove(&partition);
                     }
-                    each(Letter::of(&message));
+                    if targets.get(&partition).is_some_and(|end| offset < *end) {
+                        each(Letter::of(&message));
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(partition))) => {
+                    remaining.remove(&partition);
                 }
                 Some(Err(error)) => bail!("reading {topic}: {error}"),
                 None => bail!("reading {topic}: no record within 10s; the broker may be unhealthy"),
@@ -318,48 +338,107 @@ fn replay(target: &Target, reason: Option<&str>, dry_run: bool) -> anyhow::Resul
         println!("nothing to replay from {dlq} (progress is kept in consumer group {group})");
         return Ok(ExitCode::SUCCESS);
     }
-    let producer: ThreadedProducer<DefaultProducerContext> = client
+    let producer: ThreadedProducer<ReplayContext> = client
         .clone()
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .create()?;
+        .create_with_context(ReplayContext::default())?;
     let bar = ProgressBar::new(chosen.len() as u64).with_style(
         ProgressStyle::with_template("replaying [{bar:40}] {pos}/{len} ({elapsed})")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
+    // Per DLQ partition, the first record that could not be replayed: progress
+    // stops there, so that a later replay tries it again.
+    let mut failed: BTreeMap<i32, (i64, String)> = BTreeMap::new();
+    let mut fail = |m: &Letter, why: String| {
+        bar.suspend(|| {
+            eprintln!(
+                "cannot replay the record at {dlq} partition {} offset {}: {why}",
+                m.partition, m.offset
+            )
+        });
+        failed.entry(m.partition).or_insert((m.offset, why));
+    };
     for m in &chosen {
+        bar.inc(1);
         let Some(topic) = m.reading.source_topic.as_deref() else {
             bar.suspend(|| {
                 eprintln!(
-                    "skipping a record of {dlq} partition {}: no weir.source.topic header",
-                    m.partition
+                    "skipping the record at {dlq} partition {} offset {}: no weir.source.topic header",
+                    m.partition, m.offset
                 )
             });
             continue;
         };
-        let headers = crate::kafka::producer::to_kafka_headers(&dlq::for_replay(&m.headers));
-        let mut record = BaseRecord::to(topic).headers(headers);
-        if let Some(key) = &m.key {
+        let original;
+        let source = if m.reading.cut.is_some() {
+            match read_original(&client, m) {
+                Ok(found) => {
+                    original = found;
+                    &original
+                }
+                Err(why) => {
+                    fail(m, why);
+                    continue;
+                }
+            }
+        } else {
+            m
+        };
+        // The original's headers, and the dead letter's replay count.
+        let mut headers: Vec<Header> = source
+            .headers
+            .iter()
+            .filter(|h| !h.key.starts_with("weir."))
+            .cloned()
+            .collect();
+        headers.extend(
+            m.headers
+                .iter()
+                .filter(|h| h.key.starts_with("weir."))
+                .cloned(),
+        );
+        let headers = crate::kafka::to_kafka_headers(&dlq::for_replay(&headers));
+        let mut record =
+            BaseRecord::with_opaque_to(topic, Box::new((m.partition, m.offset))).headers(headers);
+        if let Some(key) = &source.key {
             record = record.key(key.as_slice());
         }
-        if let Some(value) = &m.value {
+        if let Some(value) = &source.value {
             record = record.payload(value.as_slice());
         }
-        crate::kafka::send_waiting(&producer, record);
-        bar.inc(1);
+        if let Err(error) = crate::kafka::send_waiting(&producer, record) {
+            fail(m, error.to_string());
+        }
     }
     producer
         .flush(Duration::from_secs(60))
         .context("not every replayed record was acknowledged; progress was not recorded, so a retry resends them")?;
+    for (partition, offset, why) in producer.context().failures() {
+        if let Some(m) = chosen
+            .iter()
+            .find(|m| m.partition == partition && m.offset == offset)
+        {
+            fail(m, why);
+        }
+    }
     let mut done = TopicPartitionList::new();
     for (partition, end) in &ends {
-        done.add_partition_offset(&dlq, *partition, Offset::Offset(*end))?;
+        let next = failed.get(partition).map_or(*end, |(offset, _)| *offset);
+        done.add_partition_offset(&dlq, *partition, Offset::Offset(next))?;
     }
     progress
         .commit(&done, CommitMode::Sync)
         .context("records were replayed but progress could not be recorded")?;
     bar.finish_and_clear();
+    if !failed.is_empty() {
+        println!(
+            "replayed records from {dlq} up to the first one that failed in {} partition(s); progress kept in consumer group {group} stops there, so a later replay starts with it",
+            failed.len()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     println!(
         "replayed {} record(s) from {dlq}: {}; {} other(s) skipped; progress kept in consumer group {group}",
         chosen.len(),
@@ -367,4 +446,71 @@ fn replay(target: &Target, reason: Option<&str>, dry_run: bool) -> anyhow::Resul
         pending.len() - chosen.len()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The original of a cut dead letter, read again from its source topic.
+fn read_original(client: &ClientConfig, letter: &Letter) -> Result<Letter, String> {
+    let reading = &letter.reading;
+    let (Some(topic), Some(partition), Some(offset)) = (
+        reading.source_topic.as_deref(),
+        reading.source_partition,
+        reading.source_offset,
+    ) else {
+        return Err(
+            "it was cut to fit its topic and its weir.source.* headers are incomplete".into(),
+        );
+    };
+    let gone = || {
+        format!(
+            "it was cut to fit its topic (weir.cut), and its original at {topic} partition {partition} offset {offset} is gone (retention or compaction)"
+        )
+    };
+    let consumer = reader(client).map_err(|e| e.to_string())?;
+    let (low, high) = consumer
+        .fetch_watermarks(topic, partition, CONNECT_TIMEOUT)
+        .map_err(|e| format!("cannot read {topic}: {e}"))?;
+    if offset < low || offset >= high {
+        return Err(gone());
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+        .and_then(|()| consumer.assign(&tpl))
+        .map_err(|e| format!("cannot read {topic}: {e}"))?;
+    loop {
+        match consumer.poll(Duration::from_secs(10)) {
+            Some(Ok(message)) if message.offset() == offset => return Ok(Letter::of(&message)),
+            Some(Ok(_)) | Some(Err(KafkaError::PartitionEOF(_))) => return Err(gone()),
+            Some(Err(error)) => return Err(format!("cannot read {topic}: {error}")),
+            None => return Err(format!("cannot read {topic}: no record within 10s")),
+        }
+    }
+}
+
+/// Remembers which replayed records the broker did not take.
+#[derive(Default)]
+struct ReplayContext {
+    failures: std::sync::Mutex<Vec<(i32, i64, String)>>,
+}
+
+impl ReplayContext {
+    /// (DLQ partition, DLQ offset, error) of every failed delivery.
+    fn failures(&self) -> Vec<(i32, i64, String)> {
+        std::mem::take(&mut *self.failures.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl rdkafka::client::ClientContext for ReplayContext {}
+
+impl rdkafka::producer::ProducerContext for ReplayContext {
+    type DeliveryOpaque = Box<(i32, i64)>;
+
+    fn delivery(&self, result: &rdkafka::producer::DeliveryResult<'_>, at: Box<(i32, i64)>) {
+        let (partition, offset) = *at;
+        if let Err((error, _)) = result {
+            self.failures
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((partition, offset, error.to_string()));
+        }
+    }
 }

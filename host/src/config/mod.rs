@@ -18,8 +18,6 @@ use toml::Spanned;
 
 pub use env::expand as expand_env;
 
-use crate::plugin::Limits;
-
 /// Why a config could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -74,6 +72,42 @@ pub struct KafkaConfig {
     /// Passed through to librdkafka as they are.
     #[serde(default)]
     pub properties: BTreeMap<String, EnvString>,
+}
+
+/// The sandbox limits of one plugin.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// Linear memory cap per instance, in bytes.
+    pub memory: usize,
+    /// Deadline of one call.
+    pub timeout: Duration,
+    /// Largest output accepted, in bytes, as the Kafka client counts a record: key,
+    /// value, headers and their framing ([`crate::kafka::wire_size`]).
+    pub max_output: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            memory: 64 << 20,
+            timeout: Duration::from_millis(200),
+            max_output: 1 << 20,
+        }
+    }
+}
+
+/// librdkafka's default `message.max.bytes`.
+pub const CLIENT_MESSAGE_MAX_BYTES: usize = 1_000_000;
+
+impl KafkaConfig {
+    /// The producer's `message.max.bytes`: the largest record it accepts, framing
+    /// included (`[kafka.properties]`, else librdkafka's default of 1,000,000).
+    pub fn message_max_bytes(&self) -> usize {
+        self.properties
+            .get("message.max.bytes")
+            .and_then(|v| v.0.trim().parse().ok())
+            .unwrap_or(CLIENT_MESSAGE_MAX_BYTES)
+    }
 }
 
 impl Default for KafkaConfig {
@@ -379,13 +413,43 @@ impl Default for LimitsConfig {
 }
 
 impl LimitsConfig {
-    pub fn limits(&self) -> Limits {
+    /// The sandbox limits, with outputs capped at what `kafka`'s producer accepts.
+    pub fn limits(&self, kafka: &KafkaConfig) -> Limits {
         Limits {
             memory: self.memory.0 as usize,
             timeout: self.timeout.0,
-            max_output: self.max_output.0 as usize,
+            max_output: self.output_cap(kafka).bytes,
         }
     }
+
+    /// The largest output a plugin may return, as the Kafka client counts its size
+    /// (key, value, headers and the record's framing), and which setting decides
+    /// it: `limits.max-output`, or the client's `message.max.bytes` when that is
+    /// smaller (weir's own producer would refuse the record otherwise).
+    pub fn output_cap(&self, kafka: &KafkaConfig) -> OutputCap {
+        let configured = self.max_output.0 as usize;
+        let client = kafka.message_max_bytes();
+        if client < configured {
+            OutputCap {
+                bytes: client,
+                by: "the Kafka client's message.max.bytes",
+            }
+        } else {
+            OutputCap {
+                bytes: configured,
+                by: "limits.max-output",
+            }
+        }
+    }
+}
+
+/// The largest output a pipeline's plugins may return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputCap {
+    /// In bytes, as the Kafka client counts a record ([`crate::kafka::wire_size`]).
+    pub bytes: usize,
+    /// The setting that decides it.
+    pub by: &'static str,
 }
 
 fn default_memory() -> ByteSize {
@@ -847,10 +911,11 @@ limits = { memory = "32MiB", timeout = "150ms" }
         assert_eq!(p.group(), "weir-reminders");
         assert_eq!(p.branches()[0].dlq(), "task-events.reminders.dlq");
         assert_eq!(p.retry.max_attempts, 3);
-        let limits = p.limits.limits();
+        let limits = p.limits.limits(&KafkaConfig::default());
         assert_eq!(limits.memory, 32 << 20);
         assert_eq!(limits.timeout, Duration::from_millis(150));
-        assert_eq!(limits.max_output, 1 << 20);
+        // max-output defaults to 1 MiB, but the client's message.max.bytes is less.
+        assert_eq!(limits.max_output, 1_000_000);
         assert_eq!(p.circuit.window, 100);
         assert_eq!(
             p.prefix()[1].init_config(),
@@ -1052,5 +1117,27 @@ dlq = "ui-sync.dlq"
             .map(|b| b.name)
             .collect();
         assert_eq!(names, ["reminders", "ui-sync"]);
+    }
+
+    #[test]
+    fn the_smaller_of_max_output_and_the_clients_message_max_bytes_caps_outputs() {
+        let limits = |max_output: &str| -> LimitsConfig {
+            toml::from_str(&format!("max-output = \"{max_output}\"")).unwrap()
+        };
+        let mut kafka = KafkaConfig::default();
+        let cap = limits("1MiB").output_cap(&kafka);
+        assert_eq!(cap.bytes, 1_000_000);
+        assert!(cap.by.contains("message.max.bytes"), "{}", cap.by);
+        let cap = limits("64KiB").output_cap(&kafka);
+        assert_eq!((cap.bytes, cap.by), (64 << 10, "limits.max-output"));
+        kafka
+            .properties
+            .insert("message.max.bytes".into(), EnvString("4000000".into()));
+        let cap = limits("1MiB").output_cap(&kafka);
+        assert_eq!((cap.bytes, cap.by), (1 << 20, "limits.max-output"));
+        kafka
+            .properties
+            .insert("message.max.bytes".into(), EnvString("2000".into()));
+        assert_eq!(limits("1MiB").output_cap(&kafka).bytes, 2000);
     }
 }

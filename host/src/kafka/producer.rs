@@ -23,11 +23,12 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header as KafkaHeader, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
-use crate::plugin::Header;
+pub use super::headers::to_kafka_headers;
 use crate::policy::backoff;
+use crate::record::Header;
 use crate::shutdown::Shutdown;
 use crate::telemetry::Health;
 
@@ -35,21 +36,24 @@ use crate::telemetry::Health;
 pub trait Ticket: Send + Sync + Sized + 'static {
     /// The broker acknowledged the record.
     fn delivered(self);
-    /// One delivery attempt failed (it will be retried, isolated or handed back).
-    fn failed(&self);
-    /// The broker refuses the record on its own, for good (`error` is its reason).
-    fn refused(self, topic: &str, error: &str) -> Refusal<Self>;
+    /// One delivery attempt failed, for `trouble` (it will be retried, isolated or
+    /// handed back).
+    fn failed(&self, trouble: Trouble);
+    /// The broker (or the client itself) refuses `record` on its own, for good
+    /// (`error` is its reason).
+    fn refused(self, record: OwnedRecord, error: &str) -> Replacement<Self>;
 }
 
-/// What to do with a record the broker will never take.
-pub enum Refusal<T> {
-    /// Send this dead letter in its place.
-    DeadLetter(OwnedRecord, T),
+/// What takes the place of a record the broker will never take.
+pub enum Replacement<T> {
+    /// Send this record in its place (a dead letter of the source, or a dead
+    /// letter cut to fit).
+    Send(OwnedRecord, T),
     /// Nothing more: the ticket settled it (the source is already dead-lettered).
     Settled,
-    /// Keep the record and keep trying (a dead letter itself was refused): nothing
-    /// may be committed past it.
-    Keep(T),
+    /// Keep the record and keep trying (even a cut dead letter was refused):
+    /// nothing may be committed past it.
+    Keep(OwnedRecord, T),
 }
 
 /// Why a delivery failed, and so what happens to the message.
@@ -97,6 +101,7 @@ pub struct OwnedRecord {
 }
 
 /// One record to produce.
+#[derive(Clone, Copy)]
 pub struct OutRecord<'a> {
     pub topic: &'a str,
     pub key: Option<&'a [u8]>,
@@ -105,6 +110,16 @@ pub struct OutRecord<'a> {
 }
 
 impl OwnedRecord {
+    /// A copy of a message weir produced (a failed delivery).
+    pub fn of(message: &impl Message) -> OwnedRecord {
+        OwnedRecord {
+            topic: message.topic().to_owned(),
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().map(<[u8]>::to_vec),
+            headers: super::headers_of(message),
+        }
+    }
+
     pub fn as_out(&self) -> OutRecord<'_> {
         OutRecord {
             topic: &self.topic,
@@ -126,7 +141,7 @@ pub struct Envelope<T> {
 
 /// A failed delivery, waiting to be sent again.
 struct Resend<T> {
-    message: OwnedMessage,
+    record: OwnedRecord,
     envelope: Box<Envelope<T>>,
     trouble: Trouble,
     /// The broker's (or the client's) reason.
@@ -182,12 +197,9 @@ impl<T: Ticket> ProducerContext for DeliveryContext<T> {
                 envelope.ticket.delivered();
             }
             Err((error, message)) => {
-                envelope.ticket.failed();
-                envelope.failures += 1;
                 let trouble = Trouble::of(error.rdkafka_error_code());
-                if trouble != Trouble::Broker {
-                    self.health.delivery_refused();
-                }
+                envelope.ticket.failed(trouble);
+                envelope.failures += 1;
                 let topic = message.topic();
                 let delay = match trouble {
                     Trouble::Broker => {
@@ -212,7 +224,7 @@ impl<T: Ticket> ProducerContext for DeliveryContext<T> {
                     }
                 };
                 let resend = Resend {
-                    message: message.detach(),
+                    record: OwnedRecord::of(message),
                     envelope,
                     trouble,
                     error: error.to_string(),
@@ -339,16 +351,15 @@ impl<T: Ticket> OutputProducer<T> {
                     if Trouble::of(Some(code)) == Trouble::Refused =>
                 {
                     // The client itself refuses it (over message.max.bytes): final.
-                    let message = OwnedMessage::new(
-                        back.payload.map(<[u8]>::to_vec),
-                        back.key.map(<[u8]>::to_vec),
-                        back.topic.to_owned(),
-                        rdkafka::Timestamp::NotAvailable,
-                        -1,
-                        -1,
-                        back.headers.clone(),
-                    );
-                    self.refused(message, *back.delivery_opaque, &code.to_string());
+                    let refused = OwnedRecord {
+                        topic: back.topic.to_owned(),
+                        key: back.key.map(<[u8]>::to_vec),
+                        value: back.payload.map(<[u8]>::to_vec),
+                        headers: record.headers.to_vec(),
+                    };
+                    let envelope = *back.delivery_opaque;
+                    envelope.ticket.failed(Trouble::Refused);
+                    self.refused(refused, envelope, &format!("weir's Kafka client: {code}"));
                     return Ok(());
                 }
                 Err((error, back)) => {
@@ -380,26 +391,26 @@ impl<T: Ticket> OutputProducer<T> {
 
     /// A record refused for good, even on its own: its ticket decides what
     /// replaces it. A record that must be kept goes back to the resender.
-    fn refused(&self, message: OwnedMessage, envelope: Envelope<T>, error: &str) {
+    fn refused(&self, record: OwnedRecord, envelope: Envelope<T>, error: &str) {
         let Envelope {
             ticket, failures, ..
         } = envelope;
-        match ticket.refused(message.topic(), error) {
-            Refusal::Settled => {}
-            Refusal::DeadLetter(record, ticket) => {
+        match ticket.refused(record, error) {
+            Replacement::Settled => {}
+            Replacement::Send(record, ticket) => {
                 // Stop leaves the source uncommitted: nothing is lost.
                 let _ = self.send(record.as_out(), ticket, &self.stop);
             }
-            Refusal::Keep(ticket) => {
+            Replacement::Keep(record, ticket) => {
                 tracing::error!(
-                    topic = message.topic(),
+                    topic = %record.topic,
                     error,
-                    "the broker refuses a dead letter; it is kept and sent again, and nothing is committed past it"
+                    "the broker refuses even a cut dead letter; it is kept and sent again, and nothing is committed past it"
                 );
                 let health = &self.batched.context().health;
-                health.not_allowed(message.topic(), error);
+                health.not_allowed(&record.topic, error);
                 let resend = Resend {
-                    message,
+                    record,
                     envelope: Box::new(Envelope {
                         ticket,
                         failures,
@@ -456,18 +467,6 @@ pub fn producer_defaults() -> ClientConfig {
     config
 }
 
-/// Headers in rdkafka's form.
-pub fn to_kafka_headers(headers: &[Header]) -> OwnedHeaders {
-    headers
-        .iter()
-        .fold(OwnedHeaders::new_with_capacity(headers.len()), |acc, h| {
-            acc.insert(KafkaHeader {
-                key: &h.key,
-                value: Some(h.value.as_slice()),
-            })
-        })
-}
-
 /// Sends failed deliveries again once their backoff has passed: a refused one
 /// alone, then to its ticket.
 fn resend_loop<T: Ticket>(rx: Receiver<Resend<T>>, producer: OutputProducer<T>) {
@@ -499,29 +498,22 @@ fn resend_loop<T: Ticket>(rx: Receiver<Resend<T>>, producer: OutputProducer<T>) 
 
 fn resend_one<T: Ticket>(producer: &OutputProducer<T>, resend: Resend<T>) {
     let Resend {
-        message,
+        record,
         mut envelope,
         trouble,
         error,
         ..
     } = resend;
     if trouble == Trouble::Refused && envelope.alone {
-        producer.refused(message, *envelope, &error);
+        producer.refused(record, *envelope, &error);
         return;
     }
-    let headers = super::headers_of(&message);
-    let record = OutRecord {
-        topic: message.topic(),
-        key: message.key(),
-        value: message.payload(),
-        headers: &headers,
-    };
     if trouble == Trouble::NotAllowed {
         // Ask for the topic again, so that a grant or a re-creation is seen.
         let _ = producer
             .batched
             .client()
-            .fetch_metadata(Some(message.topic()), Duration::from_secs(5));
+            .fetch_metadata(Some(&record.topic), Duration::from_secs(5));
     }
     if trouble == Trouble::Refused {
         envelope.alone = true;
@@ -532,5 +524,5 @@ fn resend_one<T: Ticket>(producer: &OutputProducer<T>, resend: Resend<T>) {
         &producer.batched
     };
     // A stop while resending leaves the record uncommitted: nothing is lost.
-    let _ = producer.send_envelope(target, record, envelope, &producer.stop);
+    let _ = producer.send_envelope(target, record.as_out(), envelope, &producer.stop);
 }

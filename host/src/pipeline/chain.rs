@@ -9,8 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::plugin::{
-    CallError, CallSite, Event, FailureKind, Fault, LoadError, Output, Plugin, PluginCall,
-    PluginVersion,
+    CallError, CallSite, Event, FailureKind, LoadError, Output, Plugin, PluginCall, PluginVersion,
 };
 use crate::telemetry::metrics::StageMetrics;
 
@@ -110,9 +109,7 @@ impl<P: Plugin> Chain<P> {
                 let started = Instant::now();
                 let result = match stage.instance() {
                     Ok(instance) => instance.handle(input, site),
-                    Err(e) => Err(CallError::Fault(Fault::Trap(format!(
-                        "cannot restart the plugin: {e}"
-                    )))),
+                    Err(e) => Err(CallError::Unavailable(e.to_string())),
                 };
                 if stage.instance.as_ref().is_some_and(PluginCall::worn) {
                     tracing::debug!(plugin = %stage.version.label(), "replacing an instance whose memory grew close to its cap");
@@ -145,10 +142,10 @@ impl<P: Plugin> Chain<P> {
 
 impl<P: Plugin> Stage<P> {
     fn instance(&mut self) -> Result<&mut P::Instance, LoadError> {
-        if self.instance.is_none() {
-            self.instance = Some(self.version.instantiate()?);
+        match &mut self.instance {
+            Some(instance) => Ok(instance),
+            empty => Ok(empty.insert(self.version.instantiate()?)),
         }
-        Ok(self.instance.as_mut().expect("set just above"))
     }
 }
 

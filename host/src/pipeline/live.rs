@@ -3,16 +3,17 @@
 //! circuit's state, the sink and the worker slots.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
 use super::sink::Sink;
 use super::slots::{Slot, WorkerSlots};
 use super::snapshot::Snapshot;
-use crate::policy::{Change, CircuitBreaker, Outcome, Permit};
+use crate::policy::{Admission, Change, CircuitBreaker, Outcome};
 use crate::shutdown::Shutdown;
 use crate::telemetry::PipelineMetrics;
+use crate::telemetry::health::StallWatch;
 
 pub struct LivePipeline {
     name: Arc<str>,
@@ -25,6 +26,8 @@ pub struct LivePipeline {
     /// `workers`: how many partition runners may run plugins at once.
     slots: Option<WorkerSlots>,
     metrics: PipelineMetrics,
+    /// The pipeline's watch over its records in flight.
+    stall: Arc<StallWatch>,
     /// Signalled to stop the pipeline; every runner's stop is a child of it.
     stop: Shutdown,
 }
@@ -36,6 +39,7 @@ impl LivePipeline {
         sink: Arc<dyn Sink>,
         workers: Option<u32>,
         metrics: PipelineMetrics,
+        stall: Arc<StallWatch>,
         stop: Shutdown,
     ) -> LivePipeline {
         LivePipeline {
@@ -46,8 +50,13 @@ impl LivePipeline {
             sink,
             slots: workers.map(WorkerSlots::new),
             metrics,
+            stall,
             stop,
         }
+    }
+
+    pub fn stall(&self) -> &Arc<StallWatch> {
+        &self.stall
     }
 
     pub fn name(&self) -> &Arc<str> {
@@ -100,31 +109,26 @@ impl LivePipeline {
         }
     }
 
-    pub fn try_acquire(&self, now: Instant) -> Permit {
-        self.breaker.try_acquire(now)
-    }
-
-    pub fn abandon(&self, permit: Permit) {
-        self.breaker.abandon(permit);
+    /// The circuit's permission to handle a record, or how long to wait for it.
+    /// Dropped without [`LivePipeline::record`], it goes back to the circuit.
+    pub fn admit(&self, now: Instant) -> Result<Admission<'_>, Duration> {
+        self.breaker.admit(now)
     }
 
     /// Records a handled record's outcome in the circuit, and says so when that
     /// opened or closed it.
-    pub fn record(&self, outcome: Outcome, permit: Permit, snapshot: &Snapshot) {
-        match self
-            .breaker
-            .record(outcome, permit, Instant::now(), &snapshot.circuit)
-        {
+    pub fn record(&self, admission: Admission<'_>, outcome: Outcome, snapshot: &Snapshot) {
+        match admission.record(outcome, Instant::now(), &snapshot.circuit) {
             Change::None => {}
             Change::Opened => {
-                self.metrics.circuit_open.set(1);
+                self.metrics.circuit(true);
                 tracing::error!(
                     pipeline = %self.name,
                     "circuit opened: too many records are failing; consumption is paused (nothing is lost)"
                 );
             }
             Change::Closed => {
-                self.metrics.circuit_open.set(0);
+                self.metrics.circuit(false);
                 tracing::info!(pipeline = %self.name, "circuit closed: the probe record succeeded");
             }
         }

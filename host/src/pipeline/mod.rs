@@ -5,6 +5,7 @@
 //! and the reloader share, and the [`supervisor`] that owns the threads.
 
 pub mod chain;
+pub mod letters;
 pub mod live;
 pub mod partitions;
 pub mod process;
@@ -14,6 +15,7 @@ pub mod slots;
 pub mod snapshot;
 pub mod supervisor;
 pub mod transaction;
+pub mod unit;
 
 pub use chain::{Chain, ChainFailure};
 pub use supervisor::{Runtime, install_signal_handlers, load_pipeline, load_plugins};

@@ -16,10 +16,12 @@ use rdkafka::topic_partition_list::TopicPartitionList;
 
 use super::live::LivePipeline;
 use super::runner::PartitionRunner;
-use super::sink::{Commit, Committed, PartitionUnit};
+use super::sink::{Commit, Committed};
+use super::unit::PartitionUnit;
 use crate::kafka::consumer::{PipelineConsumer, PipelineContext, RebalanceHandler};
 use crate::policy::backoff;
 use crate::shutdown::{Shutdown, join_until};
+use crate::telemetry::Health;
 
 /// How long a revocation waits for a partition's runner and in-flight deliveries.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -27,6 +29,8 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// The runners of one pipeline, keyed by partition.
 pub struct PartitionSet {
     pipeline: Arc<LivePipeline>,
+    /// A runner that panics is a fatal error reported here.
+    health: Arc<Health>,
     runners: Mutex<BTreeMap<i32, RunnerHandle>>,
     /// Exactly-once rewinds in a row, for their backoff.
     rewinds: AtomicU32,
@@ -46,9 +50,10 @@ struct RunnerHandle {
 }
 
 impl PartitionSet {
-    pub fn new(pipeline: Arc<LivePipeline>) -> PartitionSet {
+    pub fn new(pipeline: Arc<LivePipeline>, health: Arc<Health>) -> PartitionSet {
         PartitionSet {
             pipeline,
+            health,
             runners: Mutex::new(BTreeMap::new()),
             rewinds: AtomicU32::new(0),
             carried: Mutex::new(HashMap::new()),
@@ -105,12 +110,11 @@ impl PartitionSet {
         }
     }
 
-    /// Records handed to the producer and not yet acknowledged, over all partitions.
+    /// Records handed to Kafka and not yet acknowledged, over all partitions.
     pub fn in_flight(&self) -> usize {
-        self.runners()
-            .values()
-            .map(|r| r.unit.tracker.in_flight())
-            .sum()
+        let runners = self.runners();
+        let units: Vec<&Arc<PartitionUnit>> = runners.values().map(|r| &r.unit).collect();
+        self.pipeline.sink().in_flight(&units)
     }
 
     /// Stops the runners of `partitions`, waits (until `deadline`) for them and for
@@ -227,6 +231,25 @@ impl PartitionSet {
     }
 }
 
+/// Runs `body` (a partition runner); a panic in it (a bug in weir: plugin
+/// failures never panic the host) is a fatal error: logged, named by `/readyz`,
+/// and weir drains and exits 1 so that its supervisor restarts it. Nothing is lost:
+/// the records the runner did not finish are not committed. The runner's circuit
+/// permission goes back to the circuit as the panic unwinds.
+fn guarded(what: &str, health: &Health, body: impl FnOnce()) {
+    let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) else {
+        return;
+    };
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned());
+    health.fatal(format!(
+        "{what} panicked: {message}; weir stops, and its unfinished records are processed again after a restart"
+    ));
+}
+
 impl RebalanceHandler for PartitionSet {
     fn assigning(&self, consumer: &Arc<PipelineConsumer>, partitions: &[i32]) {
         let pipeline = &self.pipeline;
@@ -244,7 +267,8 @@ impl RebalanceHandler for PartitionSet {
             let rewind_to = self.carried().remove(&partition);
             let unit = Arc::new(PartitionUnit::new(
                 partition,
-                pipeline.metrics().latency.clone(),
+                pipeline.metrics().latency().clone(),
+                pipeline.stall().clone(),
                 rewind_to,
             ));
             let stop = pipeline.stop().child();
@@ -254,9 +278,14 @@ impl RebalanceHandler for PartitionSet {
                 queue: queue.clone(),
                 stop: stop.clone(),
             };
+            let health = self.health.clone();
+            let what = format!(
+                "the runner of partition {partition} of pipeline {}",
+                pipeline.name()
+            );
             let thread = std::thread::Builder::new()
                 .name(format!("weir-{}-{partition}", pipeline.name()))
-                .spawn(move || runner.run());
+                .spawn(move || guarded(&what, &health, || runner.run()));
             match thread {
                 Ok(thread) => {
                     runners.insert(
@@ -284,5 +313,26 @@ impl RebalanceHandler for PartitionSet {
         let why = if lost { Commit::Lost } else { Commit::Final };
         self.carried().clear();
         self.stop(consumer, partitions, Instant::now() + DRAIN_TIMEOUT, why);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_runner_that_panics_is_a_fatal_error_readiness_names() {
+        let health = Health::default();
+        guarded("the runner of partition 3 of pipeline p", &health, || {});
+        assert_eq!(health.fatal_error(), None);
+        guarded("the runner of partition 3 of pipeline p", &health, || {
+            panic!("index out of bounds")
+        });
+        let fatal = health.fatal_error().expect("fatal");
+        assert!(
+            fatal.contains("partition 3 of pipeline p panicked: index out of bounds"),
+            "{fatal}"
+        );
+        assert!(health.readiness().unwrap_err().starts_with("fatal"));
     }
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use super::chain::{Chain, ChainFailure, output_event};
 use super::snapshot::{Branch, BranchInfo, Route, Snapshot};
+use crate::outcome::DlqReason;
 use crate::plugin::{CallError, CallSite, Event, LoadError, Output, Plugin, PluginVersion};
 use crate::policy::{Decision, decide};
 
@@ -57,7 +58,7 @@ pub struct Failed<P: Plugin = PluginVersion> {
     /// The branch whose dead-letter topic it goes to.
     pub branch: Arc<BranchInfo>,
     /// `weir.error.reason`.
-    pub reason: &'static str,
+    pub reason: DlqReason,
     pub failure: ChainFailure<P>,
     pub attempts: u32,
 }
@@ -167,7 +168,7 @@ pub fn process<P: Plugin>(
                 let kind = failure.error.kind();
                 match decide(kind, work.prefix_attempts, &snapshot.retry, jitter) {
                     Decision::Retry(delay) => {
-                        snapshot.prefix.retries.inc();
+                        snapshot.prefix.retries.retried();
                         return Disposition::Retry {
                             delay,
                             failure,
@@ -228,7 +229,7 @@ pub fn process<P: Plugin>(
                 let attempt = work.branch_attempts[b];
                 match decide(failure.error.kind(), attempt, &snapshot.retry, jitter) {
                     Decision::Retry(delay) => {
-                        branch.segment.retries.inc();
+                        branch.segment.retries.retried();
                         retry.get_or_insert(Disposition::Retry {
                             delay,
                             failure,
@@ -265,6 +266,10 @@ fn passthrough(record: &Event) -> Output {
 
 /// Maps every output's `to` to its route; an undeclared name is a bad output of the
 /// branch's last plugin.
+#[allow(
+    clippy::expect_used,
+    reason = "the config checks make every branch run at least one plugin"
+)]
 fn route<P: Plugin>(
     branch: &Branch<P>,
     outputs: Vec<Output>,
@@ -532,7 +537,7 @@ dlq = "solo.dlq"
             describe(&verdicts),
             ["a <- FLAKY", "b <- flaky-1, b <- flaky-2"]
         );
-        assert_eq!(snapshot.prefix.retries.get(), 1);
+        assert_eq!(snapshot.prefix.retries.count(), 1);
     }
 
     #[test]
@@ -548,7 +553,7 @@ dlq = "solo.dlq"
         assert_eq!(calls(&snapshot.prefix.plugins[0]), Some(1), "prefix once");
         assert_eq!(calls(&snapshot.branches[0].segment.plugins[0]), Some(2));
         assert_eq!(calls(&snapshot.branches[1].segment.plugins[0]), Some(1));
-        assert_eq!(snapshot.branches[0].segment.retries.get(), 1);
+        assert_eq!(snapshot.branches[0].segment.retries.count(), 1);
     }
 
     #[test]

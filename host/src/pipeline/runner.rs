@@ -14,13 +14,13 @@ use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::message::{BorrowedMessage, Message};
 
 use super::live::LivePipeline;
-use super::process::{Disposition, Instances, Verdict, Work, process};
-use super::sink::{PartitionUnit, Source};
+use super::process::{Disposition, Instances, Work, process};
 use super::slots::SLOT_BATCH;
 use super::snapshot::Snapshot;
+use super::unit::{PartitionUnit, Source};
 use crate::kafka::consumer::PipelineContext;
-use crate::plugin::{CallError, CallSite, Event, GuestFailure};
-use crate::policy::{Outcome, Permit};
+use crate::plugin::{CallSite, Event};
+use crate::policy::Admission;
 use crate::shutdown::Shutdown;
 
 /// How long a poll of the partition queue waits before looking at the stop signal.
@@ -89,7 +89,7 @@ impl PartitionRunner {
     fn next(&self, wait: Duration) -> Option<Arc<Source>> {
         match self.queue.poll(wait)? {
             Ok(message) => {
-                self.pipeline.metrics().consumed.inc();
+                self.pipeline.metrics().consumed();
                 self.unit.started_at(message.offset());
                 Some(Source::new(to_event(&message)))
             }
@@ -101,15 +101,15 @@ impl PartitionRunner {
     }
 
     /// Waits for the circuit's permission; `None` if asked to stop.
-    fn permit(&self) -> Option<Permit> {
+    fn admit(&self) -> Option<Admission<'_>> {
         loop {
-            match self.pipeline.try_acquire(Instant::now()) {
-                Permit::Wait(wait) => {
+            match self.pipeline.admit(Instant::now()) {
+                Err(wait) => {
                     if !self.stop.sleep(wait.min(Duration::from_millis(250))) {
                         return None;
                     }
                 }
-                permit => return Some(permit),
+                Ok(admission) => return Some(admission),
             }
         }
     }
@@ -137,7 +137,8 @@ impl PartitionRunner {
                 tracing::info!(pipeline = %pipeline.name(), partition = event.partition, offset = event.offset, plugin = %version.label, "now running the reloaded plugin");
             }
         }
-        let Some(permit) = self.permit() else {
+        // Dropped on any early return (or a panic), it goes back to the circuit.
+        let Some(admission) = self.admit() else {
             return Handled::Abandoned;
         };
         let mut work = Work::new(event, snapshot);
@@ -148,76 +149,34 @@ impl PartitionRunner {
                     failure,
                     attempt,
                 } => {
-                    tracing::debug!(
-                        pipeline = %pipeline.name(), partition = event.partition, offset = event.offset,
-                        plugin = %failure.plugin.label, attempt, retry_in = ?delay,
-                        "{}: {}", failure.error.kind().as_str(), failure.error.message()
-                    );
+                    let kind = failure.error.kind();
+                    if kind.is_hosts() {
+                        tracing::warn!(
+                            pipeline = %pipeline.name(), partition = event.partition, offset = event.offset,
+                            plugin = %failure.plugin.label, attempt, retry_in = ?delay,
+                            "{kind}: {}; the partition waits", failure.error.message()
+                        );
+                    } else {
+                        tracing::debug!(
+                            pipeline = %pipeline.name(), partition = event.partition, offset = event.offset,
+                            plugin = %failure.plugin.label, attempt, retry_in = ?delay,
+                            "{kind}: {}", failure.error.message()
+                        );
+                    }
                     if !self.stop.sleep(delay) {
-                        pipeline.abandon(permit);
                         return Handled::Abandoned;
                     }
                 }
                 Disposition::Done(verdicts) => {
-                    let outcome = self.report(event, &verdicts);
                     let sink = pipeline.sink();
-                    if sink
-                        .deliver(source, verdicts, &self.unit, &self.stop)
-                        .is_err()
-                    {
-                        pipeline.abandon(permit);
+                    let Ok(outcome) = sink.deliver(source, verdicts, &self.unit, &self.stop) else {
                         return Handled::Abandoned;
-                    }
-                    pipeline.record(outcome, permit, snapshot);
+                    };
+                    pipeline.record(admission, outcome, snapshot);
                     return Handled::Done;
                 }
             }
         }
-    }
-
-    /// Logs and counts the dead letters among `verdicts`.
-    fn report(&self, event: &Event, verdicts: &[Verdict]) -> Outcome {
-        let mut outcome = Outcome::Delivered;
-        for verdict in verdicts {
-            let failed = match verdict {
-                Verdict::Deliver(_) => continue,
-                Verdict::Refused { branch, message } => {
-                    outcome = Outcome::DeadLettered;
-                    branch
-                        .metrics
-                        .dead_lettered(&branch.name, "produce-rejected");
-                    tracing::warn!(
-                        pipeline = %branch.name, partition = event.partition, offset = event.offset,
-                        reason = "produce-rejected", "dead-lettered: {message}"
-                    );
-                    continue;
-                }
-                Verdict::DeadLetter(failed) => failed,
-            };
-            outcome = Outcome::DeadLettered;
-            let (branch, reason, attempts) = (&failed.branch, failed.reason, failed.attempts);
-            let message = failed.failure.error.message();
-            let plugin = &failed.failure.plugin.label;
-            branch.metrics.dead_lettered(&branch.name, reason);
-            // Invalid input is the expected, per-record kind (counted in
-            // weir_dlq_records_total, listed by `weir dlq inspect`): a warning each
-            // would flood the log at scale. Faults and exhausted retries stay warnings.
-            if matches!(
-                failed.failure.error,
-                CallError::Guest(GuestFailure::Invalid(_))
-            ) {
-                tracing::debug!(
-                    pipeline = %branch.name, partition = event.partition, offset = event.offset,
-                    plugin = %plugin, reason, attempts, "dead-lettered: {message}"
-                );
-            } else {
-                tracing::warn!(
-                    pipeline = %branch.name, partition = event.partition, offset = event.offset,
-                    plugin = %plugin, reason, attempts, "dead-lettered: {message}"
-                );
-            }
-        }
-        outcome
     }
 }
 

@@ -7,94 +7,29 @@
 //! - exactly-once ([`super::transaction`]): records are produced into the open
 //!   transaction and the record counts as done at once; the transaction commits
 //!   them together with the offsets.
+//!
+//! Either way the sink reports the record's final verdicts once ([`report`]): a
+//! refusal it already knows of turns a branch's outputs into a dead letter before
+//! anything is counted or logged.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::SystemTime;
 
-use prometheus::Histogram;
 use rdkafka::Offset;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::topic_partition_list::TopicPartitionList;
 
-use super::process::{Failed, Routed, Verdict};
+use super::letters::{dead_letter, dead_lettered, fit, refused_letter, report};
+use super::process::{Routed, Verdict};
 use super::snapshot::{BranchInfo, Route};
-use crate::kafka::OffsetTracker;
+use super::unit::{PartitionUnit, Source};
 use crate::kafka::consumer::PipelineConsumer;
-use crate::kafka::producer::{OutRecord, OutputProducer, OwnedRecord, Refusal, Stopped, Ticket};
-use crate::plugin::{Event, Header};
-use crate::policy::DeadLetter;
+use crate::kafka::producer::{
+    OutRecord, OutputProducer, OwnedRecord, Replacement, Stopped, Ticket, Trouble,
+};
+use crate::outcome::DlqReason;
+use crate::policy::Outcome;
 use crate::shutdown::Shutdown;
 use crate::telemetry::Health;
-
-/// What the runner, the producer's callbacks and the committer share about one
-/// assigned partition.
-pub struct PartitionUnit {
-    pub partition: i32,
-    pub tracker: OffsetTracker,
-    /// The pipeline's end-to-end latency.
-    latency: Histogram,
-    /// Where an exactly-once rewind goes back to: the offset last committed for
-    /// sure, or else the first offset this partition's runners were given (-1:
-    /// nothing handled yet, no need to move).
-    rewind_to: AtomicI64,
-}
-
-impl PartitionUnit {
-    /// `rewind_to`: the position a previous unit of the partition would rewind to.
-    pub fn new(partition: i32, latency: Histogram, rewind_to: Option<i64>) -> PartitionUnit {
-        PartitionUnit {
-            partition,
-            tracker: OffsetTracker::new(),
-            latency,
-            rewind_to: AtomicI64::new(rewind_to.unwrap_or(-1)),
-        }
-    }
-
-    /// The runner got its first record, at `offset`.
-    pub fn started_at(&self, offset: i64) {
-        let _ = self
-            .rewind_to
-            .compare_exchange(-1, offset, Ordering::SeqCst, Ordering::SeqCst);
-    }
-
-    /// A transaction committed the partition's offset `next`.
-    pub fn committed(&self, next: i64) {
-        self.rewind_to.store(next, Ordering::SeqCst);
-    }
-
-    /// Where a rewind goes back to, if anything was handled.
-    pub fn rewind_to(&self) -> Option<i64> {
-        Some(self.rewind_to.load(Ordering::SeqCst)).filter(|o| *o >= 0)
-    }
-
-    /// Observes the end-to-end latency of a record that is done.
-    pub fn done(&self, source: &Event) {
-        if let Some(ts) = source.timestamp_ms {
-            let now_ms = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
-            self.latency.observe((now_ms - ts).max(0) as f64 / 1000.0);
-        }
-    }
-}
-
-/// A consumed record, shared by the tickets of everything it causes.
-pub struct Source {
-    pub event: Event,
-    /// Bits of the branches that dead-lettered it because the broker refused one of
-    /// their outputs, so that a record is dead-lettered once per branch.
-    refused: AtomicU64,
-}
-
-impl Source {
-    pub fn new(event: Event) -> Arc<Source> {
-        Arc::new(Source {
-            event,
-            refused: AtomicU64::new(0),
-        })
-    }
-}
 
 /// Why offsets are being committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +58,8 @@ pub enum Committed {
 
 /// Delivers a record's verdicts, and commits.
 pub trait Sink: Send + Sync {
-    /// Produces what `verdicts` say and registers the record with `unit`'s tracker.
+    /// Produces what `verdicts` say, registers the record with `unit`'s tracker and
+    /// reports its dead letters; returns how the record went, for the circuit.
     /// `Err(Stopped)` when `stop` was signalled while waiting for room; the record
     /// then stays uncommitted.
     fn deliver(
@@ -132,7 +68,7 @@ pub trait Sink: Send + Sync {
         verdicts: Vec<Verdict>,
         unit: &Arc<PartitionUnit>,
         stop: &Shutdown,
-    ) -> Result<(), Stopped>;
+    ) -> Result<Outcome, Stopped>;
 
     /// The partitions start again after a rewind or a rejoin.
     fn resume(&self) {}
@@ -146,51 +82,68 @@ pub trait Sink: Send + Sync {
         units: &[&Arc<PartitionUnit>],
         why: Commit,
     ) -> Committed;
+
+    /// Records of `units` handed to Kafka and not acknowledged yet.
+    fn in_flight(&self, units: &[&Arc<PartitionUnit>]) -> usize {
+        units.iter().map(|u| u.tracker.in_flight()).sum()
+    }
+}
+
+/// Where the at-least-once sink hands its records: weir's producer, or a unit
+/// test's recorder.
+pub trait Produce<T>: Send + Sync {
+    fn send(&self, record: OutRecord<'_>, ticket: T, stop: &Shutdown) -> Result<(), Stopped>;
+}
+
+impl<T: Ticket> Produce<T> for OutputProducer<T> {
+    fn send(&self, record: OutRecord<'_>, ticket: T, stop: &Shutdown) -> Result<(), Stopped> {
+        OutputProducer::send(self, record, ticket, stop)
+    }
 }
 
 /// The at-least-once sink: one idempotent producer shared by every pipeline.
-pub struct AtLeastOnce {
-    pub producer: OutputProducer<RecordTicket>,
+pub struct AtLeastOnce<P = OutputProducer<RecordTicket>> {
+    pub producer: P,
     pub health: Arc<Health>,
+    /// The producer's `message.max.bytes`: dead letters are cut to fit it.
+    pub max_record: usize,
 }
 
-impl Sink for AtLeastOnce {
+impl<P: Produce<RecordTicket>> Sink for AtLeastOnce<P> {
     fn deliver(
         &self,
         source: &Arc<Source>,
         verdicts: Vec<Verdict>,
         unit: &Arc<PartitionUnit>,
         stop: &Shutdown,
-    ) -> Result<(), Stopped> {
+    ) -> Result<Outcome, Stopped> {
         let event = &source.event;
+        let outcome = report(event, &verdicts);
         let deliveries: usize = verdicts.iter().map(Verdict::deliveries).sum();
         unit.tracker.register(event.offset, deliveries as u32);
         if deliveries == 0 {
             unit.done(event);
         }
-        for (_, produced) in produced(event, &verdicts) {
+        for (_, produced) in produced(event, &verdicts, self.max_record, 0) {
             let (record, target) = match &produced {
-                Produced::Output(r) => (
-                    OutRecord {
-                        topic: &r.route.topic,
-                        key: r.output.key.as_deref(),
-                        value: r.output.value.as_deref(),
-                        headers: &r.output.headers,
+                Produced::Output(r) => (r.as_out(), Target::Output(r.route.clone())),
+                Produced::Letter(letter, branch) => (
+                    letter.as_out(),
+                    Target::DeadLetter {
+                        branch: branch.clone(),
+                        cut: false,
                     },
-                    Target::Output(r.route.clone()),
                 ),
-                Produced::Letter(letter, branch) => {
-                    (letter.as_out(), Target::DeadLetter(branch.clone()))
-                }
             };
             let ticket = RecordTicket {
                 unit: unit.clone(),
                 source: source.clone(),
                 target,
+                max_record: self.max_record,
             };
             self.producer.send(record, ticket, stop)?;
         }
-        Ok(())
+        Ok(outcome)
     }
 
     fn commit(
@@ -232,6 +185,17 @@ impl Sink for AtLeastOnce {
     }
 }
 
+impl Routed {
+    pub fn as_out(&self) -> OutRecord<'_> {
+        OutRecord {
+            topic: &self.route.topic,
+            key: self.output.key.as_deref(),
+            value: self.output.value.as_deref(),
+            headers: &self.output.headers,
+        }
+    }
+}
+
 /// One record a verdict asks for.
 pub enum Produced<'v> {
     /// An output, to its route.
@@ -240,23 +204,32 @@ pub enum Produced<'v> {
     Letter(OwnedRecord, Arc<BranchInfo>),
 }
 
-/// Every record `verdicts` ask for, each with its branch's position.
+/// Every record `verdicts` ask for, each with its branch's position. Dead letters
+/// are cut to fit in `max` bytes; those of the branches in the bit set `cut` (their
+/// dead-letter topic refused the whole letter before) are cut to the least.
 pub fn produced<'v>(
-    event: &'v Event,
+    event: &'v crate::record::Event,
     verdicts: &'v [Verdict],
+    max: usize,
+    cut: u64,
 ) -> impl Iterator<Item = (usize, Produced<'v>)> + 'v {
     verdicts
         .iter()
         .enumerate()
         .flat_map(move |(branch, verdict)| {
+            let max = if cut & (1u64 << branch.min(63)) != 0 {
+                0
+            } else {
+                max
+            };
             let records: Vec<Produced<'v>> = match verdict {
                 Verdict::Deliver(routed) => routed.iter().map(Produced::Output).collect(),
                 Verdict::DeadLetter(failed) => vec![Produced::Letter(
-                    dead_letter(event, failed),
+                    dead_letter(event, failed, max),
                     failed.branch.clone(),
                 )],
                 Verdict::Refused { branch, message } => vec![Produced::Letter(
-                    refused_letter(event, branch, message),
+                    refused_letter(event, branch, message, max),
                     branch.clone(),
                 )],
             };
@@ -264,65 +237,12 @@ pub fn produced<'v>(
         })
 }
 
-/// A failed record's dead letter: the original key, value and headers, plus the
-/// `weir.*` headers.
-pub fn dead_letter(event: &Event, failed: &Failed) -> OwnedRecord {
-    letter(
-        event,
-        &failed.branch,
-        failed.reason,
-        &failed.failure.error.message(),
-        failed.failure.plugin.identity(),
-        failed.attempts,
-    )
-}
-
-/// The dead letter of a record one of whose outputs the broker refused.
-pub fn refused_letter(event: &Event, branch: &BranchInfo, message: &str) -> OwnedRecord {
-    letter(
-        event,
-        branch,
-        "produce-rejected",
-        message,
-        &branch.last_plugin,
-        1,
-    )
-}
-
-fn letter(
-    event: &Event,
-    branch: &BranchInfo,
-    reason: &str,
-    message: &str,
-    plugin: &str,
-    attempts: u32,
-) -> OwnedRecord {
-    let headers: Vec<Header> = DeadLetter {
-        reason,
-        message,
-        source_topic: &event.topic,
-        source_partition: event.partition,
-        source_offset: event.offset,
-        pipeline: &branch.name,
-        plugin,
-        attempts,
-        failed_at: SystemTime::now(),
-    }
-    .headers(&event.headers);
-    OwnedRecord {
-        topic: branch.dlq_topic.clone(),
-        key: event.key.clone(),
-        value: event.value.clone(),
-        headers,
-    }
-}
-
 /// Where a produced record goes.
 pub enum Target {
     /// An output topic of a branch.
     Output(Arc<Route>),
-    /// A branch's dead-letter topic.
-    DeadLetter(Arc<BranchInfo>),
+    /// A branch's dead-letter topic; `cut` once the broker refused the whole letter.
+    DeadLetter { branch: Arc<BranchInfo>, cut: bool },
 }
 
 /// The ticket of one output or dead letter of a consumed record.
@@ -330,63 +250,329 @@ pub struct RecordTicket {
     unit: Arc<PartitionUnit>,
     source: Arc<Source>,
     target: Target,
+    /// The producer's `message.max.bytes`, for a dead letter made in a callback.
+    max_record: usize,
 }
 
 impl Ticket for RecordTicket {
     fn delivered(self) {
         match &self.target {
-            Target::Output(route) => route.metrics.ok.inc(),
-            Target::DeadLetter(branch) => branch.dlq_metrics.ok.inc(),
+            Target::Output(route) => route.metrics.delivered(),
+            Target::DeadLetter { branch, .. } => branch.dlq_metrics.delivered(),
         }
-        let event = &self.source.event;
-        if self.unit.tracker.ack(event.offset) {
-            self.unit.done(event);
-        }
+        self.unit.stall.acked();
+        self.settled();
     }
 
-    fn failed(&self) {
+    fn failed(&self, trouble: Trouble) {
         match &self.target {
-            Target::Output(route) => route.metrics.error.inc(),
-            Target::DeadLetter(branch) => branch.dlq_metrics.error.inc(),
+            Target::Output(route) => route.metrics.failed(),
+            Target::DeadLetter { branch, .. } => branch.dlq_metrics.failed(),
+        }
+        if trouble != Trouble::Broker {
+            // An answer: the producer is alive, whatever becomes of the record.
+            self.unit.stall.answered();
         }
     }
 
-    fn refused(self, topic: &str, error: &str) -> Refusal<RecordTicket> {
-        let Target::Output(route) = &self.target else {
-            return Refusal::Keep(self);
-        };
-        let branch = route.branch.clone();
+    fn refused(self, record: OwnedRecord, error: &str) -> Replacement<RecordTicket> {
         let event = &self.source.event;
-        let bit = 1u64 << branch.index.min(63);
-        if self.source.refused.fetch_or(bit, Ordering::SeqCst) & bit != 0 {
-            // Already dead-lettered for another refused output: this one is settled.
-            self.delivered_as_settled();
-            return Refusal::Settled;
+        match &self.target {
+            Target::Output(route) => {
+                let branch = route.branch.clone();
+                if !self.source.refuse_once(branch.index) {
+                    // Already dead-lettered for another refused output: settled.
+                    self.settled();
+                    return Replacement::Settled;
+                }
+                let message = format!("the broker refused an output to {}: {error}", record.topic);
+                dead_lettered(
+                    event,
+                    &branch,
+                    DlqReason::ProduceRejected,
+                    None,
+                    1,
+                    &message,
+                );
+                let letter = refused_letter(event, &branch, &message, self.max_record);
+                Replacement::Send(letter, self.retarget(branch, false))
+            }
+            Target::DeadLetter { branch, cut: false } => {
+                tracing::warn!(
+                    pipeline = %branch.name, partition = event.partition, offset = event.offset,
+                    topic = %record.topic, %error,
+                    "the dead-letter topic refused a dead letter; it is written without the source's value, headers and key (weir.cut), and `weir dlq replay` reads the original from the source topic"
+                );
+                let branch = branch.clone();
+                Replacement::Send(fit(record, 0), self.retarget(branch, true))
+            }
+            Target::DeadLetter { cut: true, .. } => Replacement::Keep(record, self),
         }
-        let message = format!("the broker refused an output to {topic}: {error}");
-        tracing::warn!(
-            pipeline = %branch.name, partition = event.partition, offset = event.offset,
-            reason = "produce-rejected", "dead-lettered: {message}"
-        );
-        branch
-            .metrics
-            .dead_lettered(&branch.name, "produce-rejected");
-        let record = refused_letter(event, &branch, &message);
-        let ticket = RecordTicket {
-            unit: self.unit.clone(),
-            source: self.source.clone(),
-            target: Target::DeadLetter(branch),
-        };
-        Refusal::DeadLetter(record, ticket)
     }
 }
 
 impl RecordTicket {
-    /// Counts this delivery as done without a record of its own.
-    fn delivered_as_settled(self) {
+    /// This ticket's record and source, going to `branch`'s dead-letter topic.
+    fn retarget(self, branch: Arc<BranchInfo>, cut: bool) -> RecordTicket {
+        RecordTicket {
+            target: Target::DeadLetter { branch, cut },
+            ..self
+        }
+    }
+
+    /// Counts this delivery as done.
+    fn settled(self) {
         let event = &self.source.event;
         if self.unit.tracker.ack(event.offset) {
             self.unit.done(event);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::policy::dlq::header;
+    use crate::record::{Event, Header, Output};
+    use crate::telemetry::Metrics;
+
+    /// Keeps what the sink sends, with its ticket, for the test to settle.
+    #[derive(Default)]
+    struct Recorder {
+        sent: Mutex<Vec<(OwnedRecord, RecordTicket)>>,
+    }
+
+    impl Produce<RecordTicket> for Recorder {
+        fn send(
+            &self,
+            record: OutRecord<'_>,
+            ticket: RecordTicket,
+            _stop: &Shutdown,
+        ) -> Result<(), Stopped> {
+            let owned = OwnedRecord {
+                topic: record.topic.to_owned(),
+                key: record.key.map(<[u8]>::to_vec),
+                value: record.value.map(<[u8]>::to_vec),
+                headers: record.headers.to_vec(),
+            };
+            self.sent.lock().unwrap().push((owned, ticket));
+            Ok(())
+        }
+    }
+
+    impl Recorder {
+        fn take(&self) -> Vec<(OwnedRecord, RecordTicket)> {
+            std::mem::take(&mut *self.sent.lock().unwrap())
+        }
+    }
+
+    struct Fixture {
+        sink: AtLeastOnce<Recorder>,
+        unit: Arc<PartitionUnit>,
+        branch: Arc<BranchInfo>,
+        route: Arc<Route>,
+    }
+
+    fn fixture() -> Fixture {
+        let metrics = Metrics::new();
+        let health = Arc::new(Health::default());
+        let branch = Arc::new(BranchInfo {
+            name: "ui-sync".into(),
+            index: 0,
+            dlq_topic: "in.ui-sync.dlq".into(),
+            dlq_metrics: metrics.route("ui-sync", "in.ui-sync.dlq"),
+            last_plugin: "projector sha256:00".into(),
+            dead_letters: metrics.dead_letters("ui-sync"),
+        });
+        let route = Arc::new(Route {
+            topic: "updates".into(),
+            metrics: metrics.route("ui-sync", "updates"),
+            branch: branch.clone(),
+        });
+        let unit = Arc::new(PartitionUnit::new(
+            2,
+            metrics.pipeline("todo").latency().clone(),
+            health.stall_watch("todo"),
+            None,
+        ));
+        Fixture {
+            sink: AtLeastOnce {
+                producer: Recorder::default(),
+                health,
+                max_record: 1_000_000,
+            },
+            unit,
+            branch,
+            route,
+        }
+    }
+
+    fn source(offset: i64, value: &[u8]) -> Arc<Source> {
+        Source::new(Event {
+            topic: "in".into(),
+            partition: 2,
+            offset,
+            timestamp_ms: None,
+            key: Some(b"k".to_vec()),
+            value: Some(value.to_vec()),
+            headers: vec![Header {
+                key: "trace".into(),
+                value: b"t".to_vec(),
+            }],
+        })
+    }
+
+    fn deliver(route: &Arc<Route>, values: &[&str]) -> Verdict {
+        Verdict::Deliver(
+            values
+                .iter()
+                .map(|v| Routed {
+                    route: route.clone(),
+                    output: Output {
+                        to: "task-updates".into(),
+                        key: Some(b"k".to_vec()),
+                        value: Some(v.as_bytes().to_vec()),
+                        headers: Vec::new(),
+                    },
+                })
+                .collect(),
+        )
+    }
+
+    fn header_of<'r>(record: &'r OwnedRecord, key: &str) -> Option<&'r str> {
+        record
+            .headers
+            .iter()
+            .find(|h| h.key == key)
+            .map(|h| std::str::from_utf8(&h.value).unwrap())
+    }
+
+    #[test]
+    fn an_offset_commits_only_once_every_output_is_acknowledged() {
+        let f = fixture();
+        let stop = Shutdown::new();
+        let outcome = f
+            .sink
+            .deliver(
+                &source(10, b"in"),
+                vec![deliver(&f.route, &["a", "b"])],
+                &f.unit,
+                &stop,
+            )
+            .unwrap();
+        assert_eq!(outcome, Outcome::Delivered);
+        let sent = f.sink.producer.take();
+        let topics: Vec<&str> = sent.iter().map(|(r, _)| r.topic.as_str()).collect();
+        assert_eq!(topics, ["updates", "updates"]);
+        assert_eq!(f.unit.tracker.in_flight(), 1);
+        let mut tickets = sent.into_iter().map(|(_, t)| t);
+        tickets.next().unwrap().delivered();
+        assert_eq!(
+            f.unit.tracker.take_commit(),
+            None,
+            "one output still pending"
+        );
+        tickets.next().unwrap().delivered();
+        assert_eq!(f.unit.tracker.take_commit(), Some(11));
+    }
+
+    #[test]
+    fn a_refused_output_dead_letters_its_source_once_per_branch() {
+        let f = fixture();
+        let stop = Shutdown::new();
+        f.sink
+            .deliver(
+                &source(10, b"in"),
+                vec![deliver(&f.route, &["a", "b"])],
+                &f.unit,
+                &stop,
+            )
+            .unwrap();
+        let mut sent = f.sink.producer.take().into_iter();
+        let (first, ticket) = sent.next().unwrap();
+        let Replacement::Send(letter, letter_ticket) = ticket.refused(first, "too large") else {
+            panic!("a refused output is replaced by a dead letter");
+        };
+        assert_eq!(letter.topic, "in.ui-sync.dlq");
+        assert_eq!(header_of(&letter, header::REASON), Some("produce-rejected"));
+        assert!(
+            header_of(&letter, header::MESSAGE)
+                .unwrap()
+                .contains("too large")
+        );
+        assert_eq!(
+            letter.value.as_deref(),
+            Some(&b"in"[..]),
+            "the source record"
+        );
+        assert_eq!(header_of(&letter, "trace"), Some("t"));
+        // The branch's other refused output is settled by the same dead letter.
+        let (second, ticket) = sent.next().unwrap();
+        assert!(matches!(
+            ticket.refused(second, "too large"),
+            Replacement::Settled
+        ));
+        assert_eq!(
+            f.unit.tracker.take_commit(),
+            None,
+            "the dead letter is pending"
+        );
+        letter_ticket.delivered();
+        assert_eq!(f.unit.tracker.take_commit(), Some(11));
+        assert_eq!(
+            f.branch.dead_letters.count(DlqReason::ProduceRejected),
+            1,
+            "counted once"
+        );
+    }
+
+    #[test]
+    fn a_refused_dead_letter_is_cut_then_kept() {
+        let f = fixture();
+        let stop = Shutdown::new();
+        let refused = Verdict::Refused {
+            branch: f.branch.clone(),
+            message: "the broker refused an output".into(),
+        };
+        let outcome = f
+            .sink
+            .deliver(&source(10, &[7; 5000]), vec![refused], &f.unit, &stop)
+            .unwrap();
+        assert_eq!(outcome, Outcome::DeadLettered);
+        let (letter, ticket) = f.sink.producer.take().pop().unwrap();
+        assert_eq!(letter.value.as_ref().map(Vec::len), Some(5000));
+        let Replacement::Send(cut, ticket) = ticket.refused(letter, "too large for the DLQ") else {
+            panic!("a refused dead letter is written again, cut");
+        };
+        assert_eq!(header_of(&cut, header::CUT), Some("value,headers,key"));
+        assert_eq!(header_of(&cut, header::SOURCE_OFFSET), Some("10"));
+        assert!(matches!(
+            ticket.refused(cut, "still"),
+            Replacement::Keep(..)
+        ));
+    }
+
+    #[test]
+    fn a_dead_letter_over_the_clients_limit_is_cut_before_it_is_sent() {
+        let mut f = fixture();
+        f.sink.max_record = 2_000;
+        let stop = Shutdown::new();
+        let refused = Verdict::Refused {
+            branch: f.branch.clone(),
+            message: "refused".into(),
+        };
+        f.sink
+            .deliver(&source(3, &[7; 5000]), vec![refused], &f.unit, &stop)
+            .unwrap();
+        let (letter, _) = f.sink.producer.take().pop().unwrap();
+        assert_eq!(header_of(&letter, header::CUT), Some("value"));
+        assert_eq!(letter.value, None);
+        assert_eq!(
+            header_of(&letter, "trace"),
+            Some("t"),
+            "the source's headers kept"
+        );
     }
 }

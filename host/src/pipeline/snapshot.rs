@@ -6,13 +6,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use prometheus::IntCounter;
-
 use crate::config::{PipelineConfig, RetryConfig};
 use crate::plugin::{Plugin, PluginVersion};
 use crate::policy::CircuitWindow;
 use crate::telemetry::Metrics;
-use crate::telemetry::metrics::{RouteMetrics, StageMetrics};
+use crate::telemetry::metrics::{DeadLetterMetrics, Retries, RouteMetrics, StageMetrics};
 
 /// One pipeline's settings and plugins, as of one config and reload.
 pub struct Snapshot<P: Plugin = PluginVersion> {
@@ -35,7 +33,7 @@ pub struct Segment<P> {
     pub plugins: Vec<Arc<P>>,
     /// One per plugin.
     pub metrics: Vec<StageMetrics>,
-    pub retries: IntCounter,
+    pub retries: Retries,
 }
 
 /// One branch: its plugins after the prefix, and where its records go.
@@ -65,7 +63,8 @@ pub struct BranchInfo {
     pub dlq_metrics: RouteMetrics,
     /// `weir.plugin` of a refused output: the branch's last plugin.
     pub last_plugin: String,
-    pub metrics: Metrics,
+    /// `weir_dlq_records_total` of the branch.
+    pub dead_letters: DeadLetterMetrics,
 }
 
 impl<P: Plugin> Segment<P> {
@@ -76,7 +75,7 @@ impl<P: Plugin> Segment<P> {
                 .iter()
                 .map(|p| metrics.stage(label, p.name()))
                 .collect(),
-            retries: metrics.pipeline(label).retries,
+            retries: metrics.retries(label),
             plugins,
         }
     }
@@ -129,7 +128,7 @@ impl<P: Plugin> Snapshot<P> {
                         .map(|p| p.identity().to_owned())
                         .or_else(|| last_prefix.clone())
                         .unwrap_or_default(),
-                    metrics: metrics.clone(),
+                    dead_letters: metrics.dead_letters(b.name),
                 });
                 let routes = b
                     .outputs

@@ -11,7 +11,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use prometheus::IntGauge;
 use rdkafka::Offset;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -42,7 +41,7 @@ pub fn load_pipeline(
     pipeline: &PipelineConfig,
     engine: &PluginEngine,
 ) -> anyhow::Result<Vec<Arc<PluginVersion>>> {
-    let limits = pipeline.limits.limits();
+    let limits = pipeline.limits.limits(&config.kafka);
     pipeline
         .all_plugins()
         .map(|plugin| {
@@ -108,7 +107,9 @@ impl Runtime {
             let name = config_pipeline.name();
             let snapshot = Snapshot::build(config_pipeline, versions, &metrics, None);
             let pipeline_metrics = metrics.pipeline(name);
-            pipeline_metrics.circuit_open.set(0);
+            pipeline_metrics.circuit(false);
+            let stall = health.stall_watch(name);
+            let max_record = config.kafka.message_max_bytes();
             for version in snapshot.plugins() {
                 metrics.declare_plugin(&version.name);
             }
@@ -118,8 +119,9 @@ impl Runtime {
                     Arc::new(AtLeastOnce {
                         producer: producer
                             .clone()
-                            .expect("created for at-least-once pipelines"),
+                            .context("no producer for an at-least-once pipeline")?,
                         health: health.clone(),
+                        max_record,
                     }),
                     COMMIT_INTERVAL,
                 ),
@@ -130,7 +132,8 @@ impl Runtime {
                             config_pipeline,
                             metrics.transactions(name),
                             health.clone(),
-                            stop.clone(),
+                            stall.clone(),
+                            max_record,
                         )
                         .with_context(|| {
                             format!("cannot start the transactions of pipeline {name}")
@@ -145,11 +148,12 @@ impl Runtime {
                 sink,
                 config_pipeline.workers(),
                 pipeline_metrics,
+                stall,
                 stop,
             ));
             health.pipeline_assigned(name, false);
             pipelines.push(pipeline.clone());
-            let set = Arc::new(PartitionSet::new(pipeline.clone()));
+            let set = Arc::new(PartitionSet::new(pipeline.clone(), health.clone()));
             let context = PipelineContext::new(name.to_owned(), health.clone(), set.clone());
             let consumer =
                 create_consumer(&consumer_config(&base, &config_pipeline.group()), context)
@@ -169,10 +173,9 @@ impl Runtime {
                 plugins = ?pipeline.snapshot().plugins().map(|v| v.label.to_string()).collect::<Vec<_>>(),
                 "pipeline started"
             );
-            let thread_health = health.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("weir-consume-{name}"))
-                .spawn(move || consume(consumer, set, pipeline, commit_every, thread_health))
+                .spawn(move || consume(consumer, set, pipeline, commit_every))
                 .context("cannot start a consumer thread")?;
             consumers.push((name.to_owned(), thread));
         }
@@ -194,7 +197,7 @@ impl Runtime {
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let (watch_stop, watch_health, watch_ready) =
-            (shutdown.clone(), health.clone(), metrics.ready.clone());
+            (shutdown.clone(), health.clone(), metrics.clone());
         let watchdog = std::thread::Builder::new()
             .name("weir-watchdog".into())
             .spawn(move || watch(probe, lags, watch_health, watch_ready, watch_stop))
@@ -260,7 +263,6 @@ fn consume(
     set: Arc<PartitionSet>,
     pipeline: Arc<LivePipeline>,
     commit_every: Duration,
-    health: Arc<Health>,
 ) {
     let stop = pipeline.stop().clone();
     let mut last_commit = Instant::now();
@@ -303,7 +305,7 @@ fn consume(
         }
         if last_commit.elapsed() >= commit_every {
             set.commit(&consumer);
-            health.watch_stall(set.in_flight() as i32);
+            pipeline.stall().check(set.in_flight());
             last_commit = Instant::now();
         }
     }
@@ -344,7 +346,7 @@ fn watch(
     probe: BaseConsumer,
     lags: Vec<LagReader>,
     health: Arc<Health>,
-    ready: IntGauge,
+    metrics: Metrics,
     stop: Shutdown,
 ) {
     let mut next = Instant::now();
@@ -365,7 +367,7 @@ fn watch(
             }
             next = Instant::now() + PROBE_EVERY;
         }
-        ready.set(i64::from(health.readiness().is_ok()));
+        metrics.set_ready(health.readiness().is_ok());
         if !stop.sleep(Duration::from_millis(100)) {
             return;
         }

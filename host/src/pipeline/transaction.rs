@@ -14,7 +14,13 @@
 //! - An output the broker refuses aborts the transaction; on the way back its
 //!   record is produced alone (between two flushes, nothing else in its batch);
 //!   refused alone, the record is dead-lettered as `produce-rejected` on the third
-//!   pass.
+//!   pass. A record weir's own client refuses on the spot (over
+//!   `message.max.bytes`) is final at once: the transaction aborts and the record
+//!   is dead-lettered on the way back. Any other error from a send (an unknown
+//!   topic, a fatal client error) also dooms the transaction: nothing produced
+//!   into a transaction goes missing while its input offset commits.
+//! - A dead letter its topic refuses is written again cut to the least
+//!   (`weir.cut`, see [`super::letters`]).
 //! - A fenced producer (another instance owns the partitions, or the coordinator
 //!   aborted a transaction that outlived `transaction.timeout.ms`) writes nothing
 //!   more: the pipeline drops its work, makes a new producer and rejoins the group.
@@ -36,29 +42,86 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::topic_partition_list::TopicPartitionList;
 
+use super::letters::report;
 use super::process::Verdict;
-use super::sink::{Commit, Committed, PartitionUnit, Produced, Sink, Source, produced};
+use super::sink::{Commit, Committed, Produced, Sink, produced};
+use super::unit::{PartitionUnit, Source};
 use crate::config::PipelineConfig;
 use crate::kafka::consumer::PipelineConsumer;
 use crate::kafka::producer::{OutRecord, Stopped, Trouble, producer_defaults, to_kafka_headers};
+use crate::policy::Outcome;
 use crate::shutdown::Shutdown;
 use crate::telemetry::Health;
+use crate::telemetry::health::StallWatch;
 use crate::telemetry::metrics::TransactionMetrics;
 
 /// How long one transactional call may take before it counts as failed.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What the broker said about a record's refused output, by (partition, offset).
+/// What the broker (or the client) said of one message of a record.
 #[derive(Debug, Clone, PartialEq)]
 enum Refusal {
     /// Refused in a batch: produce the record alone next time.
-    Suspect { branch: usize },
-    /// Refused alone: dead-letter the record.
-    Final {
-        branch: usize,
-        topic: String,
-        error: String,
-    },
+    Suspect,
+    /// An output refused alone, or by the client itself: dead-letter the branch.
+    Final { branch: usize, message: String },
+    /// The branch's dead letter was refused alone: cut it to the least next time.
+    Letter { branch: usize },
+}
+
+/// Everything refused of one record so far, across its passes.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Known {
+    /// Produce it alone, between two flushes.
+    alone: bool,
+    /// Branches to dead-letter as `produce-rejected`, with the broker's reason.
+    rejected: Vec<(usize, String)>,
+    /// Branches whose dead letter is cut to the least.
+    cut: u64,
+}
+
+impl Known {
+    fn learn(&mut self, refusal: Refusal) {
+        match refusal {
+            Refusal::Suspect => self.alone = true,
+            Refusal::Final { branch, message } => {
+                if !self.rejected.iter().any(|(b, _)| *b == branch) {
+                    self.rejected.push((branch, message));
+                }
+            }
+            Refusal::Letter { branch } => self.cut |= 1u64 << branch.min(63),
+        }
+    }
+}
+
+/// The refusals of records in uncommitted transactions, by (partition, offset).
+#[derive(Default)]
+struct Refusals(Mutex<HashMap<(i32, i64), Known>>);
+
+impl Refusals {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(i32, i64), Known>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn learn(&self, partition: i32, offset: i64, refusal: Refusal) {
+        self.lock()
+            .entry((partition, offset))
+            .or_default()
+            .learn(refusal);
+    }
+
+    fn known(&self, partition: i32, offset: i64) -> Option<Known> {
+        self.lock().get(&(partition, offset)).cloned()
+    }
+
+    /// Forgets the records before `committed`'s offsets (partition, next offset).
+    fn forget(&self, committed: &[(i32, i64)]) {
+        self.lock().retain(|(partition, offset), _| {
+            committed
+                .iter()
+                .all(|(p, next)| p != partition || offset >= next)
+        });
+    }
 }
 
 /// Which record a produced message belongs to.
@@ -66,17 +129,37 @@ struct TxnTicket {
     partition: i32,
     offset: i64,
     branch: usize,
+    /// A dead letter, not an output.
+    letter: bool,
     /// Produced alone, between two flushes.
     alone: bool,
+}
+
+impl TxnTicket {
+    /// What a refusal of this message means for its record. `by_client`: weir's
+    /// own client refused it, which it would do alone as well.
+    fn refusal(&self, topic: &str, error: &str, by_client: bool) -> Refusal {
+        match (self.letter, self.alone || by_client) {
+            (_, false) => Refusal::Suspect,
+            (true, true) => Refusal::Letter {
+                branch: self.branch,
+            },
+            (false, true) => Refusal::Final {
+                branch: self.branch,
+                message: format!("the broker refused an output to {topic}: {error}"),
+            },
+        }
+    }
 }
 
 /// The transactional producer's callbacks.
 struct TxnContext {
     pipeline: Arc<str>,
     health: Arc<Health>,
+    stall: Arc<StallWatch>,
     /// A delivery failed: the open transaction can only be aborted.
     doomed: Arc<AtomicBool>,
-    refusals: Arc<Mutex<HashMap<(i32, i64), Refusal>>>,
+    refusals: Arc<Refusals>,
 }
 
 impl ClientContext for TxnContext {
@@ -100,11 +183,16 @@ impl ProducerContext for TxnContext {
     type DeliveryOpaque = Box<TxnTicket>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, ticket: Box<TxnTicket>) {
-        let Err((error, message)) = result else {
-            self.health.broker_ok();
-            return;
-        };
         use rdkafka::message::Message;
+        let (error, message) = match result {
+            Ok(message) => {
+                self.health.broker_ok();
+                self.health.allowed(message.topic());
+                self.stall.acked();
+                return;
+            }
+            Err(failed) => failed,
+        };
         self.doomed.store(true, Ordering::SeqCst);
         let code = error.rdkafka_error_code();
         if matches!(
@@ -121,25 +209,13 @@ impl ProducerContext for TxnContext {
         let topic = message.topic();
         let trouble = Trouble::of(code);
         if trouble != Trouble::Broker {
-            self.health.delivery_refused();
+            self.stall.answered();
         }
         match trouble {
             Trouble::Refused => {
-                let refusal = if ticket.alone {
-                    Refusal::Final {
-                        branch: ticket.branch,
-                        topic: topic.to_owned(),
-                        error: error.to_string(),
-                    }
-                } else {
-                    Refusal::Suspect {
-                        branch: ticket.branch,
-                    }
-                };
+                let refusal = ticket.refusal(topic, &error.to_string(), false);
                 self.refusals
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert((ticket.partition, ticket.offset), refusal);
+                    .learn(ticket.partition, ticket.offset, refusal);
             }
             Trouble::NotAllowed => self.health.not_allowed(topic, &error.to_string()),
             Trouble::Broker => self
@@ -172,9 +248,12 @@ pub struct Transactional {
     /// still deliver meanwhile would be processed twice, so it is refused.
     halted: AtomicBool,
     doomed: Arc<AtomicBool>,
-    refusals: Arc<Mutex<HashMap<(i32, i64), Refusal>>>,
+    refusals: Arc<Refusals>,
     metrics: TransactionMetrics,
     health: Arc<Health>,
+    stall: Arc<StallWatch>,
+    /// The producer's `message.max.bytes`: dead letters are cut to fit it.
+    max_record: usize,
 }
 
 fn transaction_error(error: &KafkaError) -> Option<&rdkafka::error::RDKafkaError> {
@@ -191,7 +270,8 @@ impl Transactional {
         pipeline: &PipelineConfig,
         metrics: TransactionMetrics,
         health: Arc<Health>,
-        _stop: Shutdown,
+        stall: Arc<StallWatch>,
+        max_record: usize,
     ) -> Result<Transactional, KafkaError> {
         let mut config = producer_defaults();
         config
@@ -204,9 +284,9 @@ impl Transactional {
             .set("transaction.timeout.ms", "10000");
         crate::kafka::overlay(&mut config, base);
         let doomed = Arc::new(AtomicBool::new(false));
-        let refusals = Arc::new(Mutex::new(HashMap::new()));
+        let refusals = Arc::new(Refusals::default());
         let name: Arc<str> = pipeline.name().into();
-        let producer = new_producer(&config, &name, &health, &doomed, &refusals)?;
+        let producer = new_producer(&config, &name, &health, &stall, &doomed, &refusals)?;
         Ok(Transactional {
             pipeline: name,
             config,
@@ -220,6 +300,8 @@ impl Transactional {
             refusals,
             metrics,
             health,
+            stall,
+            max_record,
         })
     }
 
@@ -230,7 +312,7 @@ impl Transactional {
         self.halted.store(true, Ordering::SeqCst);
         let result = open.producer.abort_transaction(CALL_TIMEOUT);
         self.end(open);
-        self.metrics.aborted.inc();
+        self.metrics.aborted();
         result?;
         open.producer.begin_transaction()
     }
@@ -238,7 +320,7 @@ impl Transactional {
     /// Bookkeeping after a commit or an abort.
     fn end(&self, open: &mut Open) {
         if let Some(since) = open.since.take() {
-            self.metrics.duration.observe(since.elapsed().as_secs_f64());
+            self.metrics.ended(since.elapsed().as_secs_f64());
         }
         self.records.store(0, Ordering::SeqCst);
         self.doomed.store(false, Ordering::SeqCst);
@@ -247,11 +329,12 @@ impl Transactional {
     /// Replaces a fenced or failed producer.
     fn replace(&self, open: &mut Open) -> Committed {
         self.halted.store(true, Ordering::SeqCst);
-        self.metrics.fenced.inc();
+        self.metrics.fenced();
         match new_producer(
             &self.config,
             &self.pipeline,
             &self.health,
+            &self.stall,
             &self.doomed,
             &self.refusals,
         ) {
@@ -267,74 +350,109 @@ impl Transactional {
         Committed::Fenced
     }
 
-    /// The verdicts with a refused record's branch turned into a dead letter.
-    fn apply_refusals(&self, source: &Source, verdicts: Vec<Verdict>) -> (Vec<Verdict>, bool) {
+    /// What is known of `source`'s refusals, applied to its verdicts.
+    fn apply_refusals(&self, source: &Source, verdicts: Vec<Verdict>) -> Applied {
         let event = &source.event;
-        let refusal = self
-            .refusals
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&(event.partition, event.offset))
-            .cloned();
-        match refusal {
-            None => (verdicts, false),
-            Some(Refusal::Suspect { .. }) => (verdicts, true),
-            Some(Refusal::Final {
-                branch,
-                topic,
-                error,
-            }) => {
-                let verdicts = verdicts
-                    .into_iter()
-                    .enumerate()
-                    .map(|(b, verdict)| match verdict {
-                        Verdict::Deliver(routed) if b == branch => {
-                            let Some(first) = routed.first() else {
-                                return Verdict::Deliver(routed);
-                            };
-                            Verdict::Refused {
-                                branch: first.route.branch.clone(),
-                                message: format!(
-                                    "the broker refused an output to {topic}: {error}"
-                                ),
-                            }
-                        }
-                        other => other,
-                    })
-                    .collect();
-                (verdicts, false)
-            }
-        }
+        apply_refusals(self.refusals.known(event.partition, event.offset), verdicts)
     }
 
+    /// Produces every record `verdicts` ask for into the open transaction. A
+    /// record the client refuses on the spot dooms the transaction; one it refuses
+    /// for its size is also remembered as final, so that the record is
+    /// dead-lettered when it comes back.
     fn produce(
         &self,
         producer: &TxnProducer,
         source: &Source,
-        verdicts: &[Verdict],
-        alone: bool,
+        applied: &Applied,
         stop: &Shutdown,
     ) -> Result<(), Stopped> {
         let event = &source.event;
-        for (branch, produced) in produced(event, verdicts) {
-            let ticket = Box::new(TxnTicket {
+        for (branch, produced) in produced(event, &applied.verdicts, self.max_record, applied.cut) {
+            let (record, letter) = match &produced {
+                Produced::Output(r) => (r.as_out(), false),
+                Produced::Letter(letter, _) => (letter.as_out(), true),
+            };
+            let ticket = TxnTicket {
                 partition: event.partition,
                 offset: event.offset,
                 branch,
-                alone,
-            });
-            let record = match &produced {
-                Produced::Output(r) => OutRecord {
-                    topic: &r.route.topic,
-                    key: r.output.key.as_deref(),
-                    value: r.output.value.as_deref(),
-                    headers: &r.output.headers,
-                },
-                Produced::Letter(letter, _) => letter.as_out(),
+                letter,
+                alone: applied.alone,
             };
-            send(producer, record, ticket, stop)?;
+            let Err(refused) = send(producer, record, Box::new(ticket), stop)? else {
+                continue;
+            };
+            let (ticket, error) = refused;
+            self.doomed.store(true, Ordering::SeqCst);
+            let code = error.rdkafka_error_code();
+            let trouble = Trouble::of(code);
+            if code == Some(RDKafkaErrorCode::State) {
+                // The transaction already failed (a delivery was refused): it aborts.
+                tracing::debug!(pipeline = %self.pipeline, %error, "the open transaction takes no more records");
+            } else {
+                tracing::warn!(
+                    pipeline = %self.pipeline, partition = event.partition, offset = event.offset,
+                    topic = record.topic, %error,
+                    "weir's Kafka client refused a record of the open transaction; the transaction is aborted and the record processed again"
+                );
+            }
+            match trouble {
+                Trouble::Refused => {
+                    let refusal = ticket.refusal(record.topic, &error.to_string(), true);
+                    self.refusals.learn(event.partition, event.offset, refusal);
+                }
+                Trouble::NotAllowed => self.health.not_allowed(record.topic, &error.to_string()),
+                Trouble::Broker => {}
+            }
+            return Ok(());
         }
         Ok(())
+    }
+}
+
+/// A record's verdicts with what is known of its refusals applied.
+struct Applied {
+    verdicts: Vec<Verdict>,
+    /// Produce it alone, between two flushes (an output was refused in a batch).
+    alone: bool,
+    /// Branches whose dead letter was refused whole: cut theirs to the least.
+    cut: u64,
+}
+
+/// Applies what is known of a record's refusals to its verdicts: a branch with an
+/// output refused for good has its outputs turned into a `produce-rejected` dead
+/// letter; a record refused in a batch is produced alone; a refused dead letter is
+/// cut to the least.
+fn apply_refusals(known: Option<Known>, verdicts: Vec<Verdict>) -> Applied {
+    let Some(known) = known else {
+        return Applied {
+            verdicts,
+            alone: false,
+            cut: 0,
+        };
+    };
+    let verdicts = verdicts
+        .into_iter()
+        .enumerate()
+        .map(|(b, verdict)| {
+            let rejected = known.rejected.iter().find(|(branch, _)| *branch == b);
+            match (verdict, rejected) {
+                (Verdict::Deliver(routed), Some((_, message))) => match routed.first() {
+                    Some(first) => Verdict::Refused {
+                        branch: first.route.branch.clone(),
+                        message: message.clone(),
+                    },
+                    None => Verdict::Deliver(routed),
+                },
+                (verdict, _) => verdict,
+            }
+        })
+        .collect();
+    Applied {
+        verdicts,
+        alone: known.alone,
+        cut: known.cut,
     }
 }
 
@@ -342,12 +460,14 @@ fn new_producer(
     config: &ClientConfig,
     pipeline: &Arc<str>,
     health: &Arc<Health>,
+    stall: &Arc<StallWatch>,
     doomed: &Arc<AtomicBool>,
-    refusals: &Arc<Mutex<HashMap<(i32, i64), Refusal>>>,
+    refusals: &Arc<Refusals>,
 ) -> Result<Arc<TxnProducer>, KafkaError> {
     let context = TxnContext {
         pipeline: pipeline.clone(),
         health: health.clone(),
+        stall: stall.clone(),
         doomed: doomed.clone(),
         refusals: refusals.clone(),
     };
@@ -357,13 +477,17 @@ fn new_producer(
     Ok(Arc::new(producer))
 }
 
-/// Enqueues one message, waiting while the local queue is full.
+/// A message the client refused on the spot, with its ticket and why.
+type Refused = (Box<TxnTicket>, KafkaError);
+
+/// Enqueues one message, waiting while the local queue is full. `Ok(Err(_))`: the
+/// client refused it (too large, unknown topic, a transaction in an error state).
 fn send(
     producer: &TxnProducer,
     record: OutRecord<'_>,
     ticket: Box<TxnTicket>,
     stop: &Shutdown,
-) -> Result<(), Stopped> {
+) -> Result<Result<(), Refused>, Stopped> {
     let mut base =
         BaseRecord::with_opaque_to(record.topic, ticket).headers(to_kafka_headers(record.headers));
     if let Some(key) = record.key {
@@ -374,19 +498,14 @@ fn send(
     }
     loop {
         match producer.send(base) {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(Ok(())),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                 base = back;
                 if !stop.sleep(Duration::from_millis(5)) {
                     return Err(Stopped);
                 }
             }
-            Err((error, _)) => {
-                // The transaction is in an error state (it is aborted and the record
-                // processed again), or the client refuses the record: the same.
-                tracing::debug!(%error, "cannot produce into the transaction");
-                return Ok(());
-            }
+            Err((error, back)) => return Ok(Err((back.delivery_opaque, error))),
         }
     }
 }
@@ -402,8 +521,8 @@ impl Sink for Transactional {
         verdicts: Vec<Verdict>,
         unit: &Arc<PartitionUnit>,
         stop: &Shutdown,
-    ) -> Result<(), Stopped> {
-        let (verdicts, alone) = self.apply_refusals(source, verdicts);
+    ) -> Result<Outcome, Stopped> {
+        let applied = self.apply_refusals(source, verdicts);
         // The record's offset is registered before the gate opens again, so that no
         // transaction commits its outputs without its offset.
         let register = || {
@@ -411,7 +530,7 @@ impl Sink for Transactional {
             unit.tracker.register(source.event.offset, 0);
             unit.done(&source.event);
         };
-        if alone {
+        if applied.alone {
             // Nothing else may share its batches: hold the gate exclusively and
             // flush around it.
             let mut open = self.gate.write().unwrap_or_else(PoisonError::into_inner);
@@ -420,7 +539,7 @@ impl Sink for Transactional {
             }
             open.since.get_or_insert_with(Instant::now);
             let _ = open.producer.flush(CALL_TIMEOUT);
-            self.produce(&open.producer, source, &verdicts, true, stop)?;
+            self.produce(&open.producer, source, &applied, stop)?;
             let _ = open.producer.flush(CALL_TIMEOUT);
             register();
         } else {
@@ -428,10 +547,18 @@ impl Sink for Transactional {
             if self.halted.load(Ordering::SeqCst) {
                 return Err(Stopped);
             }
-            self.produce(&open.producer, source, &verdicts, false, stop)?;
+            self.produce(&open.producer, source, &applied, stop)?;
             register();
         }
-        Ok(())
+        Ok(report(&source.event, &applied.verdicts))
+    }
+
+    fn in_flight(&self, _units: &[&Arc<PartitionUnit>]) -> usize {
+        match self.gate.try_read() {
+            Ok(open) => open.producer.in_flight_count().max(0) as usize,
+            // A record is being produced alone, between two flushes: in flight.
+            Err(_) => 1,
+        }
     }
 
     fn commit(
@@ -444,7 +571,7 @@ impl Sink for Transactional {
         let mut open = self.gate.write().unwrap_or_else(PoisonError::into_inner);
         if why == Commit::Lost {
             tracing::warn!(pipeline = %self.pipeline, "fenced: this instance lost its partitions to another member; its open transaction is aborted and it writes nothing more for them");
-            self.metrics.fenced.inc();
+            self.metrics.fenced();
             return match self.abort(&mut open) {
                 Ok(()) => Committed::Fenced,
                 Err(_) => self.replace(&mut open),
@@ -480,10 +607,13 @@ impl Sink for Transactional {
         loop {
             match open.producer.commit_transaction(CALL_TIMEOUT) {
                 Ok(()) => {
-                    self.metrics.committed.inc();
+                    self.metrics.committed();
                     for (unit, next) in &taken {
                         unit.committed(*next);
                     }
+                    let committed: Vec<(i32, i64)> =
+                        taken.iter().map(|(u, next)| (u.partition, *next)).collect();
+                    self.refusals.forget(&committed);
                     self.end(&mut open);
                     self.health.broker_ok();
                     tracing::trace!(pipeline = %self.pipeline, ?offsets, "transaction committed");
@@ -546,12 +676,96 @@ impl Transactional {
         }
         if generation {
             tracing::warn!(pipeline = %self.pipeline, %error, "fenced: another member owns the partitions now; the open transaction is aborted and this instance rejoins the group");
-            self.metrics.fenced.inc();
+            self.metrics.fenced();
             return match self.abort(open) {
                 Ok(()) => Committed::Fenced,
                 Err(_) => self.replace(open),
             };
         }
         self.abort_and_rewind(open, &format!("{doing} failed: {error}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticket(branch: usize, letter: bool, alone: bool) -> TxnTicket {
+        TxnTicket {
+            partition: 0,
+            offset: 5,
+            branch,
+            letter,
+            alone,
+        }
+    }
+
+    #[test]
+    fn a_refusal_in_a_batch_suspects_the_record_and_alone_it_is_final() {
+        assert_eq!(
+            ticket(1, false, false).refusal("out", "too large", false),
+            Refusal::Suspect
+        );
+        let Refusal::Final { branch, message } =
+            ticket(1, false, true).refusal("out", "too large", false)
+        else {
+            panic!("final");
+        };
+        assert_eq!(branch, 1);
+        assert!(
+            message.contains("out") && message.contains("too large"),
+            "{message}"
+        );
+        // The client refuses a record alone as well: final at once.
+        assert!(matches!(
+            ticket(1, false, false).refusal("out", "too large", true),
+            Refusal::Final { branch: 1, .. }
+        ));
+        assert_eq!(
+            ticket(0, true, false).refusal("dlq", "too large", true),
+            Refusal::Letter { branch: 0 }
+        );
+    }
+
+    #[test]
+    fn what_is_known_of_a_record_accumulates_across_its_passes() {
+        let refusals = Refusals::default();
+        refusals.learn(0, 5, Refusal::Suspect);
+        refusals.learn(
+            0,
+            5,
+            Refusal::Final {
+                branch: 1,
+                message: "m".into(),
+            },
+        );
+        // The dead letter that replaced the output is refused in a batch too.
+        refusals.learn(0, 5, Refusal::Suspect);
+        refusals.learn(0, 5, Refusal::Letter { branch: 1 });
+        let known = refusals.known(0, 5).unwrap();
+        assert!(known.alone);
+        assert_eq!(known.rejected, vec![(1, "m".to_owned())]);
+        assert_eq!(known.cut, 0b10);
+        assert_eq!(refusals.known(0, 6), None);
+    }
+
+    #[test]
+    fn committed_records_are_forgotten() {
+        let refusals = Refusals::default();
+        refusals.learn(0, 5, Refusal::Suspect);
+        refusals.learn(0, 9, Refusal::Suspect);
+        refusals.learn(1, 2, Refusal::Suspect);
+        refusals.forget(&[(0, 6)]);
+        assert_eq!(refusals.known(0, 5), None);
+        assert!(refusals.known(0, 9).is_some());
+        assert!(refusals.known(1, 2).is_some(), "another partition");
+    }
+
+    #[test]
+    fn records_without_refusals_keep_their_verdicts() {
+        let applied = apply_refusals(None, vec![Verdict::Deliver(Vec::new())]);
+        assert!(!applied.alone);
+        assert_eq!(applied.cut, 0);
+        assert!(matches!(applied.verdicts[..], [Verdict::Deliver(_)]));
     }
 }

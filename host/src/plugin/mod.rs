@@ -24,15 +24,8 @@ pub use self::cache::{CompileCache, Compiled};
 pub use self::state::CallSite;
 use self::state::InstanceState;
 
-/// The single `bindgen!` of the host: the `weir:plugin` world.
-pub mod bindings {
-    wasmtime::component::bindgen!({
-        world: "plugin",
-        path: "../wit",
-    });
-}
-
-pub use bindings::weir::plugin::types::{Event, Failure, Header, Output};
+pub use crate::config::Limits;
+pub use crate::record::{Event, Failure, Header, Output, bindings};
 
 /// How often the epoch advances; deadlines are whole ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
@@ -81,27 +74,6 @@ pub enum LoadError {
     StartTimeout { name: String, deadline: Duration },
     #[error("plugin {name} refused its config: {message}")]
     Init { name: String, message: String },
-}
-
-/// The sandbox limits of one plugin.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Limits {
-    /// Linear memory cap per instance, in bytes.
-    pub memory: usize,
-    /// Deadline of one call.
-    pub timeout: Duration,
-    /// Largest output (key + value + headers) accepted, in bytes.
-    pub max_output: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits {
-            memory: 64 << 20,
-            timeout: Duration::from_millis(200),
-            max_output: 1 << 20,
-        }
-    }
 }
 
 /// The language a component was written in, told from the marks its toolchain
@@ -189,8 +161,20 @@ pub struct PluginEngine {
     _ticker: Arc<EpochTicker>,
 }
 
+/// Why the plugin engine cannot be made: the host cannot run any plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot create the wasm engine: {0}")]
+    Create(String),
+    #[error("cannot link {what}: {message}")]
+    Link { what: &'static str, message: String },
+    /// Without the ticker no call would ever meet its deadline.
+    #[error("cannot start the epoch ticker thread (call deadlines need it): {0}")]
+    Ticker(std::io::Error),
+}
+
 impl PluginEngine {
-    pub fn new() -> anyhow::Result<PluginEngine> {
+    pub fn new() -> Result<PluginEngine, EngineError> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
@@ -198,14 +182,19 @@ impl PluginEngine {
             // /tmp/perf-PID.map names the compiled guest functions for `perf report`.
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
-        let engine = Engine::new(&config)
-            .map_err(|e| anyhow::anyhow!("cannot create the wasm engine: {e}"))?;
+        let engine = Engine::new(&config).map_err(|e| EngineError::Create(e.to_string()))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(|e| anyhow::anyhow!("cannot link WASI: {e}"))?;
-        bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
-            .map_err(|e| anyhow::anyhow!("cannot link the weir:plugin host: {e}"))?;
-        let ticker = EpochTicker::spawn(engine.clone());
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| EngineError::Link {
+            what: "WASI",
+            message: e.to_string(),
+        })?;
+        bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(
+            |e| EngineError::Link {
+                what: "the weir:plugin host",
+                message: e.to_string(),
+            },
+        )?;
+        let ticker = EpochTicker::spawn(engine.clone()).map_err(EngineError::Ticker)?;
         let cache = Arc::new(CompileCache::from_env(&engine));
         Ok(PluginEngine {
             engine,
@@ -288,7 +277,7 @@ struct EpochTicker {
 }
 
 impl EpochTicker {
-    fn spawn(engine: Engine) -> EpochTicker {
+    fn spawn(engine: Engine) -> std::io::Result<EpochTicker> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -298,9 +287,11 @@ impl EpochTicker {
                     std::thread::sleep(EPOCH_TICK);
                     engine.increment_epoch();
                 }
-            })
-            .ok();
-        EpochTicker { stop, thread }
+            })?;
+        Ok(EpochTicker {
+            stop,
+            thread: Some(thread),
+        })
     }
 }
 
@@ -506,6 +497,9 @@ pub enum CallError {
     /// An output broke a host rule (size, undeclared `to`).
     #[error("bad output: {0}")]
     BadOutput(String),
+    /// No instance of the plugin could be made to call.
+    #[error("cannot restart the plugin: {0}")]
+    Unavailable(String),
 }
 
 /// The plugin's own `failure` value.
@@ -528,30 +522,7 @@ pub enum Fault {
     MemoryLimit(usize),
 }
 
-/// The outcome names of SPEC §4/§6, as used in metrics labels, DLQ headers and
-/// `weir test` output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FailureKind {
-    Invalid = 0,
-    Transient = 1,
-    Trap = 2,
-    Timeout = 3,
-    MemoryLimit = 4,
-    BadOutput = 5,
-}
-
-impl FailureKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureKind::Invalid => "invalid",
-            FailureKind::Transient => "transient",
-            FailureKind::Trap => "trap",
-            FailureKind::Timeout => "timeout",
-            FailureKind::MemoryLimit => "memory-limit",
-            FailureKind::BadOutput => "bad-output",
-        }
-    }
-}
+pub use crate::outcome::FailureKind;
 
 impl CallError {
     pub fn kind(&self) -> FailureKind {
@@ -562,6 +533,7 @@ impl CallError {
             CallError::Fault(Fault::Timeout(_)) => FailureKind::Timeout,
             CallError::Fault(Fault::MemoryLimit(_)) => FailureKind::MemoryLimit,
             CallError::BadOutput(_) => FailureKind::BadOutput,
+            CallError::Unavailable(_) => FailureKind::Unavailable,
         }
     }
 

@@ -121,6 +121,30 @@ impl Default for CircuitBreaker {
     }
 }
 
+/// A permission from [`CircuitBreaker::admit`].
+pub struct Admission<'b> {
+    breaker: &'b CircuitBreaker,
+    permit: Option<Permit>,
+}
+
+impl Admission<'_> {
+    /// Records how the record went.
+    pub fn record(mut self, outcome: Outcome, now: Instant, window: &CircuitWindow) -> Change {
+        match self.permit.take() {
+            Some(permit) => self.breaker.record(outcome, permit, now, window),
+            None => Change::None,
+        }
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            self.breaker.abandon(permit);
+        }
+    }
+}
+
 /// How long a non-probe record waits while a probe is out.
 const PROBE_POLL: Duration = Duration::from_millis(50);
 
@@ -159,6 +183,20 @@ impl CircuitBreaker {
                 Permit::Probe
             }
             State::HalfOpen { probing: true } => Permit::Wait(PROBE_POLL),
+        }
+    }
+
+    /// The circuit's permission for one record, or how long to wait for it. The
+    /// permission goes back on every path: recorded with an outcome, or abandoned
+    /// when dropped (a stop, or a panic unwinding its holder), so a half-open probe
+    /// is never held forever.
+    pub fn admit(&self, now: Instant) -> Result<Admission<'_>, Duration> {
+        match self.try_acquire(now) {
+            Permit::Wait(wait) => Err(wait),
+            permit => Ok(Admission {
+                breaker: self,
+                permit: Some(permit),
+            }),
         }
     }
 
@@ -299,6 +337,22 @@ mod tests {
         assert_eq!(b.try_acquire(later), Permit::Probe);
         b.abandon(Permit::Probe);
         assert_eq!(b.try_acquire(later), Permit::Probe);
+    }
+
+    #[test]
+    fn a_probe_goes_back_when_its_holder_panics() {
+        let (b, w) = (CircuitBreaker::default(), window(0.5, 1));
+        let t = Instant::now();
+        assert_eq!(b.record(Fail, Permit::Go, t, &w), Change::Opened);
+        let later = t + Duration::from_secs(11);
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _probe = b.admit(later).expect("the probe");
+            panic!("a bug while handling the probe record");
+        }));
+        assert!(panicked.is_err());
+        let probe = b.admit(later).expect("another record may probe");
+        assert_eq!(probe.record(Ok, later, &w), Change::Closed);
+        assert!(!b.is_open());
     }
 
     #[test]

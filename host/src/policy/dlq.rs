@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::plugin::Header;
+use crate::record::Header;
 
 /// The names of the `weir.*` headers of a DLQ record (SPEC §4), in the order they
 /// are added.
@@ -19,6 +19,10 @@ pub mod header {
     pub const FAILED_AT: &str = "weir.failed-at";
     /// Added by `weir dlq replay`: how often the record was replayed.
     pub const REPLAYED: &str = "weir.replayed";
+    /// On a dead letter too large for its topic: what was left out of it (`value`,
+    /// `value,headers` or `value,headers,key`). `weir dlq replay` reads such a
+    /// record's original from its source topic.
+    pub const CUT: &str = "weir.cut";
 }
 
 /// What a DLQ record's `weir.*` headers say, as `weir dlq` reads them back. Any
@@ -37,6 +41,8 @@ pub struct Reading {
     pub failed_at: Option<String>,
     /// Replays so far (0 when the header is missing or garbled).
     pub replayed: u32,
+    /// What was left out of the letter to make it fit, if anything.
+    pub cut: Option<String>,
 }
 
 /// Reads the `weir.*` headers of a DLQ record.
@@ -62,6 +68,7 @@ pub fn read(headers: &[Header]) -> Reading {
         replayed: text(header::REPLAYED)
             .and_then(|v| v.parse().ok())
             .unwrap_or(0),
+        cut: text(header::CUT),
     }
 }
 
@@ -138,12 +145,13 @@ impl DeadLetter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outcome::DlqReason;
     use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn keeps_original_headers_and_adds_weir_ones() {
         let letter = DeadLetter {
-            reason: "invalid",
+            reason: DlqReason::Invalid.as_str(),
             message: "payload.title: must not be empty",
             source_topic: "task-events",
             source_partition: 3,
@@ -179,7 +187,7 @@ mod tests {
     #[test]
     fn what_is_written_reads_back_and_replays_count() {
         let letter = DeadLetter {
-            reason: "timeout",
+            reason: DlqReason::Timeout.as_str(),
             message: "too slow",
             source_topic: "in",
             source_partition: 2,
@@ -249,7 +257,7 @@ mod tests {
 
     fn letter_at(failed_at: SystemTime) -> DeadLetter<'static> {
         DeadLetter {
-            reason: "trap",
+            reason: DlqReason::Trap.as_str(),
             message: "m",
             source_topic: "t",
             source_partition: 0,
@@ -265,7 +273,7 @@ mod tests {
     fn long_messages_are_cut_on_a_char_boundary() {
         let long = "é".repeat(MESSAGE_MAX);
         let letter = DeadLetter {
-            reason: "trap",
+            reason: DlqReason::Trap.as_str(),
             message: &long,
             source_topic: "t",
             source_partition: 0,

@@ -8,6 +8,6 @@ pub mod circuit;
 pub mod dlq;
 pub mod retry;
 
-pub use circuit::{Change, CircuitBreaker, CircuitWindow, Outcome, Permit};
+pub use circuit::{Admission, Change, CircuitBreaker, CircuitWindow, Outcome, Permit};
 pub use dlq::DeadLetter;
 pub use retry::{Decision, backoff, decide};

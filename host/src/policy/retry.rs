@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::config::RetryConfig;
-use crate::plugin::FailureKind;
+use crate::outcome::{DlqReason, FailureKind};
 
 /// What to do after a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,27 +11,17 @@ pub enum Decision {
     /// Try again after this delay.
     Retry(Duration),
     /// Give up: dead-letter the record with this `weir.error.reason`.
-    DeadLetter(&'static str),
+    DeadLetter(DlqReason),
 }
 
 /// Decides after attempt number `attempt` (1-based) failed with `kind`. `jitter` is a
 /// uniform sample in [0, 1).
 pub fn decide(kind: FailureKind, attempt: u32, retry: &RetryConfig, jitter: f64) -> Decision {
-    let retryable = matches!(
-        kind,
-        FailureKind::Transient
-            | FailureKind::Trap
-            | FailureKind::Timeout
-            | FailureKind::MemoryLimit
-    );
-    if !retryable {
-        return Decision::DeadLetter(kind.as_str());
-    }
-    if attempt >= retry.max_attempts {
-        return Decision::DeadLetter(match kind {
-            FailureKind::Transient => "retries-exhausted",
-            other => other.as_str(),
-        });
+    let reason = DlqReason::of(kind);
+    if let Some(reason) = reason
+        && (!kind.is_retryable() || attempt >= retry.max_attempts)
+    {
+        return Decision::DeadLetter(reason);
     }
     Decision::Retry(backoff(
         attempt,
@@ -77,11 +67,11 @@ mod tests {
     fn invalid_and_bad_output_go_straight_to_the_dlq() {
         assert_eq!(
             decide(FailureKind::Invalid, 1, &retry(5), 0.5),
-            Decision::DeadLetter("invalid")
+            Decision::DeadLetter(DlqReason::Invalid)
         );
         assert_eq!(
             decide(FailureKind::BadOutput, 1, &retry(5), 0.5),
-            Decision::DeadLetter("bad-output")
+            Decision::DeadLetter(DlqReason::BadOutput)
         );
     }
 
@@ -93,19 +83,24 @@ mod tests {
         ));
         assert_eq!(
             decide(FailureKind::Transient, 5, &retry(5), 0.5),
-            Decision::DeadLetter("retries-exhausted")
+            Decision::DeadLetter(DlqReason::RetriesExhausted)
         );
         assert_eq!(
             decide(FailureKind::Timeout, 5, &retry(5), 0.5),
-            Decision::DeadLetter("timeout")
+            Decision::DeadLetter(DlqReason::Timeout)
         );
         assert_eq!(
             decide(FailureKind::Trap, 1, &retry(1), 0.5),
-            Decision::DeadLetter("trap")
+            Decision::DeadLetter(DlqReason::Trap)
         );
         assert_eq!(
             decide(FailureKind::MemoryLimit, 2, &retry(2), 0.5),
-            Decision::DeadLetter("memory-limit")
+            Decision::DeadLetter(DlqReason::MemoryLimit)
         );
+        // A plugin the host cannot restart is not the record's fault.
+        assert!(matches!(
+            decide(FailureKind::Unavailable, 50, &retry(2), 0.5),
+            Decision::Retry(_)
+        ));
     }
 }

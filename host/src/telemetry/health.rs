@@ -2,8 +2,9 @@
 //! reports into this; the readiness endpoint and logs read it.
 //!
 //! A frozen broker often produces no error at all (connections stay open), so
-//! silence counts too: records in flight with no acknowledgement for
-//! [`STALL_AFTER`] is broker trouble.
+//! silence counts too: a pipeline with records in flight and no acknowledgement for
+//! [`STALL_AFTER`] is broker trouble. Each pipeline watches its own records
+//! ([`StallWatch`]): an idle pipeline must not hide a busy one's stall.
 //!
 //! A producer can also go quiet for good while the broker is fine: librdkafka 2.12
 //! keeps a partition leaderless after a metadata update named leader -1 (a broker
@@ -16,7 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// How long records may wait for any acknowledgement before weir says so.
@@ -40,6 +41,70 @@ struct State {
     fatal: Option<String>,
 }
 
+/// One pipeline's watch over its records in flight: when the broker last
+/// acknowledged one of them, and when it last answered one at all (took or refused
+/// it). Delivery callbacks stamp it; the pipeline's consumer thread checks it.
+#[derive(Debug)]
+pub struct StallWatch {
+    pipeline: Box<str>,
+    health: Arc<Health>,
+    /// In ms since the health's epoch.
+    last_ack_ms: AtomicU64,
+    last_report_ms: AtomicU64,
+}
+
+impl StallWatch {
+    /// The broker acknowledged one of the pipeline's records.
+    pub fn acked(&self) {
+        let now = self.health.now_ms();
+        self.last_ack_ms.store(now, Ordering::Relaxed);
+        self.last_report_ms.store(now, Ordering::Relaxed);
+    }
+
+    /// The broker refused one of the pipeline's records (not allowed, too large):
+    /// the producer is alive, whatever becomes of the record. Timeouts are not such
+    /// an answer.
+    pub fn answered(&self) {
+        self.last_report_ms
+            .store(self.health.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Reports broker trouble when `in_flight` of the pipeline's records have
+    /// waited past [`STALL_AFTER`] without any acknowledgement, and a wedged
+    /// producer (fatal) past [`WEDGED_AFTER`] without any answer while the broker
+    /// answers probes. Call periodically.
+    pub fn check(&self, in_flight: usize) {
+        let health = &self.health;
+        let now = health.now_ms();
+        if in_flight == 0 {
+            self.last_ack_ms.store(now, Ordering::Relaxed);
+            self.last_report_ms.store(now, Ordering::Relaxed);
+            return;
+        }
+        let since =
+            |at: &AtomicU64| Duration::from_millis(now.saturating_sub(at.load(Ordering::Relaxed)));
+        let silent = since(&self.last_ack_ms);
+        if silent >= STALL_AFTER && !health.troubled.load(Ordering::SeqCst) {
+            health.broker_trouble(format!(
+                "no acknowledgement from the broker for {}s with {in_flight} record(s) of pipeline {} in flight",
+                silent.as_secs(),
+                self.pipeline
+            ));
+        }
+        let unreported = since(&self.last_report_ms);
+        if unreported >= WEDGED_AFTER && since(&health.probe_failed_ms) >= WEDGED_AFTER {
+            health.fatal(format!(
+                "the producer has delivered none of {in_flight} record(s) in flight of pipeline {} for {}s \
+                 while the broker answers: librdkafka keeps a partition without a leader after \
+                 the broker was fenced (confluentinc/librdkafka#5430); weir stops so that a \
+                 restart gets new clients, and the records are processed again",
+                self.pipeline,
+                unreported.as_secs()
+            ));
+        }
+    }
+}
+
 /// Shared readiness state.
 #[derive(Debug)]
 pub struct Health {
@@ -48,11 +113,7 @@ pub struct Health {
     troubled: AtomicBool,
     /// Mirrors `!state.not_allowed.is_empty()`, likewise.
     forbidden: AtomicBool,
-    /// When the broker last acknowledged something, in ms since `epoch`.
-    last_ack_ms: AtomicU64,
-    /// When the broker last answered a delivery, taking or refusing it, likewise.
-    last_report_ms: AtomicU64,
-    /// When a probe of the broker last failed, likewise (0: never).
+    /// When a probe of the broker last failed, in ms since `epoch` (0: never).
     probe_failed_ms: AtomicU64,
     epoch: Instant,
 }
@@ -63,8 +124,6 @@ impl Default for Health {
             state: Mutex::default(),
             troubled: AtomicBool::new(false),
             forbidden: AtomicBool::new(false),
-            last_ack_ms: AtomicU64::new(0),
-            last_report_ms: AtomicU64::new(0),
             probe_failed_ms: AtomicU64::new(0),
             epoch: Instant::now(),
         }
@@ -100,9 +159,6 @@ impl Health {
 
     /// A successful delivery or commit. Cheap unless there was trouble.
     pub fn broker_ok(&self) {
-        let now = self.now_ms();
-        self.last_ack_ms.store(now, Ordering::Relaxed);
-        self.last_report_ms.store(now, Ordering::Relaxed);
         if self.troubled.swap(false, Ordering::SeqCst)
             && let Some((problem, since)) = self.lock().broker_problem.take()
         {
@@ -110,40 +166,15 @@ impl Health {
         }
     }
 
-    /// Reports broker trouble when `in_flight` records have waited past
-    /// [`STALL_AFTER`] without any acknowledgement. Call periodically.
-    pub fn watch_stall(&self, in_flight: i32) {
+    /// The stall watch of one pipeline.
+    pub fn stall_watch(self: &Arc<Self>, pipeline: &str) -> Arc<StallWatch> {
         let now = self.now_ms();
-        if in_flight <= 0 {
-            self.last_ack_ms.store(now, Ordering::Relaxed);
-            self.last_report_ms.store(now, Ordering::Relaxed);
-            return;
-        }
-        let since =
-            |at: &AtomicU64| Duration::from_millis(now.saturating_sub(at.load(Ordering::Relaxed)));
-        let silent = since(&self.last_ack_ms);
-        if silent >= STALL_AFTER && !self.troubled.load(Ordering::SeqCst) {
-            self.broker_trouble(format!(
-                "no acknowledgement from the broker for {}s with {in_flight} record(s) in flight",
-                silent.as_secs()
-            ));
-        }
-        let unreported = since(&self.last_report_ms);
-        if unreported >= WEDGED_AFTER && since(&self.probe_failed_ms) >= WEDGED_AFTER {
-            self.fatal(format!(
-                "the producer has delivered none of {in_flight} record(s) in flight for {}s \
-                 while the broker answers: librdkafka keeps a partition without a leader after \
-                 the broker was fenced (confluentinc/librdkafka#5430); weir stops so that a \
-                 restart gets new clients, and the records are processed again",
-                unreported.as_secs()
-            ));
-        }
-    }
-
-    /// The broker refused a delivery (not allowed, too large): the producer is
-    /// alive, whatever becomes of the record. Timeouts are not such an answer.
-    pub fn delivery_refused(&self) {
-        self.last_report_ms.store(self.now_ms(), Ordering::Relaxed);
+        Arc::new(StallWatch {
+            pipeline: pipeline.into(),
+            health: self.clone(),
+            last_ack_ms: AtomicU64::new(now),
+            last_report_ms: AtomicU64::new(now),
+        })
     }
 
     /// The broker refused a record for `topic` because the principal may not write
@@ -290,38 +321,52 @@ mod tests {
         assert!(health.readiness().is_ok());
     }
 
+    /// A health whose clock started `ago`, and a watch that has seen nothing since.
+    fn started(ago: Duration) -> (Arc<Health>, Arc<StallWatch>) {
+        let health = Arc::new(Health {
+            epoch: Instant::now() - ago,
+            ..Health::default()
+        });
+        let watch = health.stall_watch("p");
+        watch.last_ack_ms.store(0, Ordering::Relaxed);
+        watch.last_report_ms.store(0, Ordering::Relaxed);
+        (health, watch)
+    }
+
     #[test]
     fn silence_with_records_in_flight_is_trouble() {
-        let health = Health {
-            epoch: Instant::now() - STALL_AFTER * 2,
-            ..Health::default()
-        };
-        health.watch_stall(0);
+        let (health, watch) = started(STALL_AFTER * 2);
+        watch.check(0);
         assert!(health.readiness().is_ok());
-        health.last_ack_ms.store(0, Ordering::Relaxed);
-        health.watch_stall(3);
+        watch.last_ack_ms.store(0, Ordering::Relaxed);
+        watch.check(3);
+        let reason = health.readiness().unwrap_err();
         assert!(
-            health
-                .readiness()
-                .unwrap_err()
-                .contains("3 record(s) in flight")
+            reason.contains("3 record(s) of pipeline p in flight"),
+            "{reason}"
         );
         health.broker_ok();
         assert!(health.readiness().is_ok());
     }
 
-    /// A health whose clock started `ago`, with nothing reported since.
-    fn started(ago: Duration) -> Health {
-        Health {
-            epoch: Instant::now() - ago,
-            ..Health::default()
-        }
+    #[test]
+    fn an_idle_pipeline_does_not_hide_a_busy_ones_stall() {
+        let (health, busy) = started(STALL_AFTER * 2);
+        let idle = health.stall_watch("idle");
+        idle.check(0);
+        busy.check(2);
+        assert!(
+            health
+                .readiness()
+                .unwrap_err()
+                .contains("pipeline p in flight")
+        );
     }
 
     #[test]
     fn a_producer_silent_for_minutes_while_the_broker_answers_is_fatal() {
-        let health = started(WEDGED_AFTER * 2);
-        health.watch_stall(3);
+        let (health, watch) = started(WEDGED_AFTER * 2);
+        watch.check(3);
         let fatal = health.fatal_error().expect("fatal");
         assert!(fatal.contains("none of 3 record(s) in flight"), "{fatal}");
         assert!(fatal.contains("librdkafka#5430"), "{fatal}");
@@ -331,19 +376,19 @@ mod tests {
     #[test]
     fn an_outage_or_failed_deliveries_are_not_a_wedged_producer() {
         // The broker did not answer a probe lately: an outage, not a wedge.
-        let health = started(WEDGED_AFTER * 2);
+        let (health, watch) = started(WEDGED_AFTER * 2);
         health.probe_result(Err("no metadata answer".into()));
-        health.watch_stall(3);
+        watch.check(3);
         assert_eq!(health.fatal_error(), None);
         // Refusals are answers: the producer is alive (e.g. a missing ACL).
-        let health = started(WEDGED_AFTER * 2);
-        health.delivery_refused();
-        health.watch_stall(3);
+        let (health, watch) = started(WEDGED_AFTER * 2);
+        watch.answered();
+        watch.check(3);
         assert_eq!(health.fatal_error(), None);
         // Nothing in flight: nothing to report.
-        let health = started(WEDGED_AFTER * 2);
-        health.watch_stall(0);
-        health.watch_stall(3);
+        let (health, watch) = started(WEDGED_AFTER * 2);
+        watch.check(0);
+        watch.check(3);
         assert_eq!(health.fatal_error(), None);
     }
 }

@@ -60,6 +60,10 @@ impl OpsEndpoint {
 }
 
 fn text_header(content_type: &str) -> Header {
+    #[allow(
+        clippy::expect_used,
+        reason = "called with static, valid header values"
+    )]
     Header::from_bytes(&b"Content-Type"[..], content_type.as_bytes())
         .expect("a valid static header")
 }

@@ -3,7 +3,11 @@
 //! methods; nothing else touches the Prometheus types. Labels stay bounded: pipeline,
 //! plugin, topic, partition, outcome or reason, never a key, an offset or an id.
 
-use crate::plugin::FailureKind;
+// Metric definitions are static: one that does not build or register twice is a
+// bug that the unit tests below catch at once, never a runtime condition.
+#![allow(clippy::expect_used)]
+
+use crate::outcome::{DlqReason, FailureKind};
 
 use std::sync::LazyLock;
 
@@ -65,7 +69,7 @@ pub struct Metrics {
     transactions: IntCounterVec,
     transaction_duration: HistogramVec,
     /// 1 while `/readyz` would answer 200 (for alerting; not in SPEC §6's table).
-    pub ready: IntGauge,
+    ready: IntGauge,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -226,11 +230,28 @@ impl Metrics {
         PipelineMetrics {
             name: pipeline.to_owned(),
             consumed: self.records_consumed.with_label_values(&[pipeline]),
-            retries: self.retries.with_label_values(&[pipeline]),
-            latency: self.end_to_end_latency.with_label_values(&[pipeline]),
+            latency: Latency(self.end_to_end_latency.with_label_values(&[pipeline])),
             circuit_open: self.circuit_open.with_label_values(&[pipeline]),
             metrics: self.clone(),
         }
+    }
+
+    /// The retry counter of one pipeline (or branch).
+    pub fn retries(&self, pipeline: &str) -> Retries {
+        Retries(self.retries.with_label_values(&[pipeline]))
+    }
+
+    /// The dead-letter counters of one pipeline (or branch).
+    pub fn dead_letters(&self, pipeline: &str) -> DeadLetterMetrics {
+        DeadLetterMetrics {
+            pipeline: pipeline.into(),
+            records: self.dlq_records.clone(),
+        }
+    }
+
+    /// Sets `weir_ready`.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
     }
 
     /// Handles for the calls of one plugin in one pipeline (or branch).
@@ -238,7 +259,7 @@ impl Metrics {
         let outcome = |o: &str| self.plugin_calls.with_label_values(&[pipeline, plugin, o]);
         StageMetrics {
             ok: outcome("ok"),
-            failed: FAILURE_OUTCOMES.map(outcome),
+            failed: FailureKind::ALL.map(|kind| outcome(kind.as_str())),
             duration: self
                 .plugin_call_duration
                 .with_label_values(&[pipeline, plugin]),
@@ -268,13 +289,6 @@ impl Metrics {
         }
     }
 
-    /// Counts a dead letter (a rare event: looked up by label).
-    pub fn dead_lettered(&self, pipeline: &str, reason: &str) {
-        self.dlq_records
-            .with_label_values(&[pipeline, reason])
-            .inc();
-    }
-
     /// Makes a plugin's reload counters visible (at 0) from start-up.
     pub fn declare_plugin(&self, plugin: &str) {
         for outcome in ["ok", "rejected"] {
@@ -289,21 +303,11 @@ impl Metrics {
     }
 }
 
-/// The `outcome` labels of a failed plugin call, in [`FailureKind`] order.
-const FAILURE_OUTCOMES: [&str; 6] = [
-    "invalid",
-    "transient",
-    "trap",
-    "timeout",
-    "memory-limit",
-    "bad-output",
-];
-
 /// One plugin's call counters and duration, in one pipeline.
 #[derive(Clone)]
 pub struct StageMetrics {
     ok: IntCounter,
-    failed: [IntCounter; 6],
+    failed: [IntCounter; 7],
     duration: Histogram,
 }
 
@@ -321,78 +325,79 @@ impl StageMetrics {
 /// Produced-record counters of one topic, in one pipeline.
 #[derive(Clone)]
 pub struct RouteMetrics {
-    pub ok: IntCounter,
-    pub error: IntCounter,
+    ok: IntCounter,
+    error: IntCounter,
 }
 
-/// Transaction counters of one exactly-once pipeline.
+impl RouteMetrics {
+    /// The broker acknowledged a record.
+    pub fn delivered(&self) {
+        self.ok.inc();
+    }
+
+    /// A delivery attempt failed (the record is sent again, isolated or replaced).
+    pub fn failed(&self) {
+        self.error.inc();
+    }
+}
+
+/// `weir_dlq_records_total` of one pipeline (or branch). Dead letters are rare, so
+/// the reason's series is looked up when one is counted (and exists from then on).
 #[derive(Clone)]
-pub struct TransactionMetrics {
-    pub committed: IntCounter,
-    pub aborted: IntCounter,
-    pub fenced: IntCounter,
-    pub duration: Histogram,
+pub struct DeadLetterMetrics {
+    pipeline: std::sync::Arc<str>,
+    records: IntCounterVec,
 }
 
-/// One pipeline's metric handles.
+impl DeadLetterMetrics {
+    pub fn dead_lettered(&self, reason: DlqReason) {
+        self.records
+            .with_label_values(&[&*self.pipeline, reason.as_str()])
+            .inc();
+    }
+
+    /// How many records were dead-lettered for `reason` (for `weir demo`'s summary).
+    pub fn count(&self, reason: DlqReason) -> u64 {
+        self.records
+            .with_label_values(&[&*self.pipeline, reason.as_str()])
+            .get()
+    }
+}
+
+/// `weir_retries_total` of one pipeline (or branch).
 #[derive(Clone)]
-pub struct PipelineMetrics {
-    name: String,
-    pub consumed: IntCounter,
-    pub retries: IntCounter,
-    pub latency: Histogram,
-    pub circuit_open: IntGauge,
-    metrics: Metrics,
+pub struct Retries(IntCounter);
+
+impl Retries {
+    pub fn retried(&self) {
+        self.0.inc();
+    }
+
+    pub fn count(&self) -> u64 {
+        self.0.get()
+    }
 }
 
-impl PipelineMetrics {
-    pub fn plugin_call(&self, plugin: &str, outcome: &str, seconds: f64) {
-        self.metrics
-            .plugin_calls
-            .with_label_values(&[self.name.as_str(), plugin, outcome])
-            .inc();
-        self.metrics
-            .plugin_call_duration
-            .with_label_values(&[self.name.as_str(), plugin])
-            .observe(seconds);
-    }
+/// `weir_end_to_end_latency_seconds` of one pipeline.
+#[derive(Clone)]
+pub struct Latency(Histogram);
 
-    pub fn produced(&self, topic: &str, ok: bool) {
-        self.metrics
-            .records_produced
-            .with_label_values(&[self.name.as_str(), topic, if ok { "ok" } else { "error" }])
-            .inc();
-    }
-
-    pub fn dead_lettered(&self, reason: &str) {
-        self.metrics
-            .dlq_records
-            .with_label_values(&[self.name.as_str(), reason])
-            .inc();
-    }
-
-    pub fn lag(&self, topic: &str, partition: i32, lag: i64) {
-        self.metrics
-            .consumer_lag
-            .with_label_values(&[self.name.as_str(), topic, &partition.to_string()])
-            .set(lag);
-    }
-
-    /// Observes end-to-end latency from a record timestamp (ms since the epoch) to now.
-    pub fn record_latency(&self, timestamp_ms: Option<i64>) {
+impl Latency {
+    /// Observes the time from a record's timestamp (ms since the epoch) to now.
+    pub fn since(&self, timestamp_ms: Option<i64>) {
         if let Some(ts) = timestamp_ms {
             let now_ms = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64);
-            self.latency.observe((now_ms - ts).max(0) as f64 / 1000.0);
+            self.0.observe((now_ms - ts).max(0) as f64 / 1000.0);
         }
     }
 
-    /// Estimates a quantile of the end-to-end latency, in seconds, by linear
-    /// interpolation within histogram buckets (for `weir demo`'s summary).
-    pub fn latency_quantile(&self, q: f64) -> Option<f64> {
+    /// Estimates a quantile, in seconds, by linear interpolation within histogram
+    /// buckets (for `weir demo`'s summary).
+    pub fn quantile(&self, q: f64) -> Option<f64> {
         use prometheus::core::Metric;
-        let metric = self.latency.metric();
+        let metric = self.0.metric();
         let histogram = metric.get_histogram();
         let total = histogram.get_sample_count();
         if total == 0 {
@@ -410,15 +415,74 @@ impl PipelineMetrics {
         }
         Some(lower)
     }
+}
 
-    /// Reads a counter back (for `weir demo`'s summary).
-    pub fn dlq_count(&self, reason: &str) -> u64 {
-        self.metrics
-            .dlq_records
-            .with_label_values(&[self.name.as_str(), reason])
-            .get()
+/// Transaction counters of one exactly-once pipeline.
+#[derive(Clone)]
+pub struct TransactionMetrics {
+    committed: IntCounter,
+    aborted: IntCounter,
+    fenced: IntCounter,
+    duration: Histogram,
+}
+
+impl TransactionMetrics {
+    pub fn committed(&self) {
+        self.committed.inc();
     }
 
+    pub fn aborted(&self) {
+        self.aborted.inc();
+    }
+
+    pub fn fenced(&self) {
+        self.fenced.inc();
+    }
+
+    /// A transaction ended (committed or aborted) after `seconds`.
+    pub fn ended(&self, seconds: f64) {
+        self.duration.observe(seconds);
+    }
+}
+
+/// One pipeline's metric handles.
+#[derive(Clone)]
+pub struct PipelineMetrics {
+    name: String,
+    consumed: IntCounter,
+    latency: Latency,
+    circuit_open: IntGauge,
+    metrics: Metrics,
+}
+
+impl PipelineMetrics {
+    /// A record was taken from the input topic.
+    pub fn consumed(&self) {
+        self.consumed.inc();
+    }
+
+    pub fn consumed_count(&self) -> u64 {
+        self.consumed.get()
+    }
+
+    /// Sets `weir_circuit_open`.
+    pub fn circuit(&self, open: bool) {
+        self.circuit_open.set(i64::from(open));
+    }
+
+    /// The end-to-end latency histogram.
+    pub fn latency(&self) -> &Latency {
+        &self.latency
+    }
+
+    pub fn lag(&self, topic: &str, partition: i32, lag: i64) {
+        self.metrics
+            .consumer_lag
+            .with_label_values(&[self.name.as_str(), topic, &partition.to_string()])
+            .set(lag);
+    }
+
+    /// Records produced to `topic` and acknowledged (for `weir demo`'s summary).
     pub fn produced_count(&self, topic: &str) -> u64 {
         self.metrics
             .records_produced
@@ -435,14 +499,17 @@ mod tests {
     fn renders_every_spec_metric_once_used() {
         let metrics = Metrics::new();
         let p = metrics.pipeline("reminders");
-        p.consumed.inc();
-        p.plugin_call("task_validator", "ok", 0.000_01);
-        p.produced("reminders", true);
-        p.retries.inc();
-        p.dead_lettered("invalid");
+        p.consumed();
+        metrics
+            .stage("reminders", "task_validator")
+            .call(None, 0.000_01);
+        metrics.route("reminders", "reminders").delivered();
+        metrics.retries("reminders").retried();
+        let dlq = metrics.dead_letters("reminders");
+        dlq.dead_lettered(DlqReason::Invalid);
         p.lag("task-events", 0, 3);
-        p.latency.observe(0.01);
-        p.circuit_open.set(0);
+        p.latency().since(Some(0));
+        p.circuit(false);
         metrics.plugin_reloaded("task_validator", true);
         let text = metrics.render();
         for name in [
@@ -459,7 +526,7 @@ mod tests {
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }
-        assert_eq!(p.dlq_count("invalid"), 1);
+        assert_eq!(dlq.count(DlqReason::Invalid), 1);
     }
 
     #[test]

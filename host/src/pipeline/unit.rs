@@ -1,0 +1,89 @@
+//! What the runner, the producer's callbacks and the committer share about one
+//! assigned partition ([`PartitionUnit`]), and about one consumed record
+//! ([`Source`]).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use crate::kafka::OffsetTracker;
+use crate::record::Event;
+use crate::telemetry::health::StallWatch;
+use crate::telemetry::metrics::Latency;
+
+/// One assigned partition of a pipeline.
+pub struct PartitionUnit {
+    pub partition: i32,
+    pub tracker: OffsetTracker,
+    /// The pipeline's end-to-end latency.
+    latency: Latency,
+    /// The pipeline's watch over its records in flight.
+    pub stall: Arc<StallWatch>,
+    /// Where an exactly-once rewind goes back to: the offset last committed for
+    /// sure, or else the first offset this partition's runners were given (-1:
+    /// nothing handled yet, no need to move).
+    rewind_to: AtomicI64,
+}
+
+impl PartitionUnit {
+    /// `rewind_to`: the position a previous unit of the partition would rewind to.
+    pub fn new(
+        partition: i32,
+        latency: Latency,
+        stall: Arc<StallWatch>,
+        rewind_to: Option<i64>,
+    ) -> PartitionUnit {
+        PartitionUnit {
+            partition,
+            tracker: OffsetTracker::new(),
+            latency,
+            stall,
+            rewind_to: AtomicI64::new(rewind_to.unwrap_or(-1)),
+        }
+    }
+
+    /// The runner got its first record, at `offset`.
+    pub fn started_at(&self, offset: i64) {
+        let _ = self
+            .rewind_to
+            .compare_exchange(-1, offset, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    /// A transaction committed the partition's offset `next`.
+    pub fn committed(&self, next: i64) {
+        self.rewind_to.store(next, Ordering::SeqCst);
+    }
+
+    /// Where a rewind goes back to, if anything was handled.
+    pub fn rewind_to(&self) -> Option<i64> {
+        Some(self.rewind_to.load(Ordering::SeqCst)).filter(|o| *o >= 0)
+    }
+
+    /// Observes the end-to-end latency of a record that is done.
+    pub fn done(&self, source: &Event) {
+        self.latency.since(source.timestamp_ms);
+    }
+}
+
+/// A consumed record, shared by the tickets of everything it causes.
+pub struct Source {
+    pub event: Event,
+    /// Bits of the branches that dead-lettered it because the broker refused one of
+    /// their outputs, so that a record is dead-lettered once per branch.
+    pub(super) refused: AtomicU64,
+}
+
+impl Source {
+    pub fn new(event: Event) -> Arc<Source> {
+        Arc::new(Source {
+            event,
+            refused: AtomicU64::new(0),
+        })
+    }
+
+    /// Marks branch `index` as dead-lettered for a refused output; `false` when it
+    /// already was.
+    pub(super) fn refuse_once(&self, index: usize) -> bool {
+        let bit = 1u64 << index.min(63);
+        self.refused.fetch_or(bit, Ordering::SeqCst) & bit == 0
+    }
+}
