@@ -149,6 +149,6 @@ impl Running {
         if let Some(reloader) = self.reloader {
             reloader.join(deadline);
         }
-        result
+        Ok(result?)
     }
 }

@@ -513,7 +513,7 @@ impl Weir {
     pub fn start_with(config: &Path, log_dir: &Path, name: &str, extra: &[&str]) -> Weir {
         let log = log_dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+        let mut command = Command::new(super::weir_bin());
         // A test process that is killed takes its weir processes with it.
         unsafe {
             use std::os::unix::process::CommandExt;

@@ -90,9 +90,16 @@ pub fn stamp_build(stamp: &str) -> PathBuf {
     copy
 }
 
+/// The `weir` binary under test: this build's, or `WEIR_TEST_BIN` (to show that a
+/// test fails on another version, e.g. one from before a fix).
+pub fn weir_bin() -> PathBuf {
+    std::env::var_os("WEIR_TEST_BIN")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_weir")), PathBuf::from)
+}
+
 /// A `weir` command, run from the repository root.
 pub fn weir() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
+    let mut command = Command::new(weir_bin());
     command.current_dir(root()).env("WEIR_LOG", "info");
     command
 }

@@ -476,13 +476,11 @@ fn read_original(client: &ClientConfig, letter: &Letter) -> Result<Letter, Strin
     tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
         .and_then(|()| consumer.assign(&tpl))
         .map_err(|e| format!("cannot read {topic}: {e}"))?;
-    loop {
-        match consumer.poll(Duration::from_secs(10)) {
-            Some(Ok(message)) if message.offset() == offset => return Ok(Letter::of(&message)),
-            Some(Ok(_)) | Some(Err(KafkaError::PartitionEOF(_))) => return Err(gone()),
-            Some(Err(error)) => return Err(format!("cannot read {topic}: {error}")),
-            None => return Err(format!("cannot read {topic}: no record within 10s")),
-        }
+    match consumer.poll(Duration::from_secs(10)) {
+        Some(Ok(message)) if message.offset() == offset => Ok(Letter::of(&message)),
+        Some(Ok(_)) | Some(Err(KafkaError::PartitionEOF(_))) => Err(gone()),
+        Some(Err(error)) => Err(format!("cannot read {topic}: {error}")),
+        None => Err(format!("cannot read {topic}: no record within 10s")),
     }
 }
 

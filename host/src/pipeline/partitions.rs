@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rdkafka::Offset;
 use rdkafka::consumer::Consumer;
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::topic_partition_list::TopicPartitionList;
@@ -19,7 +18,6 @@ use super::runner::PartitionRunner;
 use super::sink::{Commit, Committed};
 use super::unit::PartitionUnit;
 use crate::kafka::consumer::{PipelineConsumer, PipelineContext, RebalanceHandler};
-use crate::policy::backoff;
 use crate::shutdown::{Shutdown, join_until};
 use crate::telemetry::Health;
 
@@ -28,12 +26,12 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The runners of one pipeline, keyed by partition.
 pub struct PartitionSet {
-    pipeline: Arc<LivePipeline>,
+    pub(in crate::pipeline) pipeline: Arc<LivePipeline>,
     /// A runner that panics is a fatal error reported here.
     health: Arc<Health>,
     runners: Mutex<BTreeMap<i32, RunnerHandle>>,
     /// Exactly-once rewinds in a row, for their backoff.
-    rewinds: AtomicU32,
+    pub(in crate::pipeline) rewinds: AtomicU32,
     /// Rewind positions handed from stopped units to the next ones (a rewind).
     carried: Mutex<HashMap<i32, i64>>,
 }
@@ -60,7 +58,7 @@ impl PartitionSet {
         }
     }
 
-    fn carried(&self) -> std::sync::MutexGuard<'_, HashMap<i32, i64>> {
+    pub(in crate::pipeline) fn carried(&self) -> std::sync::MutexGuard<'_, HashMap<i32, i64>> {
         self.carried.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -159,7 +157,7 @@ impl PartitionSet {
 
     /// Stops the runners of `partitions` and waits for them (until `deadline`);
     /// returns their partitions' units.
-    fn halt(&self, partitions: &[i32], deadline: Instant) -> Vec<(i32, Arc<PartitionUnit>)> {
+    pub(in crate::pipeline) fn halt(&self, partitions: &[i32], deadline: Instant) -> Vec<(i32, Arc<PartitionUnit>)> {
         let stopped: Vec<(i32, RunnerHandle)> = {
             let mut runners = self.runners();
             partitions
@@ -179,55 +177,6 @@ impl PartitionSet {
                 (partition, runner.unit)
             })
             .collect()
-    }
-
-    /// After an aborted transaction: drops the partitions' work, moves them back to
-    /// where their last committed transaction left them (or where they started),
-    /// and starts their runners again.
-    fn rewind(&self, consumer: &Arc<PipelineConsumer>) {
-        let partitions = self.partitions();
-        let input = self.pipeline.input();
-        let halted = self.halt(&partitions, Instant::now() + DRAIN_TIMEOUT);
-        let rewinds = self.rewinds.fetch_add(1, Ordering::Relaxed) + 1;
-        let pause = backoff(
-            rewinds,
-            Duration::from_millis(100),
-            Duration::from_secs(10),
-            1.0,
-        );
-        if !self.pipeline.stop().sleep(pause) {
-            return;
-        }
-        for (partition, unit) in &halted {
-            let Some(offset) = unit.rewind_to() else {
-                continue;
-            };
-            self.carried().insert(*partition, offset);
-            if let Err(error) = consumer.seek(
-                input,
-                *partition,
-                Offset::Offset(offset),
-                Duration::from_secs(10),
-            ) {
-                tracing::warn!(pipeline = %self.pipeline.name(), partition, %error, "cannot rewind; rejoining the group instead");
-                self.rejoin(consumer);
-                return;
-            }
-        }
-        tracing::info!(pipeline = %self.pipeline.name(), partitions = ?partitions, "rewound to the committed offsets");
-        self.assigning(consumer, &partitions);
-    }
-
-    /// After a fence: drops every partition's work and asks the group for an
-    /// assignment again.
-    fn rejoin(&self, consumer: &Arc<PipelineConsumer>) {
-        let partitions = self.partitions();
-        self.halt(&partitions, Instant::now() + DRAIN_TIMEOUT);
-        self.carried().clear();
-        consumer.unsubscribe();
-        if let Err(error) = consumer.subscribe(&[self.pipeline.input()]) {
-            tracing::error!(pipeline = %self.pipeline.name(), %error, "cannot subscribe again");
-        }
     }
 }
 

@@ -11,16 +11,17 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rdkafka::Offset;
+use rdkafka::{ClientConfig, Offset};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 
 use super::live::LivePipeline;
 use super::partitions::{DRAIN_TIMEOUT, PartitionSet};
-use super::sink::{AtLeastOnce, Commit, Sink};
+use super::sink::{AtLeastOnce, Commit, RecordTicket, Sink};
 use super::snapshot::Snapshot;
 use super::transaction::Transactional;
 use crate::config::{Delivery, PipelineConfig, WeirConfig};
+use crate::telemetry::health::StallWatch;
 use crate::kafka::consumer::{PipelineConsumer, PipelineContext, consumer_config, create_consumer};
 use crate::kafka::producer::OutputProducer;
 use crate::kafka::{Brokers, committed_offsets};
@@ -75,13 +76,55 @@ pub struct Runtime {
     /// The running pipelines, in config order (the reloader swaps their snapshots).
     pub pipelines: Vec<Arc<LivePipeline>>,
     /// The at-least-once producer, shared by those pipelines.
-    producer: Option<OutputProducer<super::sink::RecordTicket>>,
+    producer: Option<OutputProducer<RecordTicket>>,
     pub metrics: Metrics,
     pub health: Arc<Health>,
 }
 
+/// Why the runtime could not start, or did not stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot create the {what}: {source}")]
+    Client {
+        what: String,
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("cannot subscribe pipeline {pipeline} to {topic}: {source}")]
+    Subscribe {
+        pipeline: String,
+        topic: String,
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("cannot start the {what} thread: {source}")]
+    Thread { what: String, source: std::io::Error },
+    #[error(
+        "{pending} record(s) were not delivered within the {DRAIN_TIMEOUT:?} drain timeout; \
+         their inputs are not committed and will be processed again"
+    )]
+    Undelivered { pending: i32 },
+    #[error("stopped after a fatal error: {0}")]
+    Fatal(String),
+}
+
+fn client_error(what: impl Into<String>) -> impl FnOnce(rdkafka::error::KafkaError) -> RuntimeError {
+    let what = what.into();
+    move |source| RuntimeError::Client { what, source }
+}
+
+fn spawn(
+    name: String,
+    body: impl FnOnce() + Send + 'static,
+) -> Result<JoinHandle<()>, RuntimeError> {
+    std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(body)
+        .map_err(|source| RuntimeError::Thread { what: name, source })
+}
+
 impl Runtime {
-    /// Starts every pipeline of `config` against `brokers` (already provisioned).
+    /// Starts every pipeline of `config` against `brokers` (already provisioned):
+    /// the shared at-least-once producer, then each pipeline (its sink, its live
+    /// state, its consumer thread), then the watchdog.
     pub fn start(
         config: &WeirConfig,
         brokers: &Brokers,
@@ -89,7 +132,7 @@ impl Runtime {
         metrics: Metrics,
         health: Arc<Health>,
         shutdown: Shutdown,
-    ) -> anyhow::Result<Runtime> {
+    ) -> Result<Runtime, RuntimeError> {
         let base = brokers.client_config(config);
         let needs_producer = config
             .pipelines
@@ -100,108 +143,23 @@ impl Runtime {
         let producer = needs_producer
             .then(|| OutputProducer::spawn(&base, health.clone(), Shutdown::new()))
             .transpose()
-            .context("cannot create the Kafka producer")?;
+            .map_err(client_error("Kafka producer"))?;
         let mut consumers = Vec::new();
         let mut pipelines = Vec::new();
-        for (config_pipeline, versions) in config.pipelines.iter().zip(plugins) {
-            let name = config_pipeline.name();
-            let snapshot = Snapshot::build(config_pipeline, versions, &metrics, None);
-            let pipeline_metrics = metrics.pipeline(name);
-            pipeline_metrics.circuit(false);
-            let stall = health.stall_watch(name);
-            let max_record = config.kafka.message_max_bytes();
-            for version in snapshot.plugins() {
-                metrics.declare_plugin(&version.name);
-            }
-            let stop = shutdown.child();
-            let (sink, commit_every): (Arc<dyn Sink>, Duration) = match config_pipeline.delivery {
-                Delivery::AtLeastOnce => (
-                    Arc::new(AtLeastOnce {
-                        producer: producer
-                            .clone()
-                            .context("no producer for an at-least-once pipeline")?,
-                        health: health.clone(),
-                        max_record,
-                    }),
-                    COMMIT_INTERVAL,
-                ),
-                Delivery::ExactlyOnce => (
-                    Arc::new(
-                        Transactional::spawn(
-                            &base,
-                            config_pipeline,
-                            metrics.transactions(name),
-                            health.clone(),
-                            stall.clone(),
-                            max_record,
-                        )
-                        .with_context(|| {
-                            format!("cannot start the transactions of pipeline {name}")
-                        })?,
-                    ),
-                    config_pipeline.transaction_interval.0,
-                ),
-            };
-            let pipeline = Arc::new(LivePipeline::new(
-                snapshot,
-                config_pipeline.input(),
-                sink,
-                config_pipeline.workers(),
-                pipeline_metrics,
-                stall,
-                stop,
-            ));
-            health.pipeline_assigned(name, false);
-            pipelines.push(pipeline.clone());
-            let set = Arc::new(PartitionSet::new(pipeline.clone(), health.clone()));
-            let context = PipelineContext::new(name.to_owned(), health.clone(), set.clone());
-            let consumer =
-                create_consumer(&consumer_config(&base, &config_pipeline.group()), context)
-                    .with_context(|| format!("cannot create the consumer of pipeline {name}"))?;
-            consumer
-                .subscribe(&[config_pipeline.input()])
-                .with_context(|| {
-                    format!(
-                        "cannot subscribe pipeline {name} to {}",
-                        config_pipeline.input()
-                    )
-                })?;
-            tracing::info!(
-                pipeline = name, input = config_pipeline.input(), group = %config_pipeline.group(),
-                delivery = config_pipeline.delivery.as_str(),
-                branches = ?config_pipeline.branches().iter().map(|b| format!("{} (dlq {})", b.name, b.dlq())).collect::<Vec<_>>(),
-                plugins = ?pipeline.snapshot().plugins().map(|v| v.label.to_string()).collect::<Vec<_>>(),
-                "pipeline started"
-            );
-            let thread = std::thread::Builder::new()
-                .name(format!("weir-consume-{name}"))
-                .spawn(move || consume(consumer, set, pipeline, commit_every))
-                .context("cannot start a consumer thread")?;
-            consumers.push((name.to_owned(), thread));
+        let starter = PipelineStarter {
+            config,
+            base: &base,
+            producer: producer.as_ref(),
+            metrics: &metrics,
+            health: &health,
+            shutdown: &shutdown,
+        };
+        for (pipeline, versions) in config.pipelines.iter().zip(plugins) {
+            let (live, consumer) = starter.start(pipeline, versions)?;
+            pipelines.push(live);
+            consumers.push((pipeline.name().to_owned(), consumer));
         }
-        let probe: BaseConsumer = base.create().context("cannot create the broker probe")?;
-        let lags = config
-            .pipelines
-            .iter()
-            .map(|p| {
-                let offsets: BaseConsumer = base
-                    .clone()
-                    .set("group.id", p.group())
-                    .create()
-                    .context("cannot create the lag reader")?;
-                Ok(LagReader {
-                    offsets,
-                    topic: p.input().to_owned(),
-                    metrics: metrics.pipeline(p.name()),
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let (watch_stop, watch_health, watch_ready) =
-            (shutdown.clone(), health.clone(), metrics.clone());
-        let watchdog = std::thread::Builder::new()
-            .name("weir-watchdog".into())
-            .spawn(move || watch(probe, lags, watch_health, watch_ready, watch_stop))
-            .context("cannot start the watchdog thread")?;
+        let watchdog = start_watchdog(config, &base, &metrics, &health, &shutdown)?;
         Ok(Runtime {
             shutdown,
             consumers,
@@ -215,7 +173,7 @@ impl Runtime {
 
     /// Stops fetching, lets in-flight records finish, commits, flushes the producer:
     /// all within [`DRAIN_TIMEOUT`] of the stop signal.
-    pub fn shutdown(self) -> anyhow::Result<()> {
+    pub fn shutdown(self) -> Result<(), RuntimeError> {
         self.shutdown.trigger();
         let deadline = Instant::now() + DRAIN_TIMEOUT;
         // Consumer threads use the same deadline; give them a moment more to close.
@@ -229,15 +187,12 @@ impl Runtime {
             if producer.flush(left).is_err() {
                 let pending = producer.in_flight();
                 producer.abandon();
-                anyhow::bail!(
-                    "{pending} record(s) were not delivered within the {DRAIN_TIMEOUT:?} drain timeout; \
-                     their inputs are not committed and will be processed again"
-                );
+                return Err(RuntimeError::Undelivered { pending });
             }
             producer.close();
         }
         if let Some(problem) = self.health.fatal_error() {
-            anyhow::bail!("stopped after a fatal Kafka client error: {problem}");
+            return Err(RuntimeError::Fatal(problem));
         }
         Ok(())
     }
@@ -255,6 +210,140 @@ impl Runtime {
             }
         }
     }
+}
+
+/// What every pipeline's start needs.
+struct PipelineStarter<'a> {
+    config: &'a WeirConfig,
+    /// The client config with `[kafka]`.
+    base: &'a ClientConfig,
+    /// The shared at-least-once producer, if any pipeline is at-least-once.
+    producer: Option<&'a OutputProducer<RecordTicket>>,
+    metrics: &'a Metrics,
+    health: &'a Arc<Health>,
+    shutdown: &'a Shutdown,
+}
+
+impl PipelineStarter<'_> {
+    /// Starts one pipeline: its snapshot and sink, its live state, and its consumer
+    /// thread, subscribed to its input.
+    fn start(
+        &self,
+        pipeline: &PipelineConfig,
+        versions: Vec<Arc<PluginVersion>>,
+    ) -> Result<(Arc<LivePipeline>, JoinHandle<()>), RuntimeError> {
+        let (name, metrics, health) = (pipeline.name(), self.metrics, self.health);
+        let snapshot = Snapshot::build(pipeline, versions, metrics, None);
+        let pipeline_metrics = metrics.pipeline(name);
+        pipeline_metrics.circuit(false);
+        for version in snapshot.plugins() {
+            metrics.declare_plugin(&version.name);
+        }
+        let stall = health.stall_watch(name);
+        let (sink, commit_every) = self.sink(pipeline, &stall)?;
+        let live = Arc::new(LivePipeline::new(
+            snapshot,
+            pipeline.input(),
+            sink,
+            pipeline.workers(),
+            pipeline_metrics,
+            stall,
+            self.shutdown.child(),
+        ));
+        health.pipeline_assigned(name, false);
+        let set = Arc::new(PartitionSet::new(live.clone(), health.clone()));
+        let context = PipelineContext::new(name.to_owned(), health.clone(), set.clone());
+        let consumer = create_consumer(&consumer_config(self.base, &pipeline.group()), context)
+            .map_err(client_error(format!("consumer of pipeline {name}")))?;
+        consumer
+            .subscribe(&[pipeline.input()])
+            .map_err(|source| RuntimeError::Subscribe {
+                pipeline: name.to_owned(),
+                topic: pipeline.input().to_owned(),
+                source,
+            })?;
+        tracing::info!(
+            pipeline = name, input = pipeline.input(), group = %pipeline.group(),
+            delivery = pipeline.delivery.as_str(),
+            branches = ?pipeline.branches().iter().map(|b| format!("{} (dlq {})", b.name, b.dlq())).collect::<Vec<_>>(),
+            plugins = ?live.snapshot().plugins().map(|v| v.label.to_string()).collect::<Vec<_>>(),
+            "pipeline started"
+        );
+        let running = live.clone();
+        let thread = spawn(format!("weir-consume-{name}"), move || {
+            consume(consumer, set, running, commit_every)
+        })?;
+        Ok((live, thread))
+    }
+
+    /// The pipeline's sink and how often it commits.
+    fn sink(
+        &self,
+        pipeline: &PipelineConfig,
+        stall: &Arc<StallWatch>,
+    ) -> Result<(Arc<dyn Sink>, Duration), RuntimeError> {
+        let name = pipeline.name();
+        let max_record = self.config.kafka.message_max_bytes();
+        Ok(match pipeline.delivery {
+            Delivery::AtLeastOnce => {
+                let producer = self.producer.cloned().ok_or_else(|| RuntimeError::Client {
+                    what: format!("producer of pipeline {name}"),
+                    source: rdkafka::error::KafkaError::ClientCreation(
+                        "no shared producer was made".into(),
+                    ),
+                })?;
+                let sink = AtLeastOnce {
+                    producer,
+                    health: self.health.clone(),
+                    max_record,
+                };
+                (Arc::new(sink), COMMIT_INTERVAL)
+            }
+            Delivery::ExactlyOnce => {
+                let sink = Transactional::spawn(
+                    self.base,
+                    pipeline,
+                    self.metrics.transactions(name),
+                    self.health.clone(),
+                    stall.clone(),
+                    max_record,
+                )
+                .map_err(client_error(format!("transactional producer of pipeline {name}")))?;
+                (Arc::new(sink), pipeline.transaction_interval.0)
+            }
+        })
+    }
+}
+
+/// Starts the watchdog: the broker probe and every pipeline's lag reader.
+fn start_watchdog(
+    config: &WeirConfig,
+    base: &ClientConfig,
+    metrics: &Metrics,
+    health: &Arc<Health>,
+    shutdown: &Shutdown,
+) -> Result<JoinHandle<()>, RuntimeError> {
+    let probe: BaseConsumer = base.create().map_err(client_error("broker probe"))?;
+    let lags = config
+        .pipelines
+        .iter()
+        .map(|p| {
+            let offsets: BaseConsumer = base
+                .clone()
+                .set("group.id", p.group())
+                .create()
+                .map_err(client_error(format!("lag reader of pipeline {}", p.name())))?;
+            Ok(LagReader {
+                offsets,
+                topic: p.input().to_owned(),
+                metrics: metrics.pipeline(p.name()),
+            })
+        })
+        .collect::<Result<Vec<_>, RuntimeError>>()?;
+    let (stop, health, metrics) = (shutdown.clone(), health.clone(), metrics.clone());
+    spawn("weir-watchdog".into(), move || {
+        watch(probe, lags, health, metrics, stop)
+    })
 }
 
 /// The consumer thread of one pipeline.

@@ -29,19 +29,25 @@
 //! its verdicts are final, so a long backoff only holds back its own partition's
 //! offsets.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::Offset;
-use rdkafka::client::ClientContext;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::topic_partition_list::TopicPartitionList;
 
+mod context;
+mod failure;
+mod refusals;
+mod rewind;
+
+use self::context::TxnContext;
+use self::failure::{ErrorFacts, TxnFailure, classify};
+use self::refusals::{Applied, Refusals, TxnTicket, apply_refusals};
 use super::letters::report;
 use super::process::Verdict;
 use super::sink::{Commit, Committed, Produced, Sink, produced};
@@ -57,173 +63,6 @@ use crate::telemetry::metrics::TransactionMetrics;
 
 /// How long one transactional call may take before it counts as failed.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// What the broker (or the client) said of one message of a record.
-#[derive(Debug, Clone, PartialEq)]
-enum Refusal {
-    /// Refused in a batch: produce the record alone next time.
-    Suspect,
-    /// An output refused alone, or by the client itself: dead-letter the branch.
-    Final { branch: usize, message: String },
-    /// The branch's dead letter was refused alone: cut it to the least next time.
-    Letter { branch: usize },
-}
-
-/// Everything refused of one record so far, across its passes.
-#[derive(Debug, Clone, Default, PartialEq)]
-struct Known {
-    /// Produce it alone, between two flushes.
-    alone: bool,
-    /// Branches to dead-letter as `produce-rejected`, with the broker's reason.
-    rejected: Vec<(usize, String)>,
-    /// Branches whose dead letter is cut to the least.
-    cut: u64,
-}
-
-impl Known {
-    fn learn(&mut self, refusal: Refusal) {
-        match refusal {
-            Refusal::Suspect => self.alone = true,
-            Refusal::Final { branch, message } => {
-                if !self.rejected.iter().any(|(b, _)| *b == branch) {
-                    self.rejected.push((branch, message));
-                }
-            }
-            Refusal::Letter { branch } => self.cut |= 1u64 << branch.min(63),
-        }
-    }
-}
-
-/// The refusals of records in uncommitted transactions, by (partition, offset).
-#[derive(Default)]
-struct Refusals(Mutex<HashMap<(i32, i64), Known>>);
-
-impl Refusals {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(i32, i64), Known>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn learn(&self, partition: i32, offset: i64, refusal: Refusal) {
-        self.lock()
-            .entry((partition, offset))
-            .or_default()
-            .learn(refusal);
-    }
-
-    fn known(&self, partition: i32, offset: i64) -> Option<Known> {
-        self.lock().get(&(partition, offset)).cloned()
-    }
-
-    /// Forgets the records before `committed`'s offsets (partition, next offset).
-    fn forget(&self, committed: &[(i32, i64)]) {
-        self.lock().retain(|(partition, offset), _| {
-            committed
-                .iter()
-                .all(|(p, next)| p != partition || offset >= next)
-        });
-    }
-}
-
-/// Which record a produced message belongs to.
-struct TxnTicket {
-    partition: i32,
-    offset: i64,
-    branch: usize,
-    /// A dead letter, not an output.
-    letter: bool,
-    /// Produced alone, between two flushes.
-    alone: bool,
-}
-
-impl TxnTicket {
-    /// What a refusal of this message means for its record. `by_client`: weir's
-    /// own client refused it, which it would do alone as well.
-    fn refusal(&self, topic: &str, error: &str, by_client: bool) -> Refusal {
-        match (self.letter, self.alone || by_client) {
-            (_, false) => Refusal::Suspect,
-            (true, true) => Refusal::Letter {
-                branch: self.branch,
-            },
-            (false, true) => Refusal::Final {
-                branch: self.branch,
-                message: format!("the broker refused an output to {topic}: {error}"),
-            },
-        }
-    }
-}
-
-/// The transactional producer's callbacks.
-struct TxnContext {
-    pipeline: Arc<str>,
-    health: Arc<Health>,
-    stall: Arc<StallWatch>,
-    /// A delivery failed: the open transaction can only be aborted.
-    doomed: Arc<AtomicBool>,
-    refusals: Arc<Refusals>,
-}
-
-impl ClientContext for TxnContext {
-    fn error(&self, error: KafkaError, reason: &str) {
-        match error.rdkafka_error_code() {
-            Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure) => {
-                self.health
-                    .broker_trouble(format!("producer of {}: {reason}", self.pipeline));
-            }
-            Some(RDKafkaErrorCode::Fatal) => {
-                // Handled where the transaction is committed: the producer is replaced.
-                tracing::debug!(pipeline = %self.pipeline, reason, "transactional producer: fatal error");
-                self.doomed.store(true, Ordering::SeqCst);
-            }
-            _ => tracing::warn!(pipeline = %self.pipeline, %error, reason, "producer error"),
-        }
-    }
-}
-
-impl ProducerContext for TxnContext {
-    type DeliveryOpaque = Box<TxnTicket>;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, ticket: Box<TxnTicket>) {
-        use rdkafka::message::Message;
-        let (error, message) = match result {
-            Ok(message) => {
-                self.health.broker_ok();
-                self.health.allowed(message.topic());
-                self.stall.acked();
-                return;
-            }
-            Err(failed) => failed,
-        };
-        self.doomed.store(true, Ordering::SeqCst);
-        let code = error.rdkafka_error_code();
-        if matches!(
-            code,
-            Some(
-                RDKafkaErrorCode::PurgeQueue
-                    | RDKafkaErrorCode::PurgeInflight
-                    | RDKafkaErrorCode::State
-            )
-        ) {
-            // A consequence of an abort, not a verdict on the record.
-            return;
-        }
-        let topic = message.topic();
-        let trouble = Trouble::of(code);
-        if trouble != Trouble::Broker {
-            self.stall.answered();
-        }
-        match trouble {
-            Trouble::Refused => {
-                let refusal = ticket.refusal(topic, &error.to_string(), false);
-                self.refusals
-                    .learn(ticket.partition, ticket.offset, refusal);
-            }
-            Trouble::NotAllowed => self.health.not_allowed(topic, &error.to_string()),
-            Trouble::Broker => self
-                .health
-                .broker_trouble(format!("delivery to {topic} failed: {error}")),
-        }
-    }
-}
 
 type TxnProducer = ThreadedProducer<TxnContext>;
 
@@ -254,13 +93,6 @@ pub struct Transactional {
     stall: Arc<StallWatch>,
     /// The producer's `message.max.bytes`: dead letters are cut to fit it.
     max_record: usize,
-}
-
-fn transaction_error(error: &KafkaError) -> Option<&rdkafka::error::RDKafkaError> {
-    match error {
-        KafkaError::Transaction(e) => Some(e),
-        _ => None,
-    }
 }
 
 impl Transactional {
@@ -411,50 +243,6 @@ impl Transactional {
     }
 }
 
-/// A record's verdicts with what is known of its refusals applied.
-struct Applied {
-    verdicts: Vec<Verdict>,
-    /// Produce it alone, between two flushes (an output was refused in a batch).
-    alone: bool,
-    /// Branches whose dead letter was refused whole: cut theirs to the least.
-    cut: u64,
-}
-
-/// Applies what is known of a record's refusals to its verdicts: a branch with an
-/// output refused for good has its outputs turned into a `produce-rejected` dead
-/// letter; a record refused in a batch is produced alone; a refused dead letter is
-/// cut to the least.
-fn apply_refusals(known: Option<Known>, verdicts: Vec<Verdict>) -> Applied {
-    let Some(known) = known else {
-        return Applied {
-            verdicts,
-            alone: false,
-            cut: 0,
-        };
-    };
-    let verdicts = verdicts
-        .into_iter()
-        .enumerate()
-        .map(|(b, verdict)| {
-            let rejected = known.rejected.iter().find(|(branch, _)| *branch == b);
-            match (verdict, rejected) {
-                (Verdict::Deliver(routed), Some((_, message))) => match routed.first() {
-                    Some(first) => Verdict::Refused {
-                        branch: first.route.branch.clone(),
-                        message: message.clone(),
-                    },
-                    None => Verdict::Deliver(routed),
-                },
-                (verdict, _) => verdict,
-            }
-        })
-        .collect();
-    Applied {
-        verdicts,
-        alone: known.alone,
-        cut: known.cut,
-    }
-}
 
 fn new_producer(
     config: &ClientConfig,
@@ -624,11 +412,8 @@ impl Sink for Transactional {
                     return Committed::Done;
                 }
                 Err(error) => {
-                    let retriable = matches!(error, KafkaError::Flush(_))
-                        || transaction_error(&error).is_some_and(|e| {
-                            e.is_retriable() && !e.is_fatal() && !e.txn_requires_abort()
-                        });
-                    if retriable && retried < 3 {
+                    let facts = ErrorFacts::of(&error);
+                    if classify(facts, retried < 3) == TxnFailure::Retry {
                         retried += 1;
                         self.health.broker_trouble(format!(
                             "commit of a transaction of {} is slow: {error}",
@@ -655,117 +440,24 @@ impl Transactional {
         }
     }
 
-    /// A transactional call failed: a fenced producer is replaced, anything else
-    /// aborts the transaction.
+    /// A transactional call failed: a fenced producer is replaced, a lost
+    /// generation rejoins, anything else aborts the transaction.
     fn failed(&self, open: &mut Open, error: &KafkaError, doing: &str) -> Committed {
-        let txn = transaction_error(error);
-        let fatal =
-            txn.is_none_or(|e| e.is_fatal() || (!e.txn_requires_abort() && !e.is_retriable()));
-        let generation = txn.is_some_and(|e| {
-            matches!(
-                e.code(),
-                RDKafkaErrorCode::IllegalGeneration
-                    | RDKafkaErrorCode::UnknownMemberId
-                    | RDKafkaErrorCode::FencedInstanceId
-                    | RDKafkaErrorCode::RebalanceInProgress
-            )
-        });
-        if fatal {
-            tracing::warn!(pipeline = %self.pipeline, %error, "fenced: {doing} failed for good; this instance writes nothing more with this producer, drops its work and rejoins the group");
-            return self.replace(open);
+        match classify(ErrorFacts::of(error), false) {
+            TxnFailure::Replace | TxnFailure::Retry => {
+                tracing::warn!(pipeline = %self.pipeline, %error, "fenced: {doing} failed for good; this instance writes nothing more with this producer, drops its work and rejoins the group");
+                self.replace(open)
+            }
+            TxnFailure::Rejoin => {
+                tracing::warn!(pipeline = %self.pipeline, %error, "fenced: another member owns the partitions now; the open transaction is aborted and this instance rejoins the group");
+                self.metrics.fenced();
+                match self.abort(open) {
+                    Ok(()) => Committed::Fenced,
+                    Err(_) => self.replace(open),
+                }
+            }
+            TxnFailure::Abort => self.abort_and_rewind(open, &format!("{doing} failed: {error}")),
         }
-        if generation {
-            tracing::warn!(pipeline = %self.pipeline, %error, "fenced: another member owns the partitions now; the open transaction is aborted and this instance rejoins the group");
-            self.metrics.fenced();
-            return match self.abort(open) {
-                Ok(()) => Committed::Fenced,
-                Err(_) => self.replace(open),
-            };
-        }
-        self.abort_and_rewind(open, &format!("{doing} failed: {error}"))
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ticket(branch: usize, letter: bool, alone: bool) -> TxnTicket {
-        TxnTicket {
-            partition: 0,
-            offset: 5,
-            branch,
-            letter,
-            alone,
-        }
-    }
-
-    #[test]
-    fn a_refusal_in_a_batch_suspects_the_record_and_alone_it_is_final() {
-        assert_eq!(
-            ticket(1, false, false).refusal("out", "too large", false),
-            Refusal::Suspect
-        );
-        let Refusal::Final { branch, message } =
-            ticket(1, false, true).refusal("out", "too large", false)
-        else {
-            panic!("final");
-        };
-        assert_eq!(branch, 1);
-        assert!(
-            message.contains("out") && message.contains("too large"),
-            "{message}"
-        );
-        // The client refuses a record alone as well: final at once.
-        assert!(matches!(
-            ticket(1, false, false).refusal("out", "too large", true),
-            Refusal::Final { branch: 1, .. }
-        ));
-        assert_eq!(
-            ticket(0, true, false).refusal("dlq", "too large", true),
-            Refusal::Letter { branch: 0 }
-        );
-    }
-
-    #[test]
-    fn what_is_known_of_a_record_accumulates_across_its_passes() {
-        let refusals = Refusals::default();
-        refusals.learn(0, 5, Refusal::Suspect);
-        refusals.learn(
-            0,
-            5,
-            Refusal::Final {
-                branch: 1,
-                message: "m".into(),
-            },
-        );
-        // The dead letter that replaced the output is refused in a batch too.
-        refusals.learn(0, 5, Refusal::Suspect);
-        refusals.learn(0, 5, Refusal::Letter { branch: 1 });
-        let known = refusals.known(0, 5).unwrap();
-        assert!(known.alone);
-        assert_eq!(known.rejected, vec![(1, "m".to_owned())]);
-        assert_eq!(known.cut, 0b10);
-        assert_eq!(refusals.known(0, 6), None);
-    }
-
-    #[test]
-    fn committed_records_are_forgotten() {
-        let refusals = Refusals::default();
-        refusals.learn(0, 5, Refusal::Suspect);
-        refusals.learn(0, 9, Refusal::Suspect);
-        refusals.learn(1, 2, Refusal::Suspect);
-        refusals.forget(&[(0, 6)]);
-        assert_eq!(refusals.known(0, 5), None);
-        assert!(refusals.known(0, 9).is_some());
-        assert!(refusals.known(1, 2).is_some(), "another partition");
-    }
-
-    #[test]
-    fn records_without_refusals_keep_their_verdicts() {
-        let applied = apply_refusals(None, vec![Verdict::Deliver(Vec::new())]);
-        assert!(!applied.alone);
-        assert_eq!(applied.cut, 0);
-        assert!(matches!(applied.verdicts[..], [Verdict::Deliver(_)]));
-    }
-}
