@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use weir::config::{WeirConfig, expand_env, live};
+use weir::config::{WeirConfig, changes, expand_env};
 use weir::events::{self, Line};
 use weir::pipeline::process::{Disposition, Instances, Verdict, Work, process};
 use weir::pipeline::snapshot::Snapshot;
@@ -151,7 +151,7 @@ fn derived(config: &WeirConfig) {
             let _ = breaker.try_acquire(now);
         }
     }
-    let change = live::diff(config, config);
+    let change = changes::diff(config, config);
     assert!(
         change.restart.is_empty() && change.pipelines.is_empty(),
         "a config differs from itself: {change:?}"

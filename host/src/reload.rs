@@ -4,10 +4,10 @@
 //! A changed `.wasm` is compiled, type-checked and `init`-ed here, off the hot path;
 //! then the pipeline gets a whole new snapshot, and each partition runner moves to
 //! it at its next record boundary. Anything that fails keeps the old version
-//! running. What a config change may apply live is [`config::live::diff`]'s answer;
-//! other changes are named and left for a restart, never half-applied.
+//! running. What a config change may apply live is [`config::changes::diff`]'s
+//! answer; other changes are named and left for a restart, never half-applied.
 //!
-//! [`config::live::diff`]: crate::config::live::diff
+//! [`config::changes::diff`]: crate::config::changes::diff
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -19,7 +19,7 @@ use anyhow::Context;
 use notify::event::ModifyKind;
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 
-use crate::config::live::{PipelineChange, diff};
+use crate::config::changes::{PipelineChange, diff};
 use crate::config::{PipelineConfig, WeirConfig};
 use crate::pipeline::live::LivePipeline;
 use crate::pipeline::snapshot::Snapshot;
