@@ -1,4 +1,4 @@
-//! The circuit breaker of SPEC §4: when the failure ratio over the last `window`
+//! The circuit breaker (docs/reference.md §1.7, `circuit`): when the failure ratio over the last `window`
 //! records passes `failure-ratio`, the circuit opens for `cooldown`; then one probe
 //! record goes through, and its success closes the circuit (its failure reopens it).
 //!

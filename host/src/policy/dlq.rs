@@ -1,11 +1,11 @@
 //! The dead-letter record: the original key, value and headers, plus `weir.*`
-//! headers saying what failed, where and when (SPEC §4).
+//! headers saying what failed, where and when (docs/reference.md §7).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::record::Header;
 
-/// The names of the `weir.*` headers of a DLQ record (SPEC §4), in the order they
+/// The names of the `weir.*` headers of a DLQ record (docs/reference.md §7). in the order they
 /// are added.
 pub mod header {
     pub const REASON: &str = "weir.error.reason";

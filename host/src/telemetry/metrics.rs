@@ -1,4 +1,4 @@
-//! The metrics of SPEC §6, in one registry. Each outcome is recorded in one place:
+//! The metrics of docs/reference.md §5, in one registry. Each outcome is recorded in one place:
 //! the runner, the producer's delivery callback or the consumer loop call these
 //! methods; nothing else touches the Prometheus types. Labels stay bounded: pipeline,
 //! plugin, topic, partition, outcome or reason, never a key, an offset or an id.
@@ -19,7 +19,7 @@ use prometheus::{
 /// `weir_plugin_compiles_total{plugin, outcome}` (`compiled`, `cached`) and
 /// `weir_plugin_compile_seconds{plugin, outcome}`: how each plugin version's native
 /// code was obtained (Cranelift, or the compile cache) and how long that took.
-/// Additions to SPEC §6. Process-wide, because plugins are loaded (by `weir check`,
+/// Additions to the original spec. Process-wide, because plugins are loaded (by `weir check`,
 /// `weir test`, start-up) before any registry exists; every [`Metrics`] registry
 /// exposes them.
 static PLUGIN_COMPILES: LazyLock<(IntCounterVec, HistogramVec)> = LazyLock::new(|| {
@@ -68,7 +68,7 @@ pub struct Metrics {
     plugin_reloads: IntCounterVec,
     transactions: IntCounterVec,
     transaction_duration: HistogramVec,
-    /// 1 while `/readyz` would answer 200 (for alerting; not in SPEC §6's table).
+    /// 1 while `/readyz` would answer 200 (for alerting; listed in docs/reference.md §5).
     ready: IntGauge,
 }
 

@@ -1,4 +1,4 @@
-//! Logs and metrics. Logging setup lives here; `metrics` is the one registry of SPEC §6
+//! Logs and metrics. Logging setup lives here; `metrics` is the one registry of docs/reference.md §5
 //! metrics; `health` is the readiness state the runtime reports into.
 
 pub mod health;
