@@ -18,6 +18,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::kafka::*;
+use common::net::{free_ports, port_taken};
 use common::root;
 use serde_json::Value;
 use yaml_rust2::{Yaml, YamlEmitter, YamlLoader};
@@ -207,18 +208,39 @@ impl Prometheus {
         );
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).expect("write prometheus.yml");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let address = format!("127.0.0.1:{port}");
-        let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log file");
+        // Up to 3 times, on a new port when another process took the one picked.
+        let mut attempt = 1;
+        loop {
+            let [port] = free_ports();
+            let address = format!("127.0.0.1:{port}");
+            let mut child = Self::spawn(dir.path(), &config_path, &address);
+            let failure = match Self::wait_ready(&mut child, &address, dir.path()) {
+                Ok(()) => {
+                    return Prometheus {
+                        address,
+                        child,
+                        dir,
+                    };
+                }
+                Err(failure) => failure,
+            };
+            let _ = child.kill();
+            let _ = child.wait();
+            assert!(port_taken(&failure) && attempt < 3, "{failure}");
+            eprintln!("the port of Prometheus was taken; starting it on a new one");
+            attempt += 1;
+        }
+    }
+
+    /// Starts `prometheus` listening on `address`, logging to `dir/prometheus.log`.
+    fn spawn(dir: &Path, config_path: &Path, address: &str) -> Child {
+        let log = std::fs::File::create(dir.join("prometheus.log")).expect("log file");
         let mut command = Command::new(prometheus_dir().join("prometheus"));
         command
             .arg(format!("--config.file={}", config_path.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
-                dir.path().join("data").display()
+                dir.join("data").display()
             ))
             .arg(format!("--web.listen-address={address}"))
             .stdin(Stdio::null())
@@ -239,39 +261,36 @@ impl Prometheus {
                 std::thread::park();
             }
         });
-        let child = rx
-            .recv()
+        rx.recv()
             .expect("spawning thread")
-            .expect("start prometheus");
-        let mut prometheus = Prometheus {
-            address,
-            child,
-            dir,
-        };
+            .expect("start prometheus")
+    }
+
+    /// Waits until Prometheus answers `/-/ready`; what went wrong, with its log, when
+    /// it exits first or is not ready within 60 s.
+    fn wait_ready(child: &mut Child, address: &str, dir: &Path) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if std::net::TcpStream::connect(&prometheus.address).is_ok()
-                && http_get(&prometheus.address, "/-/ready").0 == 200
+            if std::net::TcpStream::connect(address).is_ok()
+                && http_get(address, "/-/ready").0 == 200
             {
-                break;
+                return Ok(());
             }
-            if let Ok(Some(status)) = prometheus.child.try_wait() {
-                panic!("prometheus exited ({status}):\n{}", prometheus.log());
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("prometheus exited ({status}):\n{}", log_tail(dir)));
             }
-            assert!(
-                Instant::now() < deadline,
-                "prometheus not ready within 60 s:\n{}",
-                prometheus.log()
-            );
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "prometheus not ready within 60 s:\n{}",
+                    log_tail(dir)
+                ));
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
-        prometheus
     }
 
     fn log(&self) -> String {
-        let text =
-            std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default();
-        tail(&text, 40)
+        log_tail(self.dir.path())
     }
 
     /// GET an API path; its `data`.
@@ -447,6 +466,12 @@ impl Prometheus {
             context()
         );
     }
+}
+
+/// The last lines of the log of the Prometheus in `dir`.
+fn log_tail(dir: &Path) -> String {
+    let text = std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
+    tail(&text, 40)
 }
 
 impl Drop for Prometheus {

@@ -388,6 +388,37 @@ fn two_processes_share_partitions_and_one_takes_over() {
     assert_eq!(b.terminate(), Some(0));
 }
 
+/// Ports picked together, or by tests at the same time, are never the same port: a
+/// broker given one port for two listeners does not start. A port that another
+/// process takes before the server binds it is recognised in the server's output, so
+/// that the broker (or Prometheus) is started again on new ports.
+#[test]
+fn picked_ports_are_distinct_and_a_taken_one_is_recognised() {
+    use common::net::{free_ports, port_taken};
+    let together: [u16; 64] = free_ports();
+    let at_once: Vec<[u16; 3]> = std::thread::scope(|scope| {
+        let pickers: Vec<_> = (0..8).map(|_| scope.spawn(free_ports::<3>)).collect();
+        pickers.into_iter().map(|p| p.join().unwrap()).collect()
+    });
+    let all: Vec<u16> = together
+        .iter()
+        .chain(at_once.iter().flatten())
+        .copied()
+        .collect();
+    let distinct: HashSet<u16> = all.iter().copied().collect();
+    assert_eq!(distinct.len(), all.len(), "a port picked twice: {all:?}");
+    assert!(!all.contains(&0), "{all:?}");
+
+    // What Kafka and Prometheus say when a port is taken.
+    assert!(port_taken(
+        "org.apache.kafka.common.KafkaException: Socket server failed to bind to 127.0.0.1:41437: Address already in use."
+    ));
+    assert!(port_taken(
+        "Error starting web server: listen tcp 127.0.0.1:41437: bind: address already in use"
+    ));
+    assert!(!port_taken("Kafka Server started"));
+}
+
 #[test]
 fn a_broker_outage_loses_nothing_and_dead_letters_nothing() {
     let broker = start_broker();

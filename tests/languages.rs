@@ -660,28 +660,22 @@ fn dev_rebuilds_a_go_project_when_its_source_changes() {
             .args(["new", "dev-go", "--lang", "go", "--dir", "proj"])),
         "weir new dev-go",
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // weir binds a free port itself: no port is picked here.
     std::fs::write(
         dir.join("pipelines.toml"),
-        format!(
-            r#"
+        r#"
 [kafka]
 brokers = "embedded"
 [metrics]
-listen = "127.0.0.1:{port}"
+listen = "127.0.0.1:0"
 [topics.dev-in]
 [topics.dev-out]
 [[pipeline]]
 name = "dev"
 input = "dev-in"
-plugins = [{{ path = "proj/dev_go.wasm" }}]
-outputs = {{ out = "dev-out" }}
-"#
-        ),
+plugins = [{ path = "proj/dev_go.wasm" }]
+outputs = { out = "dev-out" }
+"#,
     )
     .unwrap();
     let mut child = weir()

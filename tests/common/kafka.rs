@@ -18,6 +18,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::{ClientConfig, Offset};
 
+use super::net::{free_ports, port_taken};
 use super::{plugin, root};
 
 /// An Apache Kafka broker process (scripts/kafka-broker); killed when dropped, and
@@ -107,13 +108,6 @@ impl Drop for Broker {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// Starts a private broker with a PLAINTEXT listener.
 pub fn start_broker() -> Broker {
     launch_broker(&[])
@@ -125,14 +119,35 @@ pub fn start_secured_broker(users: &[&str]) -> Broker {
     launch_broker(users)
 }
 
-/// Runs scripts/kafka-broker. The child is spawned from a thread that never exits, so
-/// PDEATHSIG kills it with the test process.
+/// How often a broker is started on new ports when another process took one of its
+/// ports first.
+const BROKER_ATTEMPTS: usize = 3;
+
+/// Starts a broker on fresh ports, again on new ones when a port was taken in the
+/// moment between picking it and the broker binding it.
 fn launch_broker(scram_users: &[&str]) -> Broker {
+    let mut attempt = 1;
+    loop {
+        match try_launch_broker(scram_users) {
+            Ok(broker) => return broker,
+            Err(failure) if port_taken(&failure) && attempt < BROKER_ATTEMPTS => {
+                eprintln!("a port of the Kafka broker was taken; starting it on new ports");
+                attempt += 1;
+            }
+            Err(failure) => panic!("{failure}"),
+        }
+    }
+}
+
+/// Runs scripts/kafka-broker and waits until it is ready; the broker's output when it
+/// exits during start-up. The child is spawned from a thread that never exits, so
+/// PDEATHSIG kills it with the test process.
+fn try_launch_broker(scram_users: &[&str]) -> Result<Broker, String> {
     let dir = tempfile::Builder::new()
         .prefix("weir-kafka-")
         .tempdir()
         .expect("a broker directory");
-    let port = free_port();
+    let [port, controller_port, secure_port] = free_ports();
     let address = format!("127.0.0.1:{port}");
     let mut args: Vec<String> = vec![
         "--dir".into(),
@@ -140,12 +155,11 @@ fn launch_broker(scram_users: &[&str]) -> Broker {
         "--port".into(),
         port.to_string(),
         "--controller-port".into(),
-        free_port().to_string(),
+        controller_port.to_string(),
     ];
     let secure_address = if scram_users.is_empty() {
         None
     } else {
-        let secure_port = free_port();
         args.extend(["--secure-port".into(), secure_port.to_string()]);
         for user in scram_users {
             args.extend(["--scram".into(), (*user).to_owned()]);
@@ -187,7 +201,9 @@ fn launch_broker(scram_users: &[&str]) -> Broker {
         }
         if let Ok(Some(status)) = child.try_wait() {
             let out = std::fs::read_to_string(dir.path().join("stdout.log")).unwrap_or_default();
-            panic!("the Kafka broker exited during start-up ({status}):\n{out}\n{text}");
+            return Err(format!(
+                "the Kafka broker exited during start-up ({status}):\n{out}\n{text}"
+            ));
         }
         assert!(
             Instant::now() < deadline,
@@ -196,12 +212,12 @@ fn launch_broker(scram_users: &[&str]) -> Broker {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    Broker {
+    Ok(Broker {
         address,
         secure_address,
         child: Some(child),
         dir,
-    }
+    })
 }
 
 /// Runs one of Kafka's own command-line tools (a class of kafka-tools) against a

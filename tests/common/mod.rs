@@ -138,5 +138,6 @@ pub fn jsonl(lines: &[Value]) -> tempfile::NamedTempFile {
 
 pub mod kafka;
 pub mod model;
+pub mod net;
 pub mod ports;
 pub mod todo;
