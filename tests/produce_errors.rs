@@ -306,6 +306,16 @@ fn a_dead_letter_too_large_for_its_topic_is_cut_and_replayed_exactly_once() {
 /// every input offset is committed.
 #[test]
 fn updates_over_a_small_topic_limit_are_dead_lettered_and_the_rest_delivered() {
+    small_topic_limit(8, 580);
+}
+
+/// The same with the task events of 200 users (keys over every partition).
+#[test]
+fn updates_of_many_users_over_a_small_topic_limit() {
+    small_topic_limit(200, 580);
+}
+
+fn small_topic_limit(users: usize, count: usize) {
     use common::todo::*;
     use serde_json::Value;
 
@@ -318,8 +328,16 @@ fn updates_over_a_small_topic_limit_are_dead_lettered_and_the_rest_delivered() {
         3,
         &[("max.message.bytes", "2000"), ("cleanup.policy", "compact")],
     );
-    let mut samples = todo_events::sample::generate(580, 29, start());
-    let long = noise(6_000);
+    let mut samples = todo_events::sample::generate_for_users(count, users, 29, start());
+    // Words, as a user would write them: lz4 shrinks them, but not below 2,000.
+    let words = ["remember", "to", "call", "the", "plumber", "about", "kitchen", "sink"];
+    let long: String = (0..6_000)
+        .map(|_| words[fastrand::usize(..words.len())])
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(6_000)
+        .collect();
     let mut big = Vec::new();
     for (i, sample) in samples.iter_mut().enumerate() {
         if !sample.valid || big.len() == 11 || i % 40 != 7 {
