@@ -330,7 +330,9 @@ fn small_topic_limit(users: usize, count: usize) {
     );
     let mut samples = todo_events::sample::generate_for_users(count, users, 29, start());
     // Words, as a user would write them: lz4 shrinks them, but not below 2,000.
-    let words = ["remember", "to", "call", "the", "plumber", "about", "kitchen", "sink"];
+    let words = [
+        "remember", "to", "call", "the", "plumber", "about", "kitchen", "sink",
+    ];
     let long: String = (0..6_000)
         .map(|_| words[fastrand::usize(..words.len())])
         .collect::<Vec<_>>()

@@ -10,7 +10,7 @@ use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Default)]
-struct Slots {
+struct Progress {
     /// In-flight records, ascending by offset: (offset, deliveries still awaited).
     pending: VecDeque<(i64, u32)>,
     /// The next offset to commit: one past the last record whose prefix is complete.
@@ -19,7 +19,7 @@ struct Slots {
     committed: Option<i64>,
 }
 
-impl Slots {
+impl Progress {
     fn settle(&mut self) {
         while let Some(&(offset, 0)) = self.pending.front() {
             self.pending.pop_front();
@@ -32,7 +32,7 @@ impl Slots {
 /// callback and the committer.
 #[derive(Debug, Default)]
 pub struct OffsetTracker {
-    slots: Mutex<Slots>,
+    progress: Mutex<Progress>,
     /// Signalled whenever the pending set shrinks, for draining.
     drained: Condvar,
 }
@@ -42,18 +42,23 @@ impl OffsetTracker {
         OffsetTracker::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
-        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> std::sync::MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Registers a handled record that waits for `deliveries` acknowledgements.
     /// Offsets must be registered in increasing order.
     pub fn register(&self, offset: i64, deliveries: u32) {
-        let mut slots = self.lock();
-        debug_assert!(slots.pending.back().is_none_or(|&(last, _)| last < offset));
-        slots.pending.push_back((offset, deliveries));
-        slots.settle();
-        if slots.pending.is_empty() {
+        let mut progress = self.lock();
+        debug_assert!(
+            progress
+                .pending
+                .back()
+                .is_none_or(|&(last, _)| last < offset)
+        );
+        progress.pending.push_back((offset, deliveries));
+        progress.settle();
+        if progress.pending.is_empty() {
             self.drained.notify_all();
         }
     }
@@ -61,14 +66,14 @@ impl OffsetTracker {
     /// One delivery of the record at `offset` was acknowledged. Returns true when
     /// that was the record's last awaited delivery.
     pub fn ack(&self, offset: i64) -> bool {
-        let mut slots = self.lock();
-        let Ok(i) = slots.pending.binary_search_by_key(&offset, |&(o, _)| o) else {
+        let mut progress = self.lock();
+        let Ok(i) = progress.pending.binary_search_by_key(&offset, |&(o, _)| o) else {
             return false;
         };
-        let remaining = &mut slots.pending[i].1;
+        let remaining = &mut progress.pending[i].1;
         *remaining = remaining.saturating_sub(1);
         let complete = *remaining == 0;
-        slots.settle();
+        progress.settle();
         self.drained.notify_all();
         complete
     }
@@ -80,36 +85,36 @@ impl OffsetTracker {
 
     /// The offset to commit, if it moved since the last call.
     pub fn take_commit(&self) -> Option<i64> {
-        let mut slots = self.lock();
-        let next = slots.committable?;
-        if slots.committed == Some(next) {
+        let mut progress = self.lock();
+        let next = progress.committable?;
+        if progress.committed == Some(next) {
             return None;
         }
-        slots.committed = Some(next);
+        progress.committed = Some(next);
         Some(next)
     }
 
     /// Forgets that `offset` was handed to a commit (the commit failed), so the next
     /// `take_commit` offers it again.
     pub fn commit_failed(&self, offset: i64) {
-        let mut slots = self.lock();
-        if slots.committed == Some(offset) {
-            slots.committed = None;
+        let mut progress = self.lock();
+        if progress.committed == Some(offset) {
+            progress.committed = None;
         }
     }
 
     /// Waits until nothing is in flight, or `timeout` passes. Returns whether drained.
     pub fn wait_drained(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        let mut slots = self.lock();
-        while !slots.pending.is_empty() {
+        let mut progress = self.lock();
+        while !progress.pending.is_empty() {
             let now = Instant::now();
             if now >= deadline {
                 return false;
             }
-            slots = self
+            progress = self
                 .drained
-                .wait_timeout(slots, deadline - now)
+                .wait_timeout(progress, deadline - now)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }

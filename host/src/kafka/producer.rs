@@ -74,6 +74,7 @@ impl Trouble {
         match code {
             Some(
                 C::MessageSizeTooLarge
+                | C::MessageBatchTooLarge
                 | C::InvalidMessageSize
                 | C::InvalidRecord
                 | C::InvalidDifferentRecord

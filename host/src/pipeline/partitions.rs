@@ -157,7 +157,11 @@ impl PartitionSet {
 
     /// Stops the runners of `partitions` and waits for them (until `deadline`);
     /// returns their partitions' units.
-    pub(in crate::pipeline) fn halt(&self, partitions: &[i32], deadline: Instant) -> Vec<(i32, Arc<PartitionUnit>)> {
+    pub(in crate::pipeline) fn halt(
+        &self,
+        partitions: &[i32],
+        deadline: Instant,
+    ) -> Vec<(i32, Arc<PartitionUnit>)> {
         let stopped: Vec<(i32, RunnerHandle)> = {
             let mut runners = self.runners();
             partitions

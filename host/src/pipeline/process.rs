@@ -140,8 +140,9 @@ impl<P: Plugin> Instances<P> {
     }
 }
 
-/// Runs the parts of `work` that have no verdict yet. `jitter` is a uniform sample
-/// in [0, 1) for the retry backoff.
+/// Runs the parts of `work` that have no verdict yet: the shared prefix (once it
+/// succeeded its outputs are kept), then every branch without a verdict. `jitter`
+/// is a uniform sample in [0, 1) for the retry backoff.
 pub fn process<P: Plugin>(
     work: &mut Work<'_, P>,
     snapshot: &Snapshot<P>,
@@ -149,53 +150,83 @@ pub fn process<P: Plugin>(
     site: &CallSite,
     jitter: f64,
 ) -> Disposition<P> {
+    if let Err(done) = run_prefix(work, snapshot, instances, site, jitter) {
+        return done;
+    }
+    run_branches(work, snapshot, instances, site, jitter)
+}
+
+/// Runs the shared prefix unless it already succeeded. `Err` when the record is
+/// settled without the branches: retry the prefix later, or dead-letter the record
+/// to every branch (each would have failed the same way on its own).
+fn run_prefix<P: Plugin>(
+    work: &mut Work<'_, P>,
+    snapshot: &Snapshot<P>,
+    instances: &mut Instances<P>,
+    site: &CallSite,
+    jitter: f64,
+) -> Result<(), Disposition<P>> {
+    if work.shared.is_some() {
+        return Ok(());
+    }
     let record = work.record;
-    if work.shared.is_none() {
-        work.prefix_attempts += 1;
-        let result = if instances.prefix.is_empty() {
-            Ok(vec![passthrough(record)])
-        } else {
-            instances.prefix.run(
-                std::slice::from_ref(record),
-                record,
-                site,
-                &snapshot.prefix.metrics,
-            )
-        };
-        match result {
-            Ok(outputs) => work.shared = Some(outputs),
-            Err(failure) => {
-                let kind = failure.error.kind();
-                match decide(kind, work.prefix_attempts, &snapshot.retry, jitter) {
-                    Decision::Retry(delay) => {
-                        snapshot.prefix.retries.retried();
-                        return Disposition::Retry {
-                            delay,
-                            failure,
-                            attempt: work.prefix_attempts,
-                        };
-                    }
-                    Decision::DeadLetter(reason) => {
-                        // Every branch would have failed the same way on its own.
-                        let verdicts = snapshot
-                            .branches
-                            .iter()
-                            .map(|b| {
-                                Verdict::DeadLetter(Failed {
-                                    branch: b.info.clone(),
-                                    reason,
-                                    failure: failure.clone(),
-                                    attempts: work.prefix_attempts,
-                                })
-                            })
-                            .collect();
-                        return Disposition::Done(verdicts);
-                    }
-                }
-            }
+    work.prefix_attempts += 1;
+    let result = if instances.prefix.is_empty() {
+        Ok(vec![passthrough(record)])
+    } else {
+        instances.prefix.run(
+            std::slice::from_ref(record),
+            record,
+            site,
+            &snapshot.prefix.metrics,
+        )
+    };
+    let failure = match result {
+        Ok(outputs) => {
+            work.shared = Some(outputs);
+            return Ok(());
+        }
+        Err(failure) => failure,
+    };
+    let kind = failure.error.kind();
+    match decide(kind, work.prefix_attempts, &snapshot.retry, jitter) {
+        Decision::Retry(delay) => {
+            snapshot.prefix.retries.retried();
+            Err(Disposition::Retry {
+                delay,
+                failure,
+                attempt: work.prefix_attempts,
+            })
+        }
+        Decision::DeadLetter(reason) => {
+            let verdicts = snapshot
+                .branches
+                .iter()
+                .map(|b| {
+                    Verdict::DeadLetter(Failed {
+                        branch: b.info.clone(),
+                        reason,
+                        failure: failure.clone(),
+                        attempts: work.prefix_attempts,
+                    })
+                })
+                .collect();
+            Err(Disposition::Done(verdicts))
         }
     }
+}
 
+/// Runs every branch that has no verdict yet on the prefix's outputs. A branch
+/// that fails in a way worth retrying leaves the record to be retried (the others
+/// keep their verdicts); otherwise every branch has its verdict.
+fn run_branches<P: Plugin>(
+    work: &mut Work<'_, P>,
+    snapshot: &Snapshot<P>,
+    instances: &mut Instances<P>,
+    site: &CallSite,
+    jitter: f64,
+) -> Disposition<P> {
+    let record = work.record;
     let mut retry = None;
     for (b, branch) in snapshot.branches.iter().enumerate() {
         if work.verdicts[b].is_some() {

@@ -11,9 +11,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rdkafka::{ClientConfig, Offset};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset};
 
 use super::live::LivePipeline;
 use super::partitions::{DRAIN_TIMEOUT, PartitionSet};
@@ -21,12 +21,12 @@ use super::sink::{AtLeastOnce, Commit, RecordTicket, Sink};
 use super::snapshot::Snapshot;
 use super::transaction::Transactional;
 use crate::config::{Delivery, PipelineConfig, WeirConfig};
-use crate::telemetry::health::StallWatch;
 use crate::kafka::consumer::{PipelineConsumer, PipelineContext, consumer_config, create_consumer};
 use crate::kafka::producer::OutputProducer;
 use crate::kafka::{Brokers, committed_offsets};
 use crate::plugin::{PluginEngine, PluginVersion};
 use crate::shutdown::{Shutdown, join_until};
+use crate::telemetry::health::StallWatch;
 use crate::telemetry::{Health, Metrics, PipelineMetrics};
 
 /// How often an at-least-once pipeline commits completed offsets.
@@ -87,16 +87,19 @@ pub enum RuntimeError {
     #[error("cannot create the {what}: {source}")]
     Client {
         what: String,
-        source: rdkafka::error::KafkaError,
+        source: Box<rdkafka::error::KafkaError>,
     },
     #[error("cannot subscribe pipeline {pipeline} to {topic}: {source}")]
     Subscribe {
         pipeline: String,
         topic: String,
-        source: rdkafka::error::KafkaError,
+        source: Box<rdkafka::error::KafkaError>,
     },
     #[error("cannot start the {what} thread: {source}")]
-    Thread { what: String, source: std::io::Error },
+    Thread {
+        what: String,
+        source: std::io::Error,
+    },
     #[error(
         "{pending} record(s) were not delivered within the {DRAIN_TIMEOUT:?} drain timeout; \
          their inputs are not committed and will be processed again"
@@ -106,9 +109,14 @@ pub enum RuntimeError {
     Fatal(String),
 }
 
-fn client_error(what: impl Into<String>) -> impl FnOnce(rdkafka::error::KafkaError) -> RuntimeError {
+fn client_error(
+    what: impl Into<String>,
+) -> impl FnOnce(rdkafka::error::KafkaError) -> RuntimeError {
     let what = what.into();
-    move |source| RuntimeError::Client { what, source }
+    move |source| RuntimeError::Client {
+        what,
+        source: Box::new(source),
+    }
 }
 
 fn spawn(
@@ -260,7 +268,7 @@ impl PipelineStarter<'_> {
             .map_err(|source| RuntimeError::Subscribe {
                 pipeline: name.to_owned(),
                 topic: pipeline.input().to_owned(),
-                source,
+                source: Box::new(source),
             })?;
         tracing::info!(
             pipeline = name, input = pipeline.input(), group = %pipeline.group(),
@@ -288,9 +296,9 @@ impl PipelineStarter<'_> {
             Delivery::AtLeastOnce => {
                 let producer = self.producer.cloned().ok_or_else(|| RuntimeError::Client {
                     what: format!("producer of pipeline {name}"),
-                    source: rdkafka::error::KafkaError::ClientCreation(
+                    source: Box::new(rdkafka::error::KafkaError::ClientCreation(
                         "no shared producer was made".into(),
-                    ),
+                    )),
                 })?;
                 let sink = AtLeastOnce {
                     producer,
@@ -308,7 +316,9 @@ impl PipelineStarter<'_> {
                     stall.clone(),
                     max_record,
                 )
-                .map_err(client_error(format!("transactional producer of pipeline {name}")))?;
+                .map_err(client_error(format!(
+                    "transactional producer of pipeline {name}"
+                )))?;
                 (Arc::new(sink), pipeline.transaction_interval.0)
             }
         })

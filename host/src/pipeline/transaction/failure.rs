@@ -60,8 +60,8 @@ pub enum TxnFailure {
 /// Classifies a failed call; `may_retry`: the call may be made again (a commit,
 /// within its few retries).
 pub fn classify(facts: ErrorFacts, may_retry: bool) -> TxnFailure {
-    let retriable =
-        facts.flush || (facts.transactional && facts.retriable && !facts.fatal && !facts.requires_abort);
+    let retriable = facts.flush
+        || (facts.transactional && facts.retriable && !facts.fatal && !facts.requires_abort);
     if may_retry && retriable {
         return TxnFailure::Retry;
     }
@@ -119,7 +119,10 @@ mod tests {
         };
         assert_eq!(classify(fenced, true), TxnFailure::Replace);
         // Neither abortable nor retriable: nothing else can be done with it.
-        assert_eq!(classify(txn(RDKafkaErrorCode::InvalidTransactionState), false), TxnFailure::Replace);
+        assert_eq!(
+            classify(txn(RDKafkaErrorCode::InvalidTransactionalState), false),
+            TxnFailure::Replace
+        );
         // Not a transaction error at all.
         assert_eq!(classify(ErrorFacts::default(), false), TxnFailure::Replace);
     }

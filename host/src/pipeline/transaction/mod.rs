@@ -243,7 +243,6 @@ impl Transactional {
     }
 }
 
-
 fn new_producer(
     config: &ClientConfig,
     pipeline: &Arc<str>,
@@ -460,4 +459,3 @@ impl Transactional {
         }
     }
 }
-

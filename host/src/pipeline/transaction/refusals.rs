@@ -230,4 +230,3 @@ mod tests {
         assert!(matches!(applied.verdicts[..], [Verdict::Deliver(_)]));
     }
 }
-
