@@ -23,7 +23,7 @@ use crate::config::changes::{PipelineChange, diff};
 use crate::config::{PipelineConfig, WeirConfig};
 use crate::pipeline::live::LivePipeline;
 use crate::pipeline::snapshot::Snapshot;
-use crate::plugin::{PluginEngine, PluginVersion};
+use crate::plugin::{LoadError, PluginEngine, PluginVersion};
 use crate::shutdown::{Shutdown, join_until};
 use crate::telemetry::Metrics;
 
@@ -177,6 +177,15 @@ fn run(mut state: State, rx: crossbeam_channel::Receiver<PathBuf>, stop: Shutdow
     }
 }
 
+/// Why a reload was refused; the running version stays.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("pipeline {pipeline} has no stage {stage}")]
+    NoStage { pipeline: String, stage: usize },
+    #[error(transparent)]
+    Load(#[from] LoadError),
+}
+
 impl State {
     /// Loads the plugin at `path` as stage `stage` of `pipeline`, and inits one
     /// instance: the whole check, off the hot path.
@@ -185,20 +194,20 @@ impl State {
         path: &Path,
         pipeline: &PipelineConfig,
         stage: usize,
-    ) -> Result<Arc<PluginVersion>, String> {
+    ) -> Result<Arc<PluginVersion>, ReloadError> {
         let plugin = pipeline
             .all_plugins()
             .nth(stage)
-            .ok_or_else(|| format!("pipeline {} has no stage {stage}", pipeline.name()))?;
-        let version = self
-            .engine
-            .load(
-                path,
-                plugin.init_config(),
-                pipeline.limits.limits(&self.config.kafka),
-            )
-            .map_err(|e| e.to_string())?;
-        version.instantiate().map_err(|e| e.to_string())?;
+            .ok_or_else(|| ReloadError::NoStage {
+                pipeline: pipeline.name().to_owned(),
+                stage,
+            })?;
+        let version = self.engine.load(
+            path,
+            plugin.init_config(),
+            pipeline.limits.limits(&self.config.kafka),
+        )?;
+        version.instantiate()?;
         Ok(version)
     }
 
