@@ -358,7 +358,10 @@ fn replay(target: &Target, reason: Option<&str>, dry_run: bool) -> anyhow::Resul
                 m.partition, m.offset
             )
         });
-        failed.entry(m.partition).or_insert((m.offset, why));
+        let first = failed.entry(m.partition).or_insert((m.offset, why.clone()));
+        if m.offset < first.0 {
+            *first = (m.offset, why);
+        }
     };
     for m in &chosen {
         bar.inc(1);

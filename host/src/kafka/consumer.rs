@@ -25,6 +25,9 @@ pub trait RebalanceHandler: Send + Sync {
     /// Partitions are being revoked: finish in-flight records, then commit. `lost`:
     /// the group already gave them to another member; commit nothing.
     fn revoked(&self, consumer: &PipelineConsumer, partitions: &[i32], lost: bool);
+    /// An asynchronous commit of `offset` on `partition` failed: commit it again
+    /// next time, even if nothing new completes (an idle partition, or shutdown).
+    fn commit_failed(&self, partition: i32, offset: i64);
 }
 
 pub struct PipelineContext {
@@ -125,6 +128,11 @@ impl ConsumerContext for PipelineContext {
                 tracing::debug!(pipeline = %self.pipeline, ?offsets, "commit failed");
                 self.health
                     .broker_trouble(format!("commit of {} failed: {error}", self.pipeline));
+                for element in offsets.elements() {
+                    if let rdkafka::Offset::Offset(offset) = element.offset() {
+                        self.handler.commit_failed(element.partition(), offset);
+                    }
+                }
             }
         }
     }

@@ -1,6 +1,6 @@
-//! Headers and sizes at the boundary between plugin records and Kafka messages:
-//! consumed headers as plugin headers, plugin headers as rdkafka's, and the size
-//! a record has for the Kafka client ([`wire_size`]).
+//! Headers at the boundary between plugin records and Kafka messages: consumed
+//! headers as plugin headers, and plugin headers as rdkafka's. (The size a record
+//! has for the Kafka client is [`crate::record::wire_size`].)
 
 use rdkafka::message::{BorrowedMessage, Header as KafkaHeader, Headers, Message, OwnedHeaders};
 
@@ -77,62 +77,4 @@ pub fn to_kafka_headers(headers: &[Header]) -> OwnedHeaders {
                 value: Some(h.value.as_slice()),
             })
         })
-}
-
-/// The most librdkafka adds to a record's key, value and headers when it checks a
-/// record against `message.max.bytes` (v2 record framing: length, attributes,
-/// timestamp and offset deltas, key and value lengths, header count).
-const RECORD_FRAMING: usize = 36;
-
-/// The size of a record as weir's Kafka client counts it against
-/// `message.max.bytes`: key, value, and headers with their framing. A record over
-/// that limit is refused by the client itself, before the broker sees it.
-pub fn wire_size(key: Option<&[u8]>, value: Option<&[u8]>, headers: &[Header]) -> usize {
-    RECORD_FRAMING
-        + key.map_or(0, <[u8]>::len)
-        + value.map_or(0, <[u8]>::len)
-        + headers
-            .iter()
-            .map(|h| {
-                varint_len(h.key.len()) + h.key.len() + varint_len(h.value.len()) + h.value.len()
-            })
-            .sum::<usize>()
-}
-
-/// The length of a zigzag varint of `n` (how record headers encode lengths).
-fn varint_len(n: usize) -> usize {
-    let mut zigzag = (n as u64) << 1;
-    let mut bytes = 1;
-    while zigzag >= 0x80 {
-        zigzag >>= 7;
-        bytes += 1;
-    }
-    bytes
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn varints_grow_every_seven_bits_of_the_zigzag_value() {
-        assert_eq!(varint_len(0), 1);
-        assert_eq!(varint_len(63), 1);
-        assert_eq!(varint_len(64), 2);
-        assert_eq!(varint_len(8191), 2);
-        assert_eq!(varint_len(8192), 3);
-    }
-
-    #[test]
-    fn the_wire_size_counts_framing_and_header_lengths() {
-        let headers = [Header {
-            key: "k".into(),
-            value: vec![0; 100],
-        }];
-        assert_eq!(wire_size(None, None, &[]), 36);
-        assert_eq!(
-            wire_size(Some(b"key"), Some(&[0; 1000]), &headers),
-            36 + 3 + 1000 + (1 + 1 + 2 + 100)
-        );
-    }
 }

@@ -12,9 +12,10 @@ pub mod offsets;
 pub mod producer;
 mod provision;
 
+pub use crate::record::wire_size;
 pub use client::{
     BrokerError, Brokers, CONNECT_TIMEOUT, block_on_runtime, committed_offsets, overlay,
     send_waiting,
 };
-pub use headers::{consumed_headers, headers_of, to_kafka_headers, wire_size};
+pub use headers::{consumed_headers, headers_of, to_kafka_headers};
 pub use offsets::OffsetTracker;

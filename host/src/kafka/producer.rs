@@ -417,7 +417,9 @@ impl<T: Ticket> OutputProducer<T> {
                         failures,
                         alone: true,
                     }),
-                    trouble: Trouble::Refused,
+                    // Sent again (alone) like a record that is not allowed: a
+                    // refusal then comes back to the ticket, which keeps it again.
+                    trouble: Trouble::NotAllowed,
                     error: error.to_owned(),
                     not_before: Instant::now() + Duration::from_secs(10),
                 };

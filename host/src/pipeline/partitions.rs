@@ -262,6 +262,17 @@ impl RebalanceHandler for PartitionSet {
         }
     }
 
+    fn commit_failed(&self, partition: i32, offset: i64) {
+        // Not while this thread commits synchronously holding the runners (that
+        // path hands a failure back itself).
+        let Ok(runners) = self.runners.try_lock() else {
+            return;
+        };
+        if let Some(runner) = runners.get(&partition) {
+            runner.unit.tracker.commit_failed(offset);
+        }
+    }
+
     fn revoked(&self, consumer: &PipelineConsumer, partitions: &[i32], lost: bool) {
         let why = if lost { Commit::Lost } else { Commit::Final };
         self.carried().clear();

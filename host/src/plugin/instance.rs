@@ -6,6 +6,7 @@
 //! Every call ends as a typed [`CallOutcome`]. This module does not compile or link
 //! (that is [`super::engine`]) and knows nothing of Kafka, retries or routing.
 
+use crate::record::wire_size;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -227,18 +228,20 @@ impl PluginInstance {
 }
 
 /// Rejects outputs that could never be produced to Kafka as they are.
+/// An output is sized as weir's Kafka client will size it ([`wire_size`]: key,
+/// value, headers and their framing), so that one within the limit is never
+/// refused by the client.
 fn check_outputs(outputs: &[Output], max_output: usize) -> Result<(), CallError> {
     for (i, output) in outputs.iter().enumerate() {
-        let size = output.key.as_ref().map_or(0, Vec::len)
-            + output.value.as_ref().map_or(0, Vec::len)
-            + output
-                .headers
-                .iter()
-                .map(|h| h.key.len() + h.value.len())
-                .sum::<usize>();
+        let size = wire_size(
+            output.key.as_deref(),
+            output.value.as_deref(),
+            &output.headers,
+        );
         if size > max_output {
             return Err(CallError::BadOutput(format!(
-                "output {i} (to {:?}) is {size} bytes, over the {max_output}-byte limit",
+                "output {i} (to {:?}) is {size} bytes with its framing, over the {max_output}-byte limit \
+                 (the smaller of limits.max-output and the Kafka client's message.max.bytes)",
                 output.to
             )));
         }
@@ -278,8 +281,10 @@ mod tests {
                 value: vec![0; 9],
             }],
         };
-        assert!(check_outputs(std::slice::from_ref(&output), 120).is_ok());
-        let err = check_outputs(&[output], 119).unwrap_err();
+        // 36 bytes of framing, the key, the value, and the header with its lengths.
+        let size = 36 + 10 + 100 + (1 + 1 + 1 + 9);
+        assert!(check_outputs(std::slice::from_ref(&output), size).is_ok());
+        let err = check_outputs(&[output], size - 1).unwrap_err();
         assert_eq!(err.kind(), FailureKind::BadOutput);
     }
 }

@@ -158,6 +158,19 @@ impl Transactional {
         self.doomed.store(false, Ordering::SeqCst);
     }
 
+    /// Aborts the open transaction of an instance that lost its partitions, and
+    /// counts the fence once (an abort that fails replaces the producer, which
+    /// counts it).
+    fn abort_fenced(&self, open: &mut Open) -> Committed {
+        match self.abort(open) {
+            Ok(()) => {
+                self.metrics.fenced();
+                Committed::Fenced
+            }
+            Err(_) => self.replace(open),
+        }
+    }
+
     /// Replaces a fenced or failed producer.
     fn replace(&self, open: &mut Open) -> Committed {
         self.halted.store(true, Ordering::SeqCst);
@@ -358,11 +371,7 @@ impl Sink for Transactional {
         let mut open = self.gate.write().unwrap_or_else(PoisonError::into_inner);
         if why == Commit::Lost {
             tracing::warn!(pipeline = %self.pipeline, "fenced: this instance lost its partitions to another member; its open transaction is aborted and it writes nothing more for them");
-            self.metrics.fenced();
-            return match self.abort(&mut open) {
-                Ok(()) => Committed::Fenced,
-                Err(_) => self.replace(&mut open),
-            };
+            return self.abort_fenced(&mut open);
         }
         if self.doomed.load(Ordering::SeqCst) {
             return self.abort_and_rewind(&mut open, "a delivery in the transaction failed");
@@ -449,11 +458,7 @@ impl Transactional {
             }
             TxnFailure::Rejoin => {
                 tracing::warn!(pipeline = %self.pipeline, %error, "fenced: another member owns the partitions now; the open transaction is aborted and this instance rejoins the group");
-                self.metrics.fenced();
-                match self.abort(open) {
-                    Ok(()) => Committed::Fenced,
-                    Err(_) => self.replace(open),
-                }
+                self.abort_fenced(open)
             }
             TxnFailure::Abort => self.abort_and_rewind(open, &format!("{doing} failed: {error}")),
         }

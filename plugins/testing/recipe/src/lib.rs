@@ -84,7 +84,7 @@ mod tests {
         assert_eq!(outputs[1].to, "hé");
         assert_eq!(outputs[1].value.as_ref().map(Vec::len), Some(128));
         assert_eq!(outputs[1].headers, [("k".to_owned(), vec![1])]);
-        assert_eq!(outputs[1].size(), 128 + 2);
+        assert_eq!(outputs[1].size(), 36 + 128 + (1 + 1 + 1 + 1));
     }
 
     #[test]

@@ -57,14 +57,25 @@ pub struct Out {
 }
 
 impl Out {
-    /// Key + value + headers, as the host's `limits.max-output` counts them.
+    /// The size the host's `limits.max-output` counts: what the Kafka client
+    /// counts against `message.max.bytes` (key, value, headers, and the record's
+    /// framing: 36 bytes, plus a zigzag varint before each header key and value).
     pub fn size(&self) -> usize {
-        self.key.as_ref().map_or(0, Vec::len)
+        fn varint(n: usize) -> usize {
+            let mut zigzag = (n as u64) << 1;
+            let mut bytes = 1;
+            while zigzag >= 0x80 {
+                zigzag >>= 7;
+                bytes += 1;
+            }
+            bytes
+        }
+        36 + self.key.as_ref().map_or(0, Vec::len)
             + self.value.as_ref().map_or(0, Vec::len)
             + self
                 .headers
                 .iter()
-                .map(|(k, v)| k.len() + v.len())
+                .map(|(k, v)| varint(k.len()) + k.len() + varint(v.len()) + v.len())
                 .sum::<usize>()
     }
 }
