@@ -7,6 +7,9 @@
 //!
 //! A retry repeats only what failed: once the prefix succeeded its outputs are kept,
 //! and a branch that reached its verdict keeps it while another branch retries.
+//!
+//! (The file is longer than most: about half of it is those unit tests, one per
+//! outcome, kept next to the function they pin down.)
 
 use std::sync::Arc;
 use std::time::Duration;
