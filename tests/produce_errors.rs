@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::kafka::*;
+use common::todo::assert_all_committed;
 use rdkafka::message::Message;
 
 const SETTLE: Duration = Duration::from_secs(120);
@@ -117,18 +118,6 @@ fn inputs(count: usize, big: &[usize], size: usize) -> Vec<Record> {
             )
         })
         .collect()
-}
-
-/// Every partition of `input` committed by `group` up to its end.
-fn assert_all_committed(brokers: &str, group: &str, input: &str) {
-    let committed = committed(brokers, group, input);
-    for (partition, high) in high_watermarks(brokers, input) {
-        assert_eq!(
-            committed.get(&partition).copied().unwrap_or(0),
-            high,
-            "partition {partition} of {input} committed up to its end"
-        );
-    }
 }
 
 /// An output between the Kafka client's `message.max.bytes` (1,000,000) and the
