@@ -173,6 +173,25 @@ fn an_output_over_the_clients_limit(delivery: &str) {
         "the three big records, each once: {offsets:?}"
     );
     assert_all_committed(brokers, &group, &input);
+    // The metrics say the same, in both modes.
+    let metrics = http_get(&weir.ops_address(), "/metrics").1;
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+    };
+    let produced = format!(
+        "weir_records_produced_total{{outcome=\"ok\",pipeline=\"chaos\",topic=\"{output}\"}}"
+    );
+    assert!(value(&produced) >= 57.0, "{produced}");
+    assert!(value("weir_dlq_records_total{pipeline=\"chaos\",reason=\"bad-output\"}") >= 3.0);
+    assert!(
+        value("weir_end_to_end_latency_seconds_count{pipeline=\"chaos\"}") >= 60.0,
+        "every record's latency observed once it is done"
+    );
     let log = weir.log.clone();
     assert_eq!(
         weir.terminate(),

@@ -60,7 +60,12 @@ impl PartitionUnit {
 
     /// Observes the end-to-end latency of a record that is done.
     pub fn done(&self, source: &Event) {
-        self.latency.since(source.timestamp_ms);
+        self.done_at(source.timestamp_ms);
+    }
+
+    /// Observes the end-to-end latency of a record with timestamp `timestamp_ms`.
+    pub fn done_at(&self, timestamp_ms: Option<i64>) {
+        self.latency.since(timestamp_ms);
     }
 }
 

@@ -50,6 +50,9 @@ impl ProducerContext for TxnContext {
                 self.health.broker_ok();
                 self.health.allowed(message.topic());
                 self.stall.acked();
+                if let Some(metrics) = &ticket.metrics {
+                    metrics.delivered();
+                }
                 return;
             }
             Err(failed) => failed,
@@ -66,6 +69,9 @@ impl ProducerContext for TxnContext {
         ) {
             // A consequence of an abort, not a verdict on the record.
             return;
+        }
+        if let Some(metrics) = &ticket.metrics {
+            metrics.failed();
         }
         let topic = message.topic();
         let trouble = Trouble::of(code);

@@ -30,7 +30,7 @@
 //! offsets.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -93,6 +93,9 @@ pub struct Transactional {
     stall: Arc<StallWatch>,
     /// The producer's `message.max.bytes`: dead letters are cut to fit it.
     max_record: usize,
+    /// The records of the open transaction, with their timestamps: their
+    /// end-to-end latency ends when it commits.
+    in_transaction: Mutex<Vec<(Arc<PartitionUnit>, Option<i64>)>>,
 }
 
 impl Transactional {
@@ -134,6 +137,7 @@ impl Transactional {
             health,
             stall,
             max_record,
+            in_transaction: Mutex::new(Vec::new()),
         })
     }
 
@@ -154,6 +158,10 @@ impl Transactional {
         if let Some(since) = open.since.take() {
             self.metrics.ended(since.elapsed().as_secs_f64());
         }
+        self.in_transaction
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         self.records.store(0, Ordering::SeqCst);
         self.doomed.store(false, Ordering::SeqCst);
     }
@@ -214,9 +222,11 @@ impl Transactional {
     ) -> Result<(), Stopped> {
         let event = &source.event;
         for (branch, produced) in produced(event, &applied.verdicts, self.max_record, applied.cut) {
-            let (record, letter) = match &produced {
-                Produced::Output(r) => (r.as_out(), false),
-                Produced::Letter(letter, _) => (letter.as_out(), true),
+            let (record, letter, metrics) = match &produced {
+                Produced::Output(r) => (r.as_out(), false, r.route.metrics.clone()),
+                Produced::Letter(letter, branch) => {
+                    (letter.as_out(), true, branch.dlq_metrics.clone())
+                }
             };
             let ticket = TxnTicket {
                 partition: event.partition,
@@ -224,6 +234,7 @@ impl Transactional {
                 branch,
                 letter,
                 alone: applied.alone,
+                metrics: Some(metrics),
             };
             let Err(refused) = send(producer, record, Box::new(ticket), stop)? else {
                 continue;
@@ -328,7 +339,10 @@ impl Sink for Transactional {
         let register = || {
             self.records.fetch_add(1, Ordering::SeqCst);
             unit.tracker.register(source.event.offset, 0);
-            unit.done(&source.event);
+            self.in_transaction
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push((unit.clone(), source.event.timestamp_ms));
         };
         if applied.alone {
             // Nothing else may share its batches: hold the gate exclusively and
@@ -410,6 +424,15 @@ impl Sink for Transactional {
                     let committed: Vec<(i32, i64)> =
                         taken.iter().map(|(u, next)| (u.partition, *next)).collect();
                     self.refusals.forget(&committed);
+                    // Visible to read_committed readers now: the end-to-end latency.
+                    for (unit, timestamp_ms) in self
+                        .in_transaction
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .drain(..)
+                    {
+                        unit.done_at(timestamp_ms);
+                    }
                     self.end(&mut open);
                     self.health.broker_ok();
                     tracing::trace!(pipeline = %self.pipeline, ?offsets, "transaction committed");

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 use crate::pipeline::process::Verdict;
+use crate::telemetry::metrics::RouteMetrics;
 
 /// What the broker (or the client) said of one message of a record.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,6 +84,8 @@ pub(super) struct TxnTicket {
     pub(super) letter: bool,
     /// Produced alone, between two flushes.
     pub(super) alone: bool,
+    /// `weir_records_produced_total` of its topic (none in unit tests).
+    pub(super) metrics: Option<RouteMetrics>,
 }
 
 impl TxnTicket {
@@ -158,6 +161,7 @@ mod tests {
             branch,
             letter,
             alone,
+            metrics: None,
         }
     }
 
