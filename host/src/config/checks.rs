@@ -213,6 +213,14 @@ impl Checker<'_> {
                     "workers must be at least 1 (or leave it out to run every partition in parallel)".into(),
                 ));
             }
+            let limits = &p.limits;
+            if limits.timeout.0.is_zero() || limits.memory.0 == 0 || limits.max_output.0 <= 36 {
+                return Err(self.error(
+                    p.name.span(),
+                    at("limits"),
+                    "timeout and memory must be more than 0, and max-output more than the 36 bytes of a record's framing (e.g. limits = { timeout = \"200ms\", memory = \"64MiB\", max-output = \"1MiB\" })".into(),
+                ));
+            }
             if p.retry.max_attempts == 0 {
                 return Err(self.error(
                     p.name.span(),
@@ -277,6 +285,19 @@ mod tests {
             err.contains("pipeline[0].workers: workers must be at least 1"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn limits_that_would_fail_every_record_are_refused() {
+        for bad in [
+            r#"memory = "32MiB", timeout = "0s""#,
+            r#"memory = "0", timeout = "150ms""#,
+            r#"memory = "32MiB", timeout = "150ms", max-output = "36""#,
+        ] {
+            let text = GOOD.replace(r#"memory = "32MiB", timeout = "150ms""#, bad);
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains("pipeline[0].limits"), "{bad}: {err}");
+        }
     }
 
     #[test]
