@@ -592,6 +592,17 @@ impl Weir {
         self.wait(Duration::from_secs(60))
     }
 
+    /// SIGTERM, and asserts a clean exit (0), showing weir's log if not.
+    pub fn terminate_cleanly(self) {
+        let log = self.log.clone();
+        assert_eq!(
+            self.terminate(),
+            Some(0),
+            "{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    }
+
     /// SIGKILL: no shutdown at all.
     pub fn kill(mut self) {
         if let Some(mut child) = self.child.take() {
