@@ -17,5 +17,6 @@ pub mod policy;
 pub mod record;
 pub mod reload;
 pub mod shutdown;
+pub mod state;
 pub mod startup;
 pub mod telemetry;

@@ -25,11 +25,14 @@ pub enum FailureKind {
     /// worn one): not the record's fault, so it is retried until an instance
     /// starts, never dead-lettered.
     Unavailable = 6,
+    /// A stateful plugin wrote past one of its slot's limits (`limits.state-value`,
+    /// `limits.state-entries`, `limits.timers`).
+    StateLimit = 7,
 }
 
 impl FailureKind {
     /// Every kind, in the order of their discriminants.
-    pub const ALL: [FailureKind; 7] = [
+    pub const ALL: [FailureKind; 8] = [
         FailureKind::Invalid,
         FailureKind::Transient,
         FailureKind::Trap,
@@ -37,6 +40,7 @@ impl FailureKind {
         FailureKind::MemoryLimit,
         FailureKind::BadOutput,
         FailureKind::Unavailable,
+        FailureKind::StateLimit,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +52,7 @@ impl FailureKind {
             FailureKind::MemoryLimit => "memory-limit",
             FailureKind::BadOutput => "bad-output",
             FailureKind::Unavailable => "unavailable",
+            FailureKind::StateLimit => "state-limit",
         }
     }
 
@@ -83,11 +88,13 @@ pub enum DlqReason {
     /// The broker (or weir's own Kafka client) refused one of the record's outputs
     /// for good, e.g. over the topic's `max.message.bytes`.
     ProduceRejected,
+    /// A stateful plugin wrote past one of its slot's state or timer limits.
+    StateLimit,
 }
 
 impl DlqReason {
     /// Every reason, in the order metrics declare them.
-    pub const ALL: [DlqReason; 7] = [
+    pub const ALL: [DlqReason; 8] = [
         DlqReason::Invalid,
         DlqReason::Trap,
         DlqReason::Timeout,
@@ -95,6 +102,7 @@ impl DlqReason {
         DlqReason::BadOutput,
         DlqReason::RetriesExhausted,
         DlqReason::ProduceRejected,
+        DlqReason::StateLimit,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -106,6 +114,7 @@ impl DlqReason {
             DlqReason::BadOutput => "bad-output",
             DlqReason::RetriesExhausted => "retries-exhausted",
             DlqReason::ProduceRejected => "produce-rejected",
+            DlqReason::StateLimit => "state-limit",
         }
     }
 
@@ -125,6 +134,7 @@ impl DlqReason {
             FailureKind::Timeout => DlqReason::Timeout,
             FailureKind::MemoryLimit => DlqReason::MemoryLimit,
             FailureKind::BadOutput => DlqReason::BadOutput,
+            FailureKind::StateLimit => DlqReason::StateLimit,
             FailureKind::Unavailable => return None,
         })
     }

@@ -4,15 +4,32 @@
 //! the Kafka and policy layers can speak of records without depending on the
 //! plugin runtime, and the plugin runtime can size outputs without Kafka.
 
-/// The single `bindgen!` of the host: the `weir:plugin` world.
+/// The host's bindings of the `weir:plugin` package. The `stateful-plugin` world
+/// (host, state and timers imports; `init`, `handle-event`, `handle-timer`
+/// exports) is generated here, and the plain `plugin` world in [`bindings::plain`]
+/// shares its types: every component links against the same host functions, and
+/// one without `handle-timer` (a plugin built before 0.1.1) is called through the
+/// plain world.
 pub mod bindings {
     wasmtime::component::bindgen!({
-        world: "plugin",
+        world: "stateful-plugin",
         path: "../wit",
     });
+
+    /// The plain `plugin` world, with the types and host of the stateful one.
+    pub mod plain {
+        wasmtime::component::bindgen!({
+            world: "plugin",
+            path: "../wit",
+            with: {
+                "weir:plugin/types": super::weir::plugin::types,
+                "weir:plugin/host": super::weir::plugin::host,
+            },
+        });
+    }
 }
 
-pub use bindings::weir::plugin::types::{Event, Failure, Header, Output};
+pub use bindings::weir::plugin::types::{Event, Failure, FiredTimer, Header, Output};
 
 /// The most librdkafka adds to a record's key, value and headers when it checks a
 /// record against `message.max.bytes` (v2 record framing: length, attributes,

@@ -54,6 +54,7 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
         memory: parse_size(&args.memory).context("--memory")? as usize,
         timeout: parse_duration(&args.timeout).context("--timeout")?,
         max_output: parse_size(&args.max_output).context("--max-output")? as usize,
+        ..Limits::default()
     };
     let engine = PluginEngine::new()?;
     let mut versions = Vec::new();

@@ -94,6 +94,12 @@ pub struct Limits {
     /// Largest output accepted, in bytes, as the Kafka client counts a record: key,
     /// value, headers and their framing ([`crate::kafka::wire_size`]).
     pub max_output: usize,
+    /// Largest state value or timer payload a stateful plugin may write, in bytes.
+    pub state_value: usize,
+    /// Most state entries one key of a stateful plugin slot may hold.
+    pub state_entries: usize,
+    /// Most timers pending on one partition of a stateful plugin slot.
+    pub timers: usize,
 }
 
 impl Default for Limits {
@@ -102,6 +108,9 @@ impl Default for Limits {
             memory: 64 << 20,
             timeout: Duration::from_millis(200),
             max_output: 1 << 20,
+            state_value: 64 << 10,
+            state_entries: 1000,
+            timers: 1_000_000,
         }
     }
 }
@@ -235,6 +244,15 @@ pub struct LimitsConfig {
     /// Largest output record (key + value + headers) a plugin may return.
     #[serde(default = "default_max_output")]
     pub max_output: ByteSize,
+    /// Largest state value or timer payload (stateful plugins).
+    #[serde(default = "default_state_value")]
+    pub state_value: ByteSize,
+    /// Most state entries per key (stateful plugins).
+    #[serde(default = "default_state_entries")]
+    pub state_entries: usize,
+    /// Most pending timers per partition (stateful plugins).
+    #[serde(default = "default_timers")]
+    pub timers: usize,
 }
 
 impl Default for LimitsConfig {
@@ -243,6 +261,9 @@ impl Default for LimitsConfig {
             memory: default_memory(),
             timeout: default_timeout(),
             max_output: default_max_output(),
+            state_value: default_state_value(),
+            state_entries: default_state_entries(),
+            timers: default_timers(),
         }
     }
 }
@@ -254,6 +275,9 @@ impl LimitsConfig {
             memory: self.memory.0 as usize,
             timeout: self.timeout.0,
             max_output: self.output_cap(kafka).bytes,
+            state_value: self.state_value.0 as usize,
+            state_entries: self.state_entries,
+            timers: self.timers,
         }
     }
 
@@ -297,6 +321,18 @@ fn default_timeout() -> HumanDuration {
 
 fn default_max_output() -> ByteSize {
     ByteSize(Limits::default().max_output as u64)
+}
+
+fn default_state_value() -> ByteSize {
+    ByteSize(Limits::default().state_value as u64)
+}
+
+fn default_state_entries() -> usize {
+    Limits::default().state_entries
+}
+
+fn default_timers() -> usize {
+    Limits::default().timers
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]

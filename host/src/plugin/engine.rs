@@ -18,6 +18,7 @@ use wasmtime::{Config, Engine};
 
 use super::cache::{CompileCache, Compiled};
 use super::state::InstanceState;
+use super::instance::Pre;
 use super::{Limits, LoadError, PluginVersion, bindings};
 
 /// How often the epoch advances; deadlines are whole ticks.
@@ -64,7 +65,7 @@ impl PluginEngine {
             what: "WASI",
             message: e.to_string(),
         })?;
-        bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(
+        bindings::StatefulPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(
             |e| EngineError::Link {
                 what: "the weir:plugin host",
                 message: e.to_string(),
@@ -128,7 +129,12 @@ impl PluginEngine {
             .linker
             .instantiate_pre(&component)
             .map_err(link_error)?;
-        let pre = bindings::PluginPre::new(instance_pre).map_err(link_error)?;
+        let shape = Shape::of(&component, &self.engine);
+        let pre = if shape.timer_handler {
+            Pre::Stateful(bindings::StatefulPluginPre::new(instance_pre).map_err(link_error)?)
+        } else {
+            Pre::Plain(bindings::plain::PluginPre::new(instance_pre).map_err(link_error)?)
+        };
         let label: Arc<str> = format!("{name}@{}", &sha256[..12]).into();
         let identity = format!("{name} sha256:{sha256}");
         Ok(Arc::new(PluginVersion {
@@ -140,8 +146,32 @@ impl PluginEngine {
             config,
             limits,
             pre,
+            stateful: shape.stateful,
             engine: self.clone(),
         }))
+    }
+}
+
+/// What a component imports and exports of the stateful world.
+struct Shape {
+    /// It imports `state` or `timers`, or exports `handle-timer`: it gets a slot.
+    stateful: bool,
+    /// It exports `handle-timer`.
+    timer_handler: bool,
+}
+
+impl Shape {
+    fn of(component: &Component, engine: &Engine) -> Shape {
+        let ty = component.component_type();
+        let imports_state = ty.imports(engine).any(|(name, _)| {
+            let interface = name.split('@').next().unwrap_or(name);
+            interface == "weir:plugin/state" || interface == "weir:plugin/timers"
+        });
+        let timer_handler = ty.exports(engine).any(|(name, _)| name == "handle-timer");
+        Shape {
+            stateful: imports_state || timer_handler,
+            timer_handler,
+        }
     }
 }
 

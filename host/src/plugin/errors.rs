@@ -137,6 +137,9 @@ pub enum CallError {
     /// No instance of the plugin could be made to call.
     #[error("cannot restart the plugin: {0}")]
     Unavailable(String),
+    /// A write past the slot's state or timer limits.
+    #[error("state limit: {0}")]
+    StateLimit(String),
 }
 
 /// The plugin's own `failure` value.
@@ -169,13 +172,14 @@ impl CallError {
             CallError::Fault(Fault::MemoryLimit(_)) => FailureKind::MemoryLimit,
             CallError::BadOutput(_) => FailureKind::BadOutput,
             CallError::Unavailable(_) => FailureKind::Unavailable,
+            CallError::StateLimit(_) => FailureKind::StateLimit,
         }
     }
 
     /// The message for `weir.error.message` and `weir test` output.
     pub fn message(&self) -> String {
         match self {
-            CallError::BadOutput(m) => m.clone(),
+            CallError::BadOutput(m) | CallError::StateLimit(m) => m.clone(),
             other => other.to_string(),
         }
     }

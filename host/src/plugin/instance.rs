@@ -16,9 +16,10 @@ use wasmtime::{Store, Trap};
 use super::engine::EPOCH_TICK;
 use super::state::InstanceState;
 use super::{
-    CallError, CallOutcome, CallSite, Event, Failure, Fault, GuestFailure, GuestLanguage, Limits,
-    LoadError, Output, Plugin, PluginCall, PluginEngine, bindings,
+    CallError, CallOutcome, CallSite, Event, Failure, Fault, FiredTimer, GuestFailure,
+    GuestLanguage, Limits, LoadError, Output, Plugin, PluginCall, PluginEngine, bindings,
 };
+use crate::state::SlotHandle;
 
 /// The least time a new instance gets to start (instantiate + `init`): Go's runtime
 /// starts during instantiation, and interpreters may set up in `init`, which can
@@ -45,9 +46,24 @@ pub struct PluginVersion {
     pub config: Vec<(String, String)>,
     pub limits: Limits,
     /// Linked once at load, so each instance starts without type-checking again.
-    pub(super) pre: bindings::PluginPre<InstanceState>,
+    pub(super) pre: Pre,
+    /// It imports `state` or `timers`, or exports `handle-timer`: each partition
+    /// gives it a slot ([`crate::state`]).
+    pub stateful: bool,
     /// The engine the component was compiled in; every instance's store is made in it.
     pub(super) engine: PluginEngine,
+}
+
+/// A linked component: of the plain `plugin` world, or with `handle-timer`.
+pub(crate) enum Pre {
+    Plain(bindings::plain::PluginPre<InstanceState>),
+    Stateful(bindings::StatefulPluginPre<InstanceState>),
+}
+
+/// An instance's exports.
+enum Exports {
+    Plain(bindings::plain::Plugin),
+    Stateful(bindings::StatefulPlugin),
 }
 
 impl std::fmt::Debug for PluginVersion {
@@ -77,11 +93,19 @@ impl PluginVersion {
         let deadline = start_deadline(self.limits.timeout);
         store.set_epoch_deadline(deadline_ticks(deadline));
         let started = Instant::now();
-        let bindings = match self.pre.instantiate(&mut store) {
+        let made = match &self.pre {
+            Pre::Plain(pre) => pre.instantiate(&mut store).map(Exports::Plain),
+            Pre::Stateful(pre) => pre.instantiate(&mut store).map(Exports::Stateful),
+        };
+        let bindings = match made {
             Ok(bindings) => bindings,
             Err(e) => return Err(self.start_error(&store, e, deadline)),
         };
-        match bindings.call_init(&mut store, &self.config) {
+        let init = match &bindings {
+            Exports::Plain(b) => b.call_init(&mut store, &self.config),
+            Exports::Stateful(b) => b.call_init(&mut store, &self.config),
+        };
+        match init {
             Ok(Ok(())) => {}
             Ok(Err(message)) => {
                 return Err(LoadError::Init {
@@ -157,11 +181,23 @@ impl Plugin for PluginVersion {
     fn identity(&self) -> &str {
         &self.identity
     }
+
+    fn stateful(&self) -> bool {
+        self.stateful
+    }
 }
 
 impl PluginCall for PluginInstance {
     fn handle(&mut self, event: &Event, site: &CallSite) -> CallOutcome {
         PluginInstance::handle(self, event, site)
+    }
+
+    fn handle_timer(&mut self, timer: &FiredTimer, site: &CallSite) -> CallOutcome {
+        PluginInstance::handle_timer(self, timer, site)
+    }
+
+    fn bind(&mut self, slot: SlotHandle) {
+        self.store.data_mut().slot = Some(slot);
     }
 
     fn worn(&self) -> bool {
@@ -177,7 +213,7 @@ fn deadline_ticks(timeout: Duration) -> u64 {
 pub struct PluginInstance {
     pub version: Arc<PluginVersion>,
     store: Store<InstanceState>,
-    bindings: bindings::Plugin,
+    bindings: Exports,
 }
 
 impl PluginInstance {
@@ -190,10 +226,44 @@ impl PluginInstance {
         self.store.data_mut().begin_call(site);
         self.store
             .set_epoch_deadline(deadline_ticks(limits.timeout));
-        let result = self.bindings.call_handle_event(&mut self.store, event);
+        let result = match &self.bindings {
+            Exports::Plain(b) => b.call_handle_event(&mut self.store, event),
+            Exports::Stateful(b) => b.call_handle_event(&mut self.store, event),
+        };
+        self.finish_call(result, limits)
+    }
+
+    /// Calls `handle-timer` under the deadline and memory cap, as
+    /// [`PluginInstance::handle`] calls `handle-event`.
+    pub fn handle_timer(&mut self, timer: &FiredTimer, site: &CallSite) -> CallOutcome {
+        let limits = self.version.limits;
+        let Exports::Stateful(bindings) = &self.bindings else {
+            return Err(CallError::Guest(GuestFailure::Invalid(format!(
+                "timer {:?} fired, but the plugin exports no handle-timer",
+                timer.name
+            ))));
+        };
+        self.store.data_mut().begin_call(site);
+        self.store
+            .set_epoch_deadline(deadline_ticks(limits.timeout));
+        let result = bindings.call_handle_timer(&mut self.store, timer);
+        self.finish_call(result, limits)
+    }
+
+    /// Turns what a call returned into its outcome.
+    fn finish_call(
+        &mut self,
+        result: wasmtime::Result<Result<Vec<Output>, Failure>>,
+        limits: Limits,
+    ) -> CallOutcome {
         let last_output = self.store.data_mut().end_call();
         match result {
             Ok(Ok(outputs)) => {
+                if let Some(slot) = &self.store.data().slot
+                    && let Some(limit) = slot.lock().limit_hit()
+                {
+                    return Err(CallError::StateLimit(limit.to_owned()));
+                }
                 check_outputs(&outputs, limits.max_output)?;
                 Ok(outputs)
             }

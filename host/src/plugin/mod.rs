@@ -33,7 +33,8 @@ pub use self::state::CallSite;
 
 pub use crate::config::Limits;
 pub use crate::outcome::FailureKind;
-pub use crate::record::{Event, Failure, Header, Output, bindings};
+pub use crate::record::{Event, Failure, FiredTimer, Header, Output, bindings};
+use crate::state::SlotHandle;
 
 /// A loaded plugin as the record path sees it. A trait so that the processor can be
 /// tested with scripted plugins; [`PluginVersion`] is the real one.
@@ -47,6 +48,10 @@ pub trait Plugin: Send + Sync + 'static {
     fn label(&self) -> &Arc<str>;
     /// `name sha256:<hex>`, for the `weir.plugin` DLQ header.
     fn identity(&self) -> &str;
+    /// Whether it uses state or timers: each partition then gives it a slot.
+    fn stateful(&self) -> bool {
+        false
+    }
 }
 
 /// One instance of a [`Plugin`].
@@ -54,6 +59,20 @@ pub trait PluginCall {
     /// Calls `handle-event`. After `Err(CallError::Fault(_))` the instance must not
     /// be used again.
     fn handle(&mut self, event: &Event, site: &CallSite) -> CallOutcome;
+
+    /// Calls `handle-timer` (a stateful plugin's timer came due).
+    fn handle_timer(&mut self, timer: &FiredTimer, site: &CallSite) -> CallOutcome {
+        let _ = site;
+        Err(CallError::Guest(GuestFailure::Invalid(format!(
+            "timer {:?} fired, but the plugin has no timer handler",
+            timer.name
+        ))))
+    }
+
+    /// Gives a stateful plugin's instance its slot on the partition.
+    fn bind(&mut self, slot: SlotHandle) {
+        let _ = slot;
+    }
 
     /// Whether the instance should be replaced before its next call (its memory
     /// grew close to the cap).

@@ -17,7 +17,10 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::weir::plugin::host::{Host as LogHost, Level};
+use super::bindings::weir::plugin::state::Host as StateHost;
+use super::bindings::weir::plugin::timers::Host as TimersHost;
 use super::bindings::weir::plugin::types::Host as TypesHost;
+use crate::state::SlotHandle;
 
 /// Bytes of guest stdout+stderr kept per call; the rest is counted and dropped.
 const OUTPUT_BUDGET: usize = 16 * 1024;
@@ -52,6 +55,8 @@ pub struct InstanceState {
     pub(crate) site: CallSite,
     /// `log` lines seen during the current call.
     log_lines: u32,
+    /// The slot's state on the partition, for a stateful plugin.
+    pub(crate) slot: Option<SlotHandle>,
 }
 
 impl InstanceState {
@@ -72,6 +77,7 @@ impl InstanceState {
             plugin,
             site: CallSite::default(),
             log_lines: 0,
+            slot: None,
         }
     }
 
@@ -131,6 +137,66 @@ impl WasiView for InstanceState {
 }
 
 impl TypesHost for InstanceState {}
+
+/// What a stateful plugin's calls get where it has no state (an instance made to
+/// check a plugin, not to run it on a partition).
+const NO_STATE: &str = "state and timers are not available here (no partition is being handled)";
+
+impl StateHost for InstanceState {
+    fn get(&mut self, name: String) -> Option<Vec<u8>> {
+        self.slot.as_ref()?.lock().get(&name)
+    }
+
+    fn set(&mut self, name: String, value: Vec<u8>) -> Result<(), String> {
+        match &self.slot {
+            Some(slot) => slot.lock().set(name, value),
+            None => Err(NO_STATE.into()),
+        }
+    }
+
+    fn delete(&mut self, name: String) {
+        if let Some(slot) = &self.slot {
+            slot.lock().delete(name);
+        }
+    }
+
+    fn exists(&mut self, name: String) -> bool {
+        self.slot.as_ref().is_some_and(|s| s.lock().exists(&name))
+    }
+
+    fn entries(&mut self, after: Option<String>, max: u32) -> Vec<(String, Vec<u8>)> {
+        match &self.slot {
+            Some(slot) => slot.lock().entries(after.as_deref(), max),
+            None => Vec::new(),
+        }
+    }
+}
+
+impl TimersHost for InstanceState {
+    fn set(&mut self, name: String, at_ms: i64, payload: Vec<u8>) -> Result<(), String> {
+        match &self.slot {
+            Some(slot) => slot.lock().set_timer(name, at_ms, payload),
+            None => Err(NO_STATE.into()),
+        }
+    }
+
+    fn cancel(&mut self, name: String) {
+        if let Some(slot) = &self.slot {
+            slot.lock().cancel_timer(name);
+        }
+    }
+
+    fn due(&mut self, name: String) -> Option<i64> {
+        self.slot.as_ref()?.lock().due(&name)
+    }
+
+    fn now_ms(&mut self) -> i64 {
+        match &self.slot {
+            Some(slot) => slot.lock().now_ms(),
+            None => crate::state::clock::wall_ms(),
+        }
+    }
+}
 
 impl LogHost for InstanceState {
     fn log(&mut self, level: Level, message: String) {

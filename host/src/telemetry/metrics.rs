@@ -307,7 +307,7 @@ impl Metrics {
 #[derive(Clone)]
 pub struct StageMetrics {
     ok: IntCounter,
-    failed: [IntCounter; 7],
+    failed: [IntCounter; FailureKind::ALL.len()],
     duration: Histogram,
 }
 

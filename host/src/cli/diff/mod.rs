@@ -56,6 +56,7 @@ fn diff(mut args: DiffArgs) -> anyhow::Result<bool> {
         timeout: crate::cli::test::parse_duration(&args.timeout).context("--timeout")?,
         max_output: crate::cli::test::parse_size(&args.max_output).context("--max-output")?
             as usize,
+        ..Limits::default()
     };
     let show = match args.show.as_str() {
         "all" => usize::MAX,

@@ -1,0 +1,288 @@
+//! The changelog: how a slot's changes are written to its compacted topic, read
+//! back, and restored into a [`Table`].
+//!
+//! One topic per stateful slot, `<group>.<pipeline>.<slot>.changelog`, with the
+//! input's partition count: the changes a record makes go to the partition of its
+//! source partition. The record key says what changed, so compaction keeps the
+//! latest of each entry and timer:
+//!
+//! ```text
+//! key   = kind (b'S' entry, b'T' timer) || has-key (0|1) || key length (u32 BE) || key || name
+//! value = 1 || entry value                          (an entry)
+//!       = 1 || due ms (i64 BE) || payload            (a timer)
+//!       = null                                       (deleted: a tombstone)
+//! ```
+//!
+//! The leading version byte keeps a set value of zero bytes from being empty.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::slot::{Change, ScopeKey, Table};
+
+const ENTRY: u8 = b'S';
+const TIMER: u8 = b'T';
+const VERSION: u8 = 1;
+
+/// The changelog topic of slot `slot` of pipeline `pipeline` in group `group`.
+pub fn topic(group: &str, pipeline: &str, slot: &str) -> String {
+    format!("{group}.{pipeline}.{slot}.changelog")
+}
+
+/// The id of a slot: `<i>` for the i-th plugin of the shared chain, `<branch>.<i>`
+/// for the i-th plugin of a branch.
+pub fn slot_id(branch: Option<&str>, index: usize) -> String {
+    match branch {
+        None => index.to_string(),
+        Some(branch) => format!("{branch}.{index}"),
+    }
+}
+
+fn encode_key(kind: u8, key: &ScopeKey, name: &str) -> Vec<u8> {
+    let k = key.as_deref().unwrap_or_default();
+    let mut out = Vec::with_capacity(6 + k.len() + name.len());
+    out.push(kind);
+    out.push(u8::from(key.is_some()));
+    out.extend_from_slice(&(k.len() as u32).to_be_bytes());
+    out.extend_from_slice(k);
+    out.extend_from_slice(name.as_bytes());
+    out
+}
+
+/// A change as a changelog record's key and value.
+pub fn encode(change: &Change) -> (Vec<u8>, Option<Vec<u8>>) {
+    match change {
+        Change::Entry { key, name, value } => (
+            encode_key(ENTRY, key, name),
+            value.as_ref().map(|v| {
+                let mut out = Vec::with_capacity(1 + v.len());
+                out.push(VERSION);
+                out.extend_from_slice(v);
+                out
+            }),
+        ),
+        Change::Timer { key, name, due } => (
+            encode_key(TIMER, key, name),
+            due.as_ref().map(|(at, payload)| {
+                let mut out = Vec::with_capacity(9 + payload.len());
+                out.push(VERSION);
+                out.extend_from_slice(&at.to_be_bytes());
+                out.extend_from_slice(payload);
+                out
+            }),
+        ),
+    }
+}
+
+/// Why a changelog record could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("changelog record not written by weir: {0}")]
+pub struct Malformed(&'static str);
+
+/// A changelog record's key and value as a change.
+pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Change, Malformed> {
+    let [kind, has_key, rest @ ..] = key else {
+        return Err(Malformed("key shorter than its header"));
+    };
+    let (len, rest) = rest
+        .split_first_chunk::<4>()
+        .ok_or(Malformed("key shorter than its header"))?;
+    let len = u32::from_be_bytes(*len) as usize;
+    if rest.len() < len {
+        return Err(Malformed("key shorter than its length says"));
+    }
+    let (k, name) = rest.split_at(len);
+    let key = (*has_key == 1).then(|| k.to_vec());
+    let name = String::from_utf8(name.to_vec()).map_err(|_| Malformed("name not UTF-8"))?;
+    let body = match value {
+        None => None,
+        Some([VERSION, body @ ..]) => Some(body),
+        Some(_) => return Err(Malformed("unknown value version")),
+    };
+    match *kind {
+        ENTRY => Ok(Change::Entry {
+            key,
+            name,
+            value: body.map(<[u8]>::to_vec),
+        }),
+        TIMER => {
+            let due = match body {
+                None => None,
+                Some(body) => {
+                    let (at, payload) = body
+                        .split_first_chunk::<8>()
+                        .ok_or(Malformed("timer value shorter than its due time"))?;
+                    Some((i64::from_be_bytes(*at), payload.to_vec()))
+                }
+            };
+            Ok(Change::Timer { key, name, due })
+        }
+        _ => Err(Malformed("unknown kind")),
+    }
+}
+
+/// How a restore went.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Restored {
+    pub records: u64,
+    pub seconds: f64,
+}
+
+/// Why a restore failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("cannot read changelog {topic} partition {partition}: {source}")]
+    Kafka {
+        topic: String,
+        partition: i32,
+        source: KafkaError,
+    },
+    #[error("changelog {topic} partition {partition} offset {offset}: {source}")]
+    Malformed {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        source: Malformed,
+    },
+    #[error("stopped")]
+    Stopped,
+}
+
+/// Reads changelog `topic` partition `partition` from its start to its end
+/// (`read_committed`: an exactly-once pipeline's aborted changes are skipped, and
+/// an open transaction holds the end back until it ends) into `table`.
+/// `stopped` is polled between batches.
+pub fn restore(
+    client: &ClientConfig,
+    topic: &str,
+    partition: i32,
+    table: &mut Table,
+    stopped: impl Fn() -> bool,
+) -> Result<Restored, RestoreError> {
+    let started = Instant::now();
+    let kafka = |source| RestoreError::Kafka {
+        topic: topic.to_owned(),
+        partition,
+        source,
+    };
+    let consumer: BaseConsumer = client
+        .clone()
+        .set("group.id", "weir-state-restore")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .set("fetch.max.bytes", "52428800")
+        .create()
+        .map_err(kafka)?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Beginning)
+        .map_err(kafka)?;
+    consumer.assign(&tpl).map_err(kafka)?;
+    let mut records = 0u64;
+    loop {
+        if stopped() {
+            return Err(RestoreError::Stopped);
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            None => continue,
+            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            Some(Err(error)) if is_transient(&error) => {
+                tracing::debug!(topic, partition, %error, "restoring");
+            }
+            Some(Err(error)) => return Err(kafka(error)),
+            Some(Ok(message)) => {
+                let Some(key) = message.key() else {
+                    continue;
+                };
+                let change = decode(key, message.payload()).map_err(|source| {
+                    RestoreError::Malformed {
+                        topic: topic.to_owned(),
+                        partition,
+                        offset: message.offset(),
+                        source,
+                    }
+                })?;
+                table.apply(&change);
+                records += 1;
+            }
+        }
+    }
+    Ok(Restored {
+        records,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn is_transient(error: &KafkaError) -> bool {
+    !matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::UnknownTopic
+                | RDKafkaErrorCode::UnknownPartition
+        )
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_survive_the_round_trip() {
+        let changes = [
+            Change::Entry {
+                key: Some(b"user".to_vec()),
+                name: "reminder:1".into(),
+                value: Some(vec![]),
+            },
+            Change::Entry {
+                key: None,
+                name: "n".into(),
+                value: None,
+            },
+            Change::Timer {
+                key: Some(vec![0, 1, 2]),
+                name: "t".into(),
+                due: Some((-5, b"payload".to_vec())),
+            },
+            Change::Timer {
+                key: Some(vec![]),
+                name: String::new(),
+                due: None,
+            },
+        ];
+        for change in changes {
+            let (key, value) = encode(&change);
+            assert_eq!(decode(&key, value.as_deref()), Ok(change));
+        }
+    }
+
+    #[test]
+    fn an_empty_value_is_not_a_tombstone_and_keys_do_not_collide() {
+        let set = encode(&Change::Entry {
+            key: None,
+            name: "a".into(),
+            value: Some(vec![]),
+        });
+        assert_eq!(set.1, Some(vec![VERSION]));
+        let none_key = encode_key(ENTRY, &None, "a");
+        let empty_key = encode_key(ENTRY, &Some(vec![]), "a");
+        assert_ne!(none_key, empty_key);
+        assert_ne!(encode_key(ENTRY, &None, "a"), encode_key(TIMER, &None, "a"));
+    }
+
+    #[test]
+    fn foreign_records_are_refused() {
+        assert!(decode(b"", None).is_err());
+        assert!(decode(b"X\x00\x00\x00\x00\x00n", Some(b"\x01")).is_err());
+        assert!(decode(b"S\x00\x00\x00\x00\x09n", None).is_err());
+        assert!(decode(b"S\x00\x00\x00\x00\x00n", Some(b"\x02v")).is_err());
+    }
+}

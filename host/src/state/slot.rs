@@ -1,0 +1,505 @@
+//! One stateful plugin slot on one partition: its entries and timers ([`Table`]),
+//! the changes of the record being handled, and the scope (key) the plugin's
+//! `state` and `timers` calls see.
+//!
+//! Reads see the record's own changes first (read-your-writes), then the table.
+//! The changes reach the table only when the record is done and kept
+//! ([`SlotState::finish`]); a record that is retried or dead-lettered leaves the
+//! table as it was.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use super::clock::Clock;
+use crate::config::Limits;
+
+/// The key a state entry or timer belongs to: the source record's key (`None`: a
+/// record without a key).
+pub type ScopeKey = Option<Vec<u8>>;
+
+/// A slot shared by the chain stage that owns it and the instance's host calls.
+#[derive(Clone)]
+pub struct SlotHandle(Arc<Mutex<SlotState>>);
+
+impl SlotHandle {
+    pub fn new(state: SlotState) -> SlotHandle {
+        SlotHandle(Arc::new(Mutex::new(state)))
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, SlotState> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One change a record made to a slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// An entry set (`Some`) or deleted (`None`).
+    Entry {
+        key: ScopeKey,
+        name: String,
+        value: Option<Vec<u8>>,
+    },
+    /// A timer set (`Some((due_ms, payload))`) or removed (`None`).
+    Timer {
+        key: ScopeKey,
+        name: String,
+        due: Option<(i64, Vec<u8>)>,
+    },
+}
+
+/// A pending timer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timer {
+    pub key: ScopeKey,
+    pub name: String,
+    pub due_ms: i64,
+    pub payload: Vec<u8>,
+}
+
+/// A slot's committed entries and pending timers on one partition, in memory.
+#[derive(Default)]
+pub struct Table {
+    entries: HashMap<ScopeKey, BTreeMap<String, Vec<u8>>>,
+    /// Due order: `(due, key, name)`.
+    due: BTreeSet<(i64, ScopeKey, String)>,
+    timers: HashMap<(ScopeKey, String), (i64, Vec<u8>)>,
+    entry_count: usize,
+    bytes: usize,
+}
+
+impl Table {
+    /// Applies one change (from a record that is done, or from the changelog).
+    pub fn apply(&mut self, change: &Change) {
+        match change {
+            Change::Entry { key, name, value } => {
+                let entries = self.entries.entry(key.clone()).or_default();
+                let old = match value {
+                    Some(value) => entries.insert(name.clone(), value.clone()),
+                    None => entries.remove(name),
+                };
+                if let Some(old) = &old {
+                    self.bytes -= old.len() + name.len();
+                    self.entry_count -= 1;
+                }
+                if let Some(value) = value {
+                    self.bytes += value.len() + name.len();
+                    self.entry_count += 1;
+                }
+                if entries.is_empty() {
+                    self.entries.remove(key);
+                }
+            }
+            Change::Timer { key, name, due } => {
+                let id = (key.clone(), name.clone());
+                if let Some((old_due, _)) = self.timers.remove(&id) {
+                    self.due.remove(&(old_due, key.clone(), name.clone()));
+                }
+                if let Some((due_ms, payload)) = due {
+                    self.due.insert((*due_ms, key.clone(), name.clone()));
+                    self.timers.insert(id, (*due_ms, payload.clone()));
+                }
+            }
+        }
+    }
+
+    pub fn get(&self, key: &ScopeKey, name: &str) -> Option<&Vec<u8>> {
+        self.entries.get(key)?.get(name)
+    }
+
+    /// Every entry of `key`, by name.
+    pub fn entries_of(&self, key: &ScopeKey) -> Option<&BTreeMap<String, Vec<u8>>> {
+        self.entries.get(key)
+    }
+
+    pub fn timer(&self, key: &ScopeKey, name: &str) -> Option<&(i64, Vec<u8>)> {
+        self.timers.get(&(key.clone(), name.to_owned()))
+    }
+
+    /// The earliest pending timer.
+    pub fn first_timer(&self) -> Option<Timer> {
+        let (due_ms, key, name) = self.due.first()?;
+        let (_, payload) = self.timers.get(&(key.clone(), name.clone()))?;
+        Some(Timer {
+            key: key.clone(),
+            name: name.clone(),
+            due_ms: *due_ms,
+            payload: payload.clone(),
+        })
+    }
+
+    /// Entries held, over every key.
+    pub fn entry_count(&self) -> usize {
+        self.entry_count
+    }
+
+    /// Bytes of entry names and values held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn timer_count(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// Every key with entries, and every key with timers.
+    pub fn keys(&self) -> BTreeSet<&ScopeKey> {
+        self.entries
+            .keys()
+            .chain(self.timers.keys().map(|(k, _)| k))
+            .collect()
+    }
+
+    /// Every timer of `key`, by name.
+    pub fn timers_of(&self, key: &ScopeKey) -> BTreeMap<&str, &(i64, Vec<u8>)> {
+        self.timers
+            .iter()
+            .filter(|((k, _), _)| k == key)
+            .map(|((_, name), timer)| (name.as_str(), timer))
+            .collect()
+    }
+}
+
+/// A stateful slot on one partition.
+pub struct SlotState {
+    /// The slot's id in its pipeline (`0`, `reminders.0`): errors name it.
+    pub slot: Arc<str>,
+    table: Table,
+    limits: Limits,
+    clock: Clock,
+    /// The key the plugin's calls are scoped to.
+    scope: ScopeKey,
+    /// Changes made by the record being handled, in order.
+    pending: Vec<Change>,
+    /// The timer being fired: it is removed whatever becomes of the call.
+    firing: Option<(ScopeKey, String)>,
+    /// The first limit a write ran into during the record, if any.
+    limit_hit: Option<String>,
+}
+
+impl SlotState {
+    pub fn new(slot: Arc<str>, limits: Limits, clock: Clock) -> SlotState {
+        SlotState {
+            slot,
+            table: Table::default(),
+            limits,
+            clock,
+            scope: None,
+            pending: Vec::new(),
+            firing: None,
+            limit_hit: None,
+        }
+    }
+
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    pub fn table_mut(&mut self) -> &mut Table {
+        &mut self.table
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Scopes the next calls to `key` (the source record's key).
+    pub fn enter(&mut self, key: &ScopeKey) {
+        if &self.scope != key {
+            self.scope = key.clone();
+        }
+    }
+
+    /// Starts firing `timer`: calls are scoped to its key, and it is removed when
+    /// the firing finishes, whatever becomes of it.
+    pub fn fire(&mut self, timer: &Timer) {
+        self.scope = timer.key.clone();
+        self.firing = Some((timer.key.clone(), timer.name.clone()));
+    }
+
+    /// Forgets the changes of an attempt that failed (it is run again, or the
+    /// record is dead-lettered).
+    pub fn discard(&mut self) {
+        self.pending.clear();
+        self.limit_hit = None;
+    }
+
+    /// The limit a write of this attempt ran into, if any.
+    pub fn limit_hit(&self) -> Option<&str> {
+        self.limit_hit.as_deref()
+    }
+
+    /// Ends the record: its changes (if `keep`) and the removal of a fired timer
+    /// go into the table, and are returned for the changelog.
+    pub fn finish(&mut self, keep: bool) -> Vec<Change> {
+        let mut changes = Vec::new();
+        if let Some((key, name)) = self.firing.take() {
+            changes.push(Change::Timer {
+                key,
+                name,
+                due: None,
+            });
+        }
+        if keep {
+            changes.append(&mut self.pending);
+        }
+        self.discard();
+        for change in &changes {
+            self.table.apply(change);
+        }
+        changes
+    }
+
+    // The plugin's calls, scoped to the current key.
+
+    pub fn get(&self, name: &str) -> Option<Vec<u8>> {
+        for change in self.pending.iter().rev() {
+            if let Change::Entry { key, name: n, value } = change
+                && key == &self.scope
+                && n == name
+            {
+                return value.clone();
+            }
+        }
+        self.table.get(&self.scope, name).cloned()
+    }
+
+    pub fn exists(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// The current key's entries with this record's changes applied.
+    fn view(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut view = self
+            .table
+            .entries_of(&self.scope)
+            .cloned()
+            .unwrap_or_default();
+        for change in &self.pending {
+            if let Change::Entry { key, name, value } = change
+                && key == &self.scope
+            {
+                match value {
+                    Some(v) => view.insert(name.clone(), v.clone()),
+                    None => view.remove(name),
+                };
+            }
+        }
+        view
+    }
+
+    pub fn entries(&self, after: Option<&str>, max: u32) -> Vec<(String, Vec<u8>)> {
+        let view = self.view();
+        let range = match after {
+            Some(after) => view
+                .range::<str, _>((
+                    std::ops::Bound::Excluded(after),
+                    std::ops::Bound::Unbounded,
+                ))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .take(max as usize)
+                .collect(),
+            None => view.into_iter().take(max as usize).collect(),
+        };
+        range
+    }
+
+    /// Refuses a write past a limit, remembering the first one.
+    fn refuse(&mut self, message: String) -> Result<(), String> {
+        self.limit_hit.get_or_insert_with(|| message.clone());
+        Err(message)
+    }
+
+    pub fn set(&mut self, name: String, value: Vec<u8>) -> Result<(), String> {
+        if value.len() > self.limits.state_value {
+            return self.refuse(format!(
+                "state entry {name:?} of slot {} is {} bytes, over limits.state-value ({} bytes)",
+                self.slot,
+                value.len(),
+                self.limits.state_value
+            ));
+        }
+        if !self.exists(&name) && self.view().len() >= self.limits.state_entries {
+            return self.refuse(format!(
+                "a key of slot {} may hold at most {} state entries (limits.state-entries); {name:?} would be one more",
+                self.slot, self.limits.state_entries
+            ));
+        }
+        self.pending.push(Change::Entry {
+            key: self.scope.clone(),
+            name,
+            value: Some(value),
+        });
+        Ok(())
+    }
+
+    pub fn delete(&mut self, name: String) {
+        if self.exists(&name) {
+            self.pending.push(Change::Entry {
+                key: self.scope.clone(),
+                name,
+                value: None,
+            });
+        }
+    }
+
+    /// When the current key's timer `name` is due, with this record's changes.
+    pub fn due(&self, name: &str) -> Option<i64> {
+        for change in self.pending.iter().rev() {
+            if let Change::Timer { key, name: n, due } = change
+                && key == &self.scope
+                && n == name
+            {
+                return due.as_ref().map(|(at, _)| *at);
+            }
+        }
+        if self
+            .firing
+            .as_ref()
+            .is_some_and(|(k, n)| k == &self.scope && n == name)
+        {
+            return None;
+        }
+        self.table.timer(&self.scope, name).map(|(at, _)| *at)
+    }
+
+    pub fn set_timer(&mut self, name: String, at_ms: i64, payload: Vec<u8>) -> Result<(), String> {
+        if payload.len() > self.limits.state_value {
+            return self.refuse(format!(
+                "the payload of timer {name:?} of slot {} is {} bytes, over limits.state-value ({} bytes)",
+                self.slot,
+                payload.len(),
+                self.limits.state_value
+            ));
+        }
+        if self.due(&name).is_none() && self.timers_pending() >= self.limits.timers {
+            return self.refuse(format!(
+                "slot {} may have at most {} timers pending per partition (limits.timers)",
+                self.slot, self.limits.timers
+            ));
+        }
+        self.pending.push(Change::Timer {
+            key: self.scope.clone(),
+            name,
+            due: Some((at_ms, payload)),
+        });
+        Ok(())
+    }
+
+    pub fn cancel_timer(&mut self, name: String) {
+        if self.due(&name).is_some() {
+            self.pending.push(Change::Timer {
+                key: self.scope.clone(),
+                name,
+                due: None,
+            });
+        }
+    }
+
+    /// Timers pending on the partition, with this record's changes (roughly: a
+    /// timer set and cancelled within the record counts once).
+    fn timers_pending(&self) -> usize {
+        let added = self
+            .pending
+            .iter()
+            .filter(|c| matches!(c, Change::Timer { due: Some(_), .. }))
+            .count();
+        self.table.timer_count() + added
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot() -> SlotState {
+        let limits = Limits {
+            state_value: 8,
+            state_entries: 2,
+            timers: 2,
+            ..Limits::default()
+        };
+        SlotState::new("0".into(), limits, Clock::fixed(1_000))
+    }
+
+    #[test]
+    fn reads_see_the_records_own_writes_and_a_dropped_record_leaves_nothing() {
+        let mut s = slot();
+        s.enter(&Some(b"k".to_vec()));
+        s.set("a".into(), b"1".to_vec()).unwrap();
+        assert_eq!(s.get("a"), Some(b"1".to_vec()));
+        assert!(s.finish(false).is_empty());
+        assert_eq!(s.get("a"), None);
+        s.set("a".into(), b"2".to_vec()).unwrap();
+        let changes = s.finish(true);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(s.get("a"), Some(b"2".to_vec()));
+        // Another key sees nothing.
+        s.enter(&None);
+        assert_eq!(s.get("a"), None);
+    }
+
+    #[test]
+    fn entries_page_by_name_with_pending_changes() {
+        let mut s = slot();
+        s.set("b".into(), b"2".to_vec()).unwrap();
+        s.finish(true);
+        s.set("a".into(), b"1".to_vec()).unwrap();
+        assert_eq!(s.entries(None, 10).len(), 2);
+        assert_eq!(s.entries(Some("a"), 10), vec![("b".into(), b"2".to_vec())]);
+        s.delete("b".into());
+        assert_eq!(s.entries(None, 10), vec![("a".into(), b"1".to_vec())]);
+    }
+
+    #[test]
+    fn writes_past_a_limit_are_refused_and_remembered() {
+        let mut s = slot();
+        assert!(s.set("big".into(), vec![0; 9]).unwrap_err().contains("limits.state-value"));
+        assert!(s.limit_hit().is_some());
+        s.discard();
+        s.set("a".into(), vec![]).unwrap();
+        s.set("b".into(), vec![]).unwrap();
+        assert!(s.set("c".into(), vec![]).unwrap_err().contains("limits.state-entries"));
+        // Replacing an entry is not one more.
+        s.set("a".into(), vec![1]).unwrap();
+        s.discard();
+        s.set_timer("t1".into(), 5, vec![]).unwrap();
+        s.set_timer("t2".into(), 5, vec![]).unwrap();
+        assert!(s.set_timer("t3".into(), 5, vec![]).unwrap_err().contains("limits.timers"));
+    }
+
+    #[test]
+    fn timers_fire_in_due_order_and_a_fired_timer_goes_even_when_its_record_is_dropped() {
+        let mut s = slot();
+        s.enter(&Some(b"x".to_vec()));
+        s.set_timer("late".into(), 20, b"L".to_vec()).unwrap();
+        s.set_timer("early".into(), 10, b"E".to_vec()).unwrap();
+        s.finish(true);
+        let first = s.table().first_timer().unwrap();
+        assert_eq!((first.name.as_str(), first.due_ms), ("early", 10));
+        s.fire(&first);
+        assert_eq!(s.due("early"), None);
+        s.set("seen".into(), vec![]).unwrap();
+        let changes = s.finish(false);
+        assert_eq!(changes.len(), 1, "only the removal: {changes:?}");
+        assert_eq!(s.table().first_timer().unwrap().name, "late");
+        assert_eq!(s.get("seen"), None);
+    }
+
+    #[test]
+    fn a_timer_set_again_while_it_fires_stays() {
+        let mut s = slot();
+        s.set_timer("t".into(), 10, vec![]).unwrap();
+        s.finish(true);
+        let t = s.table().first_timer().unwrap();
+        s.fire(&t);
+        s.set_timer("t".into(), 30, vec![]).unwrap();
+        s.finish(true);
+        assert_eq!(s.table().first_timer().unwrap().due_ms, 30);
+        assert_eq!(s.table().timer_count(), 1);
+    }
+}
