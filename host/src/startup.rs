@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::WeirConfig;
 use crate::kafka::Brokers;
+use crate::pipeline::keyed::StatefulSlots;
 use crate::pipeline::{Runtime, install_signal_handlers, load_plugins};
 use crate::plugin::{LoadError, PluginEngine, PluginVersion};
 use crate::reload::{self, Reloader};
@@ -83,6 +84,7 @@ impl Loaded {
             brokers.check_reachable(&config)?;
         }
         brokers.provision(&config)?;
+        brokers.provision_changelogs(&config, &changelogs(&config, &plugins))?;
         let shutdown = Shutdown::new();
         install_signal_handlers(&shutdown)?;
         let metrics = Metrics::new();
@@ -151,4 +153,31 @@ impl Running {
         }
         Ok(result?)
     }
+}
+
+/// Each stateful slot's changelog topic, with its pipeline's input topic.
+pub fn changelogs(
+    config: &WeirConfig,
+    plugins: &[Vec<Arc<PluginVersion>>],
+) -> Vec<(String, String)> {
+    config
+        .pipelines
+        .iter()
+        .zip(plugins)
+        .flat_map(|(pipeline, versions)| {
+            let slots = StatefulSlots::of(
+                pipeline,
+                versions,
+                rdkafka::ClientConfig::new(),
+                pipeline.limits.limits(&config.kafka),
+                None,
+                None,
+            );
+            slots
+                .slots
+                .iter()
+                .map(|s| (pipeline.input().to_owned(), s.topic.to_string()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }

@@ -43,6 +43,17 @@ pub enum BrokerError {
     MissingInput { pipeline: String, topic: String },
     #[error("the embedded cluster failed: {0}")]
     Embedded(KafkaError),
+    #[error(
+        "changelog topic {topic} has {has} partition(s) but its input topic {input} has {wants}: \
+         a key's state must live on the partition that owns the key. Delete {topic} \
+         (its state is lost; `weir state reset` does the same) or give it {wants} partitions"
+    )]
+    ChangelogPartitions {
+        topic: String,
+        has: usize,
+        input: String,
+        wants: usize,
+    },
 }
 
 /// Where the brokers are: a real cluster, or the in-process development one.

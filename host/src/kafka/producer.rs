@@ -96,6 +96,8 @@ impl Trouble {
 /// A record to produce, owned (a dead letter made in a delivery callback).
 pub struct OwnedRecord {
     pub topic: String,
+    /// `None`: the partitioner picks (by key).
+    pub partition: Option<i32>,
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
     pub headers: Vec<Header>,
@@ -105,6 +107,8 @@ pub struct OwnedRecord {
 #[derive(Clone, Copy)]
 pub struct OutRecord<'a> {
     pub topic: &'a str,
+    /// `None`: the partitioner picks (by key).
+    pub partition: Option<i32>,
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
     pub headers: &'a [Header],
@@ -115,6 +119,7 @@ impl OwnedRecord {
     pub fn of(message: &impl Message) -> OwnedRecord {
         OwnedRecord {
             topic: message.topic().to_owned(),
+            partition: Some(message.partition()),
             key: message.key().map(<[u8]>::to_vec),
             value: message.payload().map(<[u8]>::to_vec),
             headers: super::headers_of(message),
@@ -124,6 +129,7 @@ impl OwnedRecord {
     pub fn as_out(&self) -> OutRecord<'_> {
         OutRecord {
             topic: &self.topic,
+            partition: self.partition,
             key: self.key.as_deref(),
             value: self.value.as_deref(),
             headers: &self.headers,
@@ -332,6 +338,9 @@ impl<T: Ticket> OutputProducer<T> {
     ) -> Result<(), Stopped> {
         let headers = to_kafka_headers(record.headers);
         let mut base = BaseRecord::with_opaque_to(record.topic, envelope).headers(headers);
+        if let Some(partition) = record.partition {
+            base = base.partition(partition);
+        }
         if let Some(key) = record.key {
             base = base.key(key);
         }
@@ -354,6 +363,7 @@ impl<T: Ticket> OutputProducer<T> {
                     // The client itself refuses it (over message.max.bytes): final.
                     let refused = OwnedRecord {
                         topic: back.topic.to_owned(),
+                        partition: back.partition,
                         key: back.key.map(<[u8]>::to_vec),
                         value: back.payload.map(<[u8]>::to_vec),
                         headers: record.headers.to_vec(),

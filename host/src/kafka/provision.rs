@@ -77,6 +77,84 @@ impl Brokers {
         Ok(())
     }
 
+    /// Creates each stateful slot's changelog topic when missing: compacted, with
+    /// its input's partition count and replication. `changelogs` pairs each
+    /// changelog topic with its pipeline's input. A changelog whose partition count
+    /// differs from its input's is refused.
+    pub fn provision_changelogs(
+        &self,
+        config: &WeirConfig,
+        changelogs: &[(String, String)],
+    ) -> Result<(), BrokerError> {
+        if changelogs.is_empty() {
+            return Ok(());
+        }
+        let consumer: BaseConsumer = self
+            .client_config(config)
+            .create()
+            .map_err(BrokerError::Client)?;
+        let unreachable = |reason| BrokerError::Unreachable {
+            brokers: self.bootstrap.clone(),
+            timeout: CONNECT_TIMEOUT,
+            reason,
+        };
+        // Partition count and replication of a topic, if it exists.
+        let shape = |topic: &str| -> Result<Option<(usize, i32)>, BrokerError> {
+            let metadata = consumer
+                .fetch_metadata(Some(topic), CONNECT_TIMEOUT)
+                .map_err(unreachable)?;
+            Ok(metadata
+                .topics()
+                .iter()
+                .find(|t| t.error().is_none() && !t.partitions().is_empty())
+                .map(|t| {
+                    let replicas = t.partitions().first().map_or(1, |p| p.replicas().len());
+                    (t.partitions().len(), replicas.max(1) as i32)
+                }))
+        };
+        let mut wanted = BTreeMap::new();
+        for (input, changelog) in changelogs {
+            let Some((partitions, replication)) = shape(input)? else {
+                continue;
+            };
+            wanted.insert(
+                changelog.clone(),
+                TopicConfig {
+                    partitions: partitions as i32,
+                    replication,
+                    retention: None,
+                    cleanup: Cleanup::Compact,
+                },
+            );
+        }
+        if let Some(cluster) = &self.embedded {
+            for (name, topic) in &wanted {
+                cluster
+                    .create_topic(name, topic.partitions, 1)
+                    .map_err(|e| BrokerError::CreateTopic {
+                        topic: name.clone(),
+                        reason: e.to_string(),
+                    })?;
+            }
+        } else {
+            self.create_topics(config, &wanted)?;
+        }
+        for (input, changelog) in changelogs {
+            let (Some(wants), Some(has)) = (wanted.get(changelog), shape(changelog)?) else {
+                continue;
+            };
+            if has.0 != wants.partitions as usize {
+                return Err(BrokerError::ChangelogPartitions {
+                    topic: changelog.clone(),
+                    has: has.0,
+                    input: input.clone(),
+                    wants: wants.partitions as usize,
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn create_topics(
         &self,
         config: &WeirConfig,

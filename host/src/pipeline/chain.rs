@@ -9,8 +9,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::plugin::{
-    CallError, CallSite, Event, FailureKind, LoadError, Output, Plugin, PluginCall, PluginVersion,
+    CallError, CallSite, Event, FailureKind, FiredTimer, LoadError, Output, Plugin, PluginCall,
+    PluginVersion,
 };
+use crate::state::SlotHandle;
 use crate::telemetry::metrics::StageMetrics;
 
 /// One failed stage of a chain.
@@ -39,21 +41,51 @@ struct Stage<P: Plugin> {
     version: Arc<P>,
     /// `None` after a fault until a fresh instance is made.
     instance: Option<P::Instance>,
+    /// A stateful plugin's slot on the partition: it outlives instances and
+    /// versions (a reload keeps it).
+    slot: Option<SlotHandle>,
 }
 
 impl<P: Plugin> Chain<P> {
-    /// Instantiates and inits every stage.
+    /// Instantiates and inits every stage, without state.
     pub fn new(versions: &[Arc<P>]) -> Result<Chain<P>, LoadError> {
+        Chain::with_slots(versions, |_| None)
+    }
+
+    /// Instantiates and inits every stage; `slot(i)` gives stage `i` its slot.
+    pub fn with_slots(
+        versions: &[Arc<P>],
+        mut slot: impl FnMut(usize) -> Option<SlotHandle>,
+    ) -> Result<Chain<P>, LoadError> {
         let stages = versions
             .iter()
-            .map(|v| {
-                Ok(Stage {
+            .enumerate()
+            .map(|(i, v)| {
+                let mut stage = Stage {
                     version: v.clone(),
-                    instance: Some(v.instantiate()?),
-                })
+                    instance: None,
+                    slot: slot(i),
+                };
+                stage.instance()?;
+                Ok(stage)
             })
             .collect::<Result<_, LoadError>>()?;
         Ok(Chain { stages })
+    }
+
+    /// The slots of the stateful stages, with their stage index.
+    pub fn slots(&self) -> impl Iterator<Item = (usize, &SlotHandle)> {
+        self.stages
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.slot.as_ref().map(|slot| (i, slot)))
+    }
+
+    /// Forgets the state changes of the attempt that failed.
+    pub fn discard_changes(&self) {
+        for (_, slot) in self.slots() {
+            slot.lock().discard();
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -98,39 +130,65 @@ impl<P: Plugin> Chain<P> {
         site: &CallSite,
         metrics: &[StageMetrics],
     ) -> Result<Vec<Output>, ChainFailure<P>> {
+        self.run_from(0, inputs, source, site, metrics)
+    }
+
+    /// Calls `handle-timer` of stage `stage` for `timer`, whose key and place are
+    /// `source`'s; its outputs go down the rest of the chain.
+    pub fn fire(
+        &mut self,
+        stage: usize,
+        timer: &FiredTimer,
+        source: &Event,
+        site: &CallSite,
+        metrics: &[StageMetrics],
+    ) -> Result<Vec<Output>, ChainFailure<P>> {
+        let Some(s) = self.stages.get_mut(stage) else {
+            return Ok(Vec::new());
+        };
+        let started = Instant::now();
+        let result = match s.instance() {
+            Ok(instance) => instance.handle_timer(timer, site),
+            Err(e) => Err(CallError::Unavailable(e.to_string())),
+        };
+        let outputs = s.settle(result, metrics.get(stage), started)?;
+        if stage + 1 >= self.stages.len() {
+            return Ok(outputs);
+        }
+        let events: Vec<Event> = outputs
+            .into_iter()
+            .map(|o| output_event(source, o))
+            .collect();
+        self.run_from(stage + 1, &events, source, site, metrics)
+    }
+
+    /// Runs `inputs` through the stages from `first` on.
+    fn run_from(
+        &mut self,
+        first: usize,
+        inputs: &[Event],
+        source: &Event,
+        site: &CallSite,
+        metrics: &[StageMetrics],
+    ) -> Result<Vec<Output>, ChainFailure<P>> {
         let last = self.stages.len().saturating_sub(1);
         // Stages after the first get owned events made from the previous outputs.
         let mut owned: Vec<Event> = Vec::new();
         let mut outputs = Vec::new();
-        for (i, stage) in self.stages.iter_mut().enumerate() {
+        for (i, stage) in self.stages.iter_mut().enumerate().skip(first) {
             outputs.clear();
-            let events = if i == 0 { inputs } else { owned.as_slice() };
+            let events = if i == first { inputs } else { owned.as_slice() };
+            if let Some(slot) = &stage.slot {
+                // State is scoped to the source record's key.
+                slot.lock().enter(&source.key);
+            }
             for input in events {
                 let started = Instant::now();
                 let result = match stage.instance() {
                     Ok(instance) => instance.handle(input, site),
                     Err(e) => Err(CallError::Unavailable(e.to_string())),
                 };
-                if stage.instance.as_ref().is_some_and(PluginCall::worn) {
-                    tracing::debug!(plugin = %stage.version.label(), "replacing an instance whose memory grew close to its cap");
-                    stage.instance = None;
-                }
-                if let Some(metrics) = metrics.get(i) {
-                    let failure: Option<FailureKind> = result.as_ref().err().map(CallError::kind);
-                    metrics.call(failure, started.elapsed().as_secs_f64());
-                }
-                match result {
-                    Ok(more) => outputs.extend(more),
-                    Err(error) => {
-                        if matches!(error, CallError::Fault(_)) {
-                            stage.instance = None;
-                        }
-                        return Err(ChainFailure {
-                            plugin: stage.version.clone(),
-                            error,
-                        });
-                    }
-                }
+                outputs.extend(stage.settle(result, metrics.get(i), started)?);
             }
             if i < last {
                 owned = outputs.drain(..).map(|o| output_event(source, o)).collect();
@@ -141,11 +199,45 @@ impl<P: Plugin> Chain<P> {
 }
 
 impl<P: Plugin> Stage<P> {
+    /// The live instance, made (and given the slot) when there is none.
     fn instance(&mut self) -> Result<&mut P::Instance, LoadError> {
         match &mut self.instance {
             Some(instance) => Ok(instance),
-            empty => Ok(empty.insert(self.version.instantiate()?)),
+            empty => {
+                let mut instance = self.version.instantiate()?;
+                if let Some(slot) = &self.slot {
+                    instance.bind(slot.clone());
+                }
+                Ok(empty.insert(instance))
+            }
         }
+    }
+
+    /// After a call: replaces a worn or faulted instance, counts the call, and
+    /// names the stage in a failure.
+    fn settle(
+        &mut self,
+        result: crate::plugin::CallOutcome,
+        metrics: Option<&StageMetrics>,
+        started: Instant,
+    ) -> Result<Vec<Output>, ChainFailure<P>> {
+        if self.instance.as_ref().is_some_and(PluginCall::worn) {
+            tracing::debug!(plugin = %self.version.label(), "replacing an instance whose memory grew close to its cap");
+            self.instance = None;
+        }
+        if let Some(metrics) = metrics {
+            let failure: Option<FailureKind> = result.as_ref().err().map(CallError::kind);
+            metrics.call(failure, started.elapsed().as_secs_f64());
+        }
+        result.map_err(|error| {
+            if matches!(error, CallError::Fault(_)) {
+                self.instance = None;
+            }
+            ChainFailure {
+                plugin: self.version.clone(),
+                error,
+            }
+        })
     }
 }
 

@@ -78,6 +78,7 @@ fn letter(
     .headers(&event.headers);
     OwnedRecord {
         topic: branch.dlq_topic.clone(),
+        partition: None,
         key: event.key.clone(),
         value: event.value.clone(),
         headers,
@@ -177,6 +178,7 @@ mod tests {
     fn letter(key: usize, value: usize, headers: usize) -> OwnedRecord {
         OwnedRecord {
             topic: "dlq".into(),
+            partition: None,
             key: Some(vec![b'k'; key]),
             value: Some(vec![b'v'; value]),
             headers: vec![

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
+use super::keyed::StatefulSlots;
 use super::sink::Sink;
 use super::slots::{Slot, WorkerSlots};
 use super::snapshot::Snapshot;
@@ -30,6 +31,8 @@ pub struct LivePipeline {
     stall: Arc<StallWatch>,
     /// Signalled to stop the pipeline; every runner's stop is a child of it.
     stop: Shutdown,
+    /// Its stateful plugin slots (none for most pipelines).
+    stateful: Arc<StatefulSlots>,
 }
 
 impl LivePipeline {
@@ -52,7 +55,18 @@ impl LivePipeline {
             metrics,
             stall,
             stop,
+            stateful: Arc::new(StatefulSlots::none()),
         }
+    }
+
+    /// The pipeline with these stateful slots.
+    pub fn with_state(mut self, stateful: StatefulSlots) -> LivePipeline {
+        self.stateful = Arc::new(stateful);
+        self
+    }
+
+    pub fn stateful(&self) -> &Arc<StatefulSlots> {
+        &self.stateful
     }
 
     pub fn stall(&self) -> &Arc<StallWatch> {

@@ -5,6 +5,7 @@
 //! and the reloader share, and the [`supervisor`] that owns the threads.
 
 pub mod chain;
+pub mod keyed;
 pub mod letters;
 pub mod live;
 pub mod partitions;

@@ -15,9 +15,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::chain::{Chain, ChainFailure, output_event};
+use super::keyed::{PartitionState, Place};
 use super::snapshot::{Branch, BranchInfo, Route, Snapshot};
 use crate::outcome::DlqReason;
-use crate::plugin::{CallError, CallSite, Event, LoadError, Output, Plugin, PluginVersion};
+use crate::plugin::{
+    CallError, CallSite, Event, FiredTimer, LoadError, Output, Plugin, PluginVersion,
+};
 use crate::policy::{Decision, decide};
 
 /// What becomes of a record.
@@ -90,6 +93,8 @@ impl<P: Plugin> Verdict<P> {
 /// One record's progress through a pipeline, kept across retries.
 pub struct Work<'r, P: Plugin = PluginVersion> {
     record: &'r Event,
+    /// A fired timer: which slot's `handle-timer` starts the work.
+    timer: Option<(Place, usize, &'r FiredTimer)>,
     /// The prefix's outputs, once it succeeded.
     shared: Option<Vec<Output>>,
     /// `shared` as events, for branches that run plugins (made once).
@@ -104,11 +109,44 @@ impl<'r, P: Plugin> Work<'r, P> {
         let branches = snapshot.branches.len();
         Work {
             record,
+            timer: None,
             shared: None,
             shared_events: None,
             prefix_attempts: 0,
             branch_attempts: vec![0; branches],
             verdicts: (0..branches).map(|_| None).collect(),
+        }
+    }
+
+    /// The work of a fired timer of the slot at `place`, stage `stage`: its
+    /// `handle-timer` outputs go down the rest of its chain (and, from the shared
+    /// chain, into every branch); other branches have nothing to do. `record`
+    /// stands for the source: the timer's key at the partition's place.
+    pub fn timer(
+        record: &'r Event,
+        snapshot: &Snapshot<P>,
+        place: Place,
+        stage: usize,
+        timer: &'r FiredTimer,
+    ) -> Work<'r, P> {
+        let mut work = Work::new(record, snapshot);
+        work.timer = Some((place, stage, timer));
+        if let Place::Branch(b) = place {
+            work.shared = Some(Vec::new());
+            for (i, verdict) in work.verdicts.iter_mut().enumerate() {
+                if i != b {
+                    *verdict = Some(Verdict::Deliver(Vec::new()));
+                }
+            }
+        }
+        work
+    }
+
+    /// The branch whose slot's timer fired, for a timer in a branch.
+    fn timer_in(&self, b: usize) -> Option<(usize, &'r FiredTimer)> {
+        match self.timer {
+            Some((Place::Branch(at), stage, timer)) if at == b => Some((stage, timer)),
+            _ => None,
         }
     }
 }
@@ -120,14 +158,22 @@ pub struct Instances<P: Plugin = PluginVersion> {
 }
 
 impl<P: Plugin> Instances<P> {
-    /// Instantiates and inits every plugin of the snapshot.
-    pub fn new(snapshot: &Snapshot<P>) -> Result<Instances<P>, LoadError> {
+    /// Instantiates and inits every plugin of the snapshot; the stateful ones get
+    /// their slot in `state`.
+    pub fn new(snapshot: &Snapshot<P>, state: &PartitionState) -> Result<Instances<P>, LoadError> {
         Ok(Instances {
-            prefix: Chain::new(&snapshot.prefix.plugins)?,
+            prefix: Chain::with_slots(&snapshot.prefix.plugins, |i| {
+                state.handle(Place::Prefix, i)
+            })?,
             branches: snapshot
                 .branches
                 .iter()
-                .map(|b| Chain::new(&b.segment.plugins))
+                .enumerate()
+                .map(|(b, branch)| {
+                    Chain::with_slots(&branch.segment.plugins, |i| {
+                        state.handle(Place::Branch(b), i)
+                    })
+                })
                 .collect::<Result<_, _>>()?,
         })
     }
@@ -174,7 +220,12 @@ fn run_prefix<P: Plugin>(
     }
     let record = work.record;
     work.prefix_attempts += 1;
-    let result = if instances.prefix.is_empty() {
+    instances.prefix.discard_changes();
+    let result = if let Some((Place::Prefix, stage, timer)) = work.timer {
+        instances
+            .prefix
+            .fire(stage, timer, record, site, &snapshot.prefix.metrics)
+    } else if instances.prefix.is_empty() {
         Ok(vec![passthrough(record)])
     } else {
         instances.prefix.run(
@@ -237,7 +288,12 @@ fn run_branches<P: Plugin>(
         }
         work.branch_attempts[b] += 1;
         let chain = &mut instances.branches[b];
-        let result = if chain.is_empty() {
+        chain.discard_changes();
+        let result = if let Some((stage, timer)) = work.timer_in(b) {
+            chain
+                .fire(stage, timer, record, site, &branch.segment.metrics)
+                .and_then(|outputs| route(branch, outputs, branch.segment.last()))
+        } else if chain.is_empty() {
             let outputs = if snapshot.branches.len() == 1 {
                 work.shared.take().unwrap_or_default()
             } else {

@@ -13,13 +13,17 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::message::{BorrowedMessage, Message};
 
+use super::keyed::PartitionState;
 use super::live::LivePipeline;
-use super::process::{Disposition, Instances, Work, process};
+use super::process::{Disposition, Instances, Verdict, Work, process};
 use super::slots::SLOT_BATCH;
 use super::snapshot::Snapshot;
 use super::unit::{PartitionUnit, Source};
 use crate::kafka::consumer::PipelineContext;
-use crate::plugin::{CallSite, Event};
+use crate::plugin::{CallSite, Event, FiredTimer, Header};
+use crate::state::Timer;
+use crate::state::changelog::RestoreError;
+use crate::state::clock::wall_ms;
 use crate::policy::Admission;
 use crate::shutdown::Shutdown;
 
@@ -45,8 +49,12 @@ enum Handled {
 impl PartitionRunner {
     pub fn run(self) {
         let mut snapshot = self.pipeline.snapshot();
+        let state = PartitionState::new(self.pipeline.stateful(), self.unit.partition);
+        if !state.is_empty() && !self.restore(&state) {
+            return;
+        }
         let mut instances = loop {
-            match Instances::new(&snapshot) {
+            match Instances::new(&snapshot, &state) {
                 Ok(instances) => break instances,
                 Err(error) => {
                     tracing::error!(pipeline = %self.pipeline.name(), partition = self.unit.partition, %error, "cannot start the plugins; retrying");
@@ -62,10 +70,15 @@ impl PartitionRunner {
             offset: 0,
         };
         while !self.stop.is_triggered() {
-            let Some(first) = self.next(POLL) else {
+            let wait = match self.timers(&state, &mut snapshot, &mut instances, &site) {
+                Some(wait) => wait.min(POLL),
+                None => return,
+            };
+            let Some(first) = self.next(wait) else {
                 continue;
             };
             let Some(_slot) = self.pipeline.slot(&self.stop) else {
+                state.abandon();
                 return;
             };
             let mut next = Some(first);
@@ -73,13 +86,185 @@ impl PartitionRunner {
             while let Some(source) = next.take() {
                 site.offset = source.event.offset;
                 if let Handled::Abandoned =
-                    self.handle(&source, &mut snapshot, &mut instances, &site)
+                    self.handle(&source, &state, &mut snapshot, &mut instances, &site)
                 {
+                    state.abandon();
                     return;
                 }
                 handled += 1;
                 if handled < SLOT_BATCH && !self.stop.is_triggered() {
+                    if !state.is_empty()
+                        && self
+                            .timers(&state, &mut snapshot, &mut instances, &site)
+                            .is_none()
+                    {
+                        return;
+                    }
                     next = self.next(Duration::ZERO);
+                }
+            }
+        }
+    }
+
+    /// Restores the partition's state from the changelogs, retrying until it
+    /// succeeds; `false` if asked to stop first.
+    fn restore(&self, state: &PartitionState) -> bool {
+        let pipeline = &self.pipeline;
+        let partition = self.unit.partition;
+        pipeline.stateful().restoring(partition, true);
+        let mut failures = 0;
+        let done = loop {
+            match state.restore(pipeline.stateful(), || self.stop.is_triggered()) {
+                Ok(restored) => {
+                    pipeline.metrics().restored(restored.records, restored.seconds);
+                    break true;
+                }
+                Err(RestoreError::Stopped) => break false,
+                Err(error) => {
+                    failures += 1;
+                    tracing::error!(pipeline = %pipeline.name(), partition, %error, "cannot restore the partition's state; retrying (its records wait)");
+                    let delay = crate::policy::backoff(
+                        failures,
+                        Duration::from_millis(500),
+                        Duration::from_secs(10),
+                        1.0,
+                    );
+                    if !self.stop.sleep(delay) {
+                        break false;
+                    }
+                }
+            }
+        };
+        pipeline.stateful().restoring(partition, false);
+        done
+    }
+
+    /// Sends the changelog records that are ready, and fires every timer that is
+    /// due. Returns how long until the next timer is due (`Duration::MAX` when none
+    /// is pending), or `None` if asked to stop.
+    fn timers(
+        &self,
+        state: &PartitionState,
+        snapshot: &mut Arc<Snapshot>,
+        instances: &mut Instances,
+        site: &CallSite,
+    ) -> Option<Duration> {
+        if state.is_empty() {
+            return Some(Duration::MAX);
+        }
+        let sink = self.pipeline.sink();
+        if sink.send_ready(&self.unit, &self.stop).is_err() {
+            return None;
+        }
+        loop {
+            let Some((slot, timer)) = state.next_timer() else {
+                return Some(Duration::MAX);
+            };
+            let now = wall_ms();
+            if timer.due_ms > now {
+                return Some(Duration::from_millis((timer.due_ms - now) as u64));
+            }
+            if self.stop.is_triggered() {
+                return None;
+            }
+            let Some(_slot) = self.pipeline.slot(&self.stop) else {
+                return None;
+            };
+            if let Handled::Abandoned =
+                self.fire(state, slot, timer, now, snapshot, instances, site)
+            {
+                state.abandon();
+                return None;
+            }
+        }
+    }
+
+    /// Fires one due timer: its slot's `handle-timer`, then the rest of the
+    /// pipeline, like a record (circuit, retries, dead letters).
+    #[allow(clippy::too_many_arguments)]
+    fn fire(
+        &self,
+        state: &PartitionState,
+        slot: usize,
+        timer: Timer,
+        now: i64,
+        snapshot: &mut Arc<Snapshot>,
+        instances: &mut Instances,
+        site: &CallSite,
+    ) -> Handled {
+        let Some((spec, handle)) = state.slot(slot) else {
+            return Handled::Done;
+        };
+        let pipeline = &self.pipeline;
+        if pipeline.refresh(snapshot) {
+            for version in instances.sync(snapshot) {
+                tracing::info!(pipeline = %pipeline.name(), partition = self.unit.partition, plugin = %version.label, "now running the reloaded plugin");
+            }
+        }
+        let lateness = (now - timer.due_ms).max(0);
+        pipeline.metrics().timer_fired(lateness as f64 / 1000.0);
+        handle.lock().fire(&timer);
+        let fired = FiredTimer {
+            name: timer.name.clone(),
+            key: timer.key.clone(),
+            due_ms: timer.due_ms,
+            payload: timer.payload.clone(),
+            topic: pipeline.input().to_owned(),
+            partition: self.unit.partition,
+        };
+        let text = |key: &str, value: String| Header {
+            key: key.to_owned(),
+            value: value.into_bytes(),
+        };
+        let record = Event {
+            topic: pipeline.input().to_owned(),
+            partition: self.unit.partition,
+            offset: -1,
+            timestamp_ms: Some(timer.due_ms),
+            key: timer.key.clone(),
+            value: None,
+            headers: vec![
+                text("weir.timer.slot", spec.id.to_string()),
+                text("weir.timer.name", timer.name.clone()),
+                text("weir.timer.due-ms", timer.due_ms.to_string()),
+            ],
+        };
+        let Some(admission) = self.admit() else {
+            return Handled::Abandoned;
+        };
+        let mut work = Work::timer(&record, snapshot, spec.place, spec.stage, &fired);
+        loop {
+            match process(&mut work, snapshot, instances, site, fastrand::f64()) {
+                Disposition::Retry { delay, failure, attempt } => {
+                    tracing::debug!(
+                        pipeline = %pipeline.name(), partition = self.unit.partition, timer = %timer.name,
+                        plugin = %failure.plugin.label, attempt, retry_in = ?delay,
+                        "{}: {}", failure.error.kind(), failure.error.message()
+                    );
+                    if !self.stop.sleep(delay) {
+                        return Handled::Abandoned;
+                    }
+                }
+                Disposition::Done(mut verdicts) => {
+                    for verdict in &mut verdicts {
+                        if let Verdict::Deliver(routed) = verdict {
+                            for r in routed {
+                                r.output.headers.push(text("weir.timer.lateness-ms", lateness.to_string()));
+                            }
+                        }
+                    }
+                    let changes = state.finish(&verdicts, None);
+                    let source = Source::timer(record);
+                    let sink = pipeline.sink();
+                    let Ok(outcome) = sink.deliver(&source, verdicts, changes, &self.unit, &self.stop)
+                    else {
+                        return Handled::Abandoned;
+                    };
+                    pipeline
+                        .metrics()
+                        .timer_done(outcome == crate::policy::Outcome::DeadLettered);
+                    pipeline.record(admission, outcome, snapshot);
+                    return Handled::Done;
                 }
             }
         }
@@ -117,6 +302,7 @@ impl PartitionRunner {
     fn handle(
         &self,
         source: &Arc<Source>,
+        state: &PartitionState,
         snapshot: &mut Arc<Snapshot>,
         instances: &mut Instances,
         site: &CallSite,
@@ -168,10 +354,15 @@ impl PartitionRunner {
                     }
                 }
                 Disposition::Done(verdicts) => {
+                    let changes = state.finish(&verdicts, Some(event.offset));
                     let sink = pipeline.sink();
-                    let Ok(outcome) = sink.deliver(source, verdicts, &self.unit, &self.stop) else {
+                    let Ok(outcome) = sink.deliver(source, verdicts, changes, &self.unit, &self.stop)
+                    else {
                         return Handled::Abandoned;
                     };
+                    pipeline
+                        .metrics()
+                        .timer_done(outcome == crate::policy::Outcome::DeadLettered);
                     pipeline.record(admission, outcome, snapshot);
                     return Handled::Done;
                 }

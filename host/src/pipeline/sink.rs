@@ -58,17 +58,27 @@ pub enum Committed {
 
 /// Delivers a record's verdicts, and commits.
 pub trait Sink: Send + Sync {
-    /// Produces what `verdicts` say, registers the record with `unit`'s tracker and
-    /// reports its dead letters; returns how the record went, for the circuit.
-    /// `Err(Stopped)` when `stop` was signalled while waiting for room; the record
-    /// then stays uncommitted.
+    /// Produces what `verdicts` say and the record's state `changes` (changelog
+    /// records), registers the record with `unit`'s tracker and reports its dead
+    /// letters; returns how the record went, for the circuit. A fired timer's
+    /// source has no offset to register: its changes (its own removal) commit with
+    /// its outputs. `Err(Stopped)` when `stop` was signalled while waiting for
+    /// room; the record then stays uncommitted.
     fn deliver(
         &self,
         source: &Arc<Source>,
         verdicts: Vec<Verdict>,
+        changes: Vec<OwnedRecord>,
         unit: &Arc<PartitionUnit>,
         stop: &Shutdown,
     ) -> Result<Outcome, Stopped>;
+
+    /// At-least-once: sends the changelog records of fired timers whose outputs
+    /// are acknowledged.
+    fn send_ready(&self, unit: &Arc<PartitionUnit>, stop: &Shutdown) -> Result<(), Stopped> {
+        let _ = (unit, stop);
+        Ok(())
+    }
 
     /// The partitions start again after a rewind or a rejoin.
     fn resume(&self) {}
@@ -114,15 +124,36 @@ impl<P: Produce<RecordTicket>> Sink for AtLeastOnce<P> {
         &self,
         source: &Arc<Source>,
         verdicts: Vec<Verdict>,
+        changes: Vec<OwnedRecord>,
         unit: &Arc<PartitionUnit>,
         stop: &Shutdown,
     ) -> Result<Outcome, Stopped> {
         let event = &source.event;
         let outcome = report(event, &verdicts);
         let deliveries: usize = verdicts.iter().map(Verdict::deliveries).sum();
-        unit.tracker.register(event.offset, deliveries as u32);
-        if deliveries == 0 {
-            unit.done(event);
+        let changes = match &source.timer {
+            // Its removal waits for its outputs.
+            Some(timer) => {
+                timer.expect(deliveries, changes, unit);
+                Vec::new()
+            }
+            None => {
+                let all = deliveries + changes.len();
+                unit.tracker.register(event.offset, all as u32);
+                if all == 0 {
+                    unit.done(event);
+                }
+                changes
+            }
+        };
+        for change in &changes {
+            let ticket = RecordTicket {
+                unit: unit.clone(),
+                source: source.clone(),
+                target: Target::Changelog,
+                max_record: self.max_record,
+            };
+            self.producer.send(change.as_out(), ticket, stop)?;
         }
         for (_, produced) in produced(event, &verdicts, self.max_record, 0) {
             let (record, target) = match &produced {
@@ -144,6 +175,32 @@ impl<P: Produce<RecordTicket>> Sink for AtLeastOnce<P> {
             self.producer.send(record, ticket, stop)?;
         }
         Ok(outcome)
+    }
+
+    fn send_ready(&self, unit: &Arc<PartitionUnit>, stop: &Shutdown) -> Result<(), Stopped> {
+        let ready = unit.take_ready();
+        if ready.is_empty() {
+            return Ok(());
+        }
+        let source = Source::timer(crate::record::Event {
+            topic: String::new(),
+            partition: unit.partition,
+            offset: -1,
+            timestamp_ms: None,
+            key: None,
+            value: None,
+            headers: Vec::new(),
+        });
+        for change in &ready {
+            let ticket = RecordTicket {
+                unit: unit.clone(),
+                source: source.clone(),
+                target: Target::Changelog,
+                max_record: self.max_record,
+            };
+            self.producer.send(change.as_out(), ticket, stop)?;
+        }
+        Ok(())
     }
 
     fn commit(
@@ -189,6 +246,7 @@ impl Routed {
     pub fn as_out(&self) -> OutRecord<'_> {
         OutRecord {
             topic: &self.route.topic,
+            partition: None,
             key: self.output.key.as_deref(),
             value: self.output.value.as_deref(),
             headers: &self.output.headers,
@@ -243,6 +301,8 @@ pub enum Target {
     Output(Arc<Route>),
     /// A branch's dead-letter topic; `cut` once the broker refused the whole letter.
     DeadLetter { branch: Arc<BranchInfo>, cut: bool },
+    /// A stateful slot's changelog topic.
+    Changelog,
 }
 
 /// The ticket of one output or dead letter of a consumed record.
@@ -259,6 +319,7 @@ impl Ticket for RecordTicket {
         match &self.target {
             Target::Output(route) => route.metrics.delivered(),
             Target::DeadLetter { branch, .. } => branch.dlq_metrics.delivered(),
+            Target::Changelog => {}
         }
         self.unit.stall.acked();
         self.settled();
@@ -268,6 +329,7 @@ impl Ticket for RecordTicket {
         match &self.target {
             Target::Output(route) => route.metrics.failed(),
             Target::DeadLetter { branch, .. } => branch.dlq_metrics.failed(),
+            Target::Changelog => {}
         }
         if trouble != Trouble::Broker {
             // An answer: the producer is alive, whatever becomes of the record.
@@ -307,6 +369,13 @@ impl Ticket for RecordTicket {
                 Replacement::Send(fit(record, 0), self.retarget(branch, true))
             }
             Target::DeadLetter { cut: true, .. } => Replacement::Keep(record, self),
+            Target::Changelog => {
+                tracing::error!(
+                    partition = event.partition, topic = %record.topic, %error,
+                    "the changelog topic refuses a state change; it is kept and sent again (check the topic's max.message.bytes against limits.state-value)"
+                );
+                Replacement::Keep(record, self)
+            }
         }
     }
 }
@@ -322,9 +391,15 @@ impl RecordTicket {
 
     /// Counts this delivery as done.
     fn settled(self) {
-        let event = &self.source.event;
-        if self.unit.tracker.ack(event.offset) {
-            self.unit.done(event);
+        match (&self.source.timer, &self.target) {
+            (Some(_), Target::Changelog) => {}
+            (Some(timer), _) => timer.settled(&self.unit),
+            (None, _) => {
+                let event = &self.source.event;
+                if self.unit.tracker.ack(event.offset) {
+                    self.unit.done(event);
+                }
+            }
         }
     }
 }
@@ -353,6 +428,7 @@ mod tests {
         ) -> Result<(), Stopped> {
             let owned = OwnedRecord {
                 topic: record.topic.to_owned(),
+                partition: record.partition,
                 key: record.key.map(<[u8]>::to_vec),
                 value: record.value.map(<[u8]>::to_vec),
                 headers: record.headers.to_vec(),

@@ -6,6 +6,7 @@
 //! there; the records themselves go to the partition runners through their split
 //! queues), pauses the partitions while the circuit is open, and commits.
 
+use super::keyed::StatefulSlots;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -241,6 +242,14 @@ impl PipelineStarter<'_> {
         versions: Vec<Arc<PluginVersion>>,
     ) -> Result<(Arc<LivePipeline>, JoinHandle<()>), RuntimeError> {
         let (name, metrics, health) = (pipeline.name(), self.metrics, self.health);
+        let stateful = StatefulSlots::of(
+            pipeline,
+            &versions,
+            self.base.clone(),
+            pipeline.limits.limits(&self.config.kafka),
+            Some(metrics),
+            Some(health.clone()),
+        );
         let snapshot = Snapshot::build(pipeline, versions, metrics, None);
         let pipeline_metrics = metrics.pipeline(name);
         pipeline_metrics.circuit(false);
@@ -249,15 +258,18 @@ impl PipelineStarter<'_> {
         }
         let stall = health.stall_watch(name);
         let (sink, commit_every) = self.sink(pipeline, &stall)?;
-        let live = Arc::new(LivePipeline::new(
-            snapshot,
-            pipeline.input(),
-            sink,
-            pipeline.workers(),
-            pipeline_metrics,
-            stall,
-            self.shutdown.child(),
-        ));
+        let live = Arc::new(
+            LivePipeline::new(
+                snapshot,
+                pipeline.input(),
+                sink,
+                pipeline.workers(),
+                pipeline_metrics,
+                stall,
+                self.shutdown.child(),
+            )
+            .with_state(stateful),
+        );
         health.pipeline_assigned(name, false);
         let set = Arc::new(PartitionSet::new(live.clone(), health.clone()));
         let context = PipelineContext::new(name.to_owned(), health.clone(), set.clone());

@@ -2,18 +2,56 @@
 //! assigned partition ([`PartitionUnit`]), and about one consumed record
 //! ([`Source`]).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError};
+
+use crate::kafka::producer::OwnedRecord;
 
 use crate::kafka::OffsetTracker;
 use crate::record::Event;
 use crate::telemetry::health::StallWatch;
 use crate::telemetry::metrics::Latency;
 
+/// At-least-once: a fired timer's removal from the changelog waits until its
+/// outputs are acknowledged, so that a crash in between fires it again rather
+/// than losing it.
+#[derive(Default)]
+pub struct TimerDone {
+    /// Outputs and dead letters not acknowledged yet.
+    remaining: AtomicU64,
+    /// The changelog records to send once they are.
+    changes: std::sync::Mutex<Vec<OwnedRecord>>,
+}
+
+impl TimerDone {
+    /// The timer's outputs are about to be sent: `deliveries` of them, then
+    /// `changes`. With no outputs, the changes are ready at once.
+    pub fn expect(&self, deliveries: usize, changes: Vec<OwnedRecord>, unit: &PartitionUnit) {
+        if deliveries == 0 {
+            unit.ready(changes);
+            return;
+        }
+        self.remaining.store(deliveries as u64, Ordering::SeqCst);
+        *self.changes.lock().unwrap_or_else(PoisonError::into_inner) = changes;
+    }
+
+    /// One output was acknowledged (or settled otherwise).
+    pub fn settled(&self, unit: &PartitionUnit) {
+        if self.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
+            let changes =
+                std::mem::take(&mut *self.changes.lock().unwrap_or_else(PoisonError::into_inner));
+            unit.ready(changes);
+        }
+    }
+}
+
 /// One assigned partition of a pipeline.
 pub struct PartitionUnit {
     pub partition: i32,
     pub tracker: OffsetTracker,
+    /// At-least-once: changelog records of fired timers whose outputs are
+    /// acknowledged, for the runner to send.
+    ready: std::sync::Mutex<Vec<OwnedRecord>>,
     /// The pipeline's end-to-end latency.
     latency: Latency,
     /// The pipeline's watch over its records in flight.
@@ -35,10 +73,26 @@ impl PartitionUnit {
         PartitionUnit {
             partition,
             tracker: OffsetTracker::new(),
+            ready: std::sync::Mutex::new(Vec::new()),
             latency,
             stall,
             rewind_to: AtomicI64::new(rewind_to.unwrap_or(-1)),
         }
+    }
+
+    /// Changelog records now ready to send (see [`TimerDone`]).
+    fn ready(&self, mut changes: Vec<OwnedRecord>) {
+        if !changes.is_empty() {
+            self.ready
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .append(&mut changes);
+        }
+    }
+
+    /// Takes the changelog records ready to send.
+    pub fn take_ready(&self) -> Vec<OwnedRecord> {
+        std::mem::take(&mut *self.ready.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// The runner got its first record, at `offset`.
@@ -69,9 +123,12 @@ impl PartitionUnit {
     }
 }
 
-/// A consumed record, shared by the tickets of everything it causes.
+/// A consumed record (or a fired timer), shared by the tickets of everything it
+/// causes.
 pub struct Source {
     pub event: Event,
+    /// A fired timer's: it has no offset to register.
+    pub timer: Option<TimerDone>,
     /// Bits of the branches that dead-lettered it because the broker refused one of
     /// their outputs, so that a record is dead-lettered once per branch.
     pub(super) refused: AtomicU64,
@@ -81,6 +138,16 @@ impl Source {
     pub fn new(event: Event) -> Arc<Source> {
         Arc::new(Source {
             event,
+            timer: None,
+            refused: AtomicU64::new(0),
+        })
+    }
+
+    /// A fired timer, `event` standing for its source.
+    pub fn timer(event: Event) -> Arc<Source> {
+        Arc::new(Source {
+            event,
+            timer: Some(TimerDone::default()),
             refused: AtomicU64::new(0),
         })
     }

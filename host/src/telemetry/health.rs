@@ -39,6 +39,8 @@ struct State {
     not_allowed: BTreeMap<String, String>,
     /// A client error nothing can recover from; weir must stop.
     fatal: Option<String>,
+    /// Partitions restoring their state, by pipeline.
+    restoring: BTreeMap<String, std::collections::BTreeSet<i32>>,
 }
 
 /// One pipeline's watch over its records in flight: when the broker last
@@ -137,6 +139,17 @@ impl Health {
 
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// A partition of `pipeline` starts or ends restoring its state.
+    pub fn restoring(&self, pipeline: &str, partition: i32, restoring: bool) {
+        let mut state = self.lock();
+        let set = state.restoring.entry(pipeline.to_owned()).or_default();
+        if restoring {
+            set.insert(partition);
+        } else {
+            set.remove(&partition);
+        }
     }
 
     pub fn pipeline_assigned(&self, pipeline: &str, assigned: bool) {
@@ -267,6 +280,18 @@ impl Health {
             return Err(format!(
                 "waiting for a partition assignment: {}",
                 waiting.join(", ")
+            ));
+        }
+        let restoring: Vec<String> = state
+            .restoring
+            .iter()
+            .filter(|(_, partitions)| !partitions.is_empty())
+            .map(|(p, partitions)| format!("pipeline {p} partitions {partitions:?}"))
+            .collect();
+        if !restoring.is_empty() {
+            return Err(format!(
+                "restoring state from the changelogs: {}",
+                restoring.join("; ")
             ));
         }
         Ok(())

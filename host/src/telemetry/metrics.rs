@@ -70,6 +70,14 @@ pub struct Metrics {
     transaction_duration: HistogramVec,
     /// 1 while `/readyz` would answer 200 (for alerting; listed in docs/reference.md §5).
     ready: IntGauge,
+    state_entries: IntGaugeVec,
+    state_bytes: IntGaugeVec,
+    timers_pending: IntGaugeVec,
+    changelog_records: IntCounterVec,
+    timers_fired: IntCounterVec,
+    timer_lateness: HistogramVec,
+    restore_seconds: HistogramVec,
+    restore_records: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -200,6 +208,59 @@ impl Metrics {
                 &["pipeline"],
                 prometheus::exponential_buckets(0.001, 2.0, 16).expect("valid buckets"),
             ),
+            state_entries: gauge(
+                &registry,
+                "weir_state_entries",
+                "State entries held by a stateful plugin slot (partitions held here).",
+                &["pipeline", "slot"],
+            ),
+            state_bytes: gauge(
+                &registry,
+                "weir_state_bytes",
+                "Bytes of state entry names and values held by a slot (partitions held here).",
+                &["pipeline", "slot"],
+            ),
+            timers_pending: gauge(
+                &registry,
+                "weir_timers_pending",
+                "Timers pending in a slot (partitions held here).",
+                &["pipeline", "slot"],
+            ),
+            changelog_records: counter(
+                &registry,
+                "weir_changelog_records_total",
+                "State and timer changes produced to a slot's changelog topic.",
+                &["pipeline", "slot"],
+            ),
+            timers_fired: counter(
+                &registry,
+                "weir_timers_fired_total",
+                "Timers fired, by outcome (delivered, dead-lettered).",
+                &["pipeline", "outcome"],
+            ),
+            timer_lateness: histogram(
+                &registry,
+                "weir_timer_lateness_seconds",
+                "From a timer's due time to its firing.",
+                &["pipeline"],
+                vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                    300.0, 900.0, 3600.0,
+                ],
+            ),
+            restore_seconds: histogram(
+                &registry,
+                "weir_state_restore_seconds",
+                "Restores of a partition's state from the changelogs.",
+                &["pipeline"],
+                prometheus::exponential_buckets(0.01, 2.0, 14).expect("valid buckets"),
+            ),
+            restore_records: counter(
+                &registry,
+                "weir_state_restore_records_total",
+                "Changelog records read by restores.",
+                &["pipeline"],
+            ),
             ready: {
                 let gauge = IntGauge::new(
                     "weir_ready",
@@ -233,6 +294,16 @@ impl Metrics {
             latency: Latency(self.end_to_end_latency.with_label_values(&[pipeline])),
             circuit_open: self.circuit_open.with_label_values(&[pipeline]),
             metrics: self.clone(),
+        }
+    }
+
+    /// Handles for one stateful slot.
+    pub fn slot(&self, pipeline: &str, slot: &str) -> SlotMetrics {
+        SlotMetrics {
+            entries: self.state_entries.with_label_values(&[pipeline, slot]),
+            bytes: self.state_bytes.with_label_values(&[pipeline, slot]),
+            timers: self.timers_pending.with_label_values(&[pipeline, slot]),
+            changelog: self.changelog_records.with_label_values(&[pipeline, slot]),
         }
     }
 
@@ -455,7 +526,46 @@ pub struct PipelineMetrics {
     metrics: Metrics,
 }
 
+/// The gauges of one stateful slot: each partition runner adds what it holds.
+#[derive(Clone)]
+pub struct SlotMetrics {
+    pub entries: IntGauge,
+    pub bytes: IntGauge,
+    pub timers: IntGauge,
+    pub changelog: IntCounter,
+}
+
 impl PipelineMetrics {
+    /// A partition's state was restored.
+    pub fn restored(&self, records: u64, seconds: f64) {
+        self.metrics
+            .restore_records
+            .with_label_values(&[&self.name])
+            .inc_by(records);
+        self.metrics
+            .restore_seconds
+            .with_label_values(&[&self.name])
+            .observe(seconds);
+    }
+
+    /// A timer fired `lateness` seconds after it was due.
+    pub fn timer_fired(&self, lateness: f64) {
+        self.metrics
+            .timer_lateness
+            .with_label_values(&[&self.name])
+            .observe(lateness);
+    }
+
+    /// A fired timer's outputs were handed to Kafka (`delivered`) or it was
+    /// dead-lettered.
+    pub fn timer_done(&self, dead_lettered: bool) {
+        let outcome = if dead_lettered { "dead-lettered" } else { "delivered" };
+        self.metrics
+            .timers_fired
+            .with_label_values(&[&self.name, outcome])
+            .inc();
+    }
+
     /// A record was taken from the input topic.
     pub fn consumed(&self) {
         self.consumed.inc();

@@ -54,7 +54,9 @@ use super::sink::{Commit, Committed, Produced, Sink, produced};
 use super::unit::{PartitionUnit, Source};
 use crate::config::PipelineConfig;
 use crate::kafka::consumer::PipelineConsumer;
-use crate::kafka::producer::{OutRecord, Stopped, Trouble, producer_defaults, to_kafka_headers};
+use crate::kafka::producer::{
+    OutRecord, OwnedRecord, Stopped, Trouble, producer_defaults, to_kafka_headers,
+};
 use crate::policy::Outcome;
 use crate::shutdown::Shutdown;
 use crate::telemetry::Health;
@@ -218,9 +220,23 @@ impl Transactional {
         producer: &TxnProducer,
         source: &Source,
         applied: &Applied,
+        changes: &[OwnedRecord],
         stop: &Shutdown,
     ) -> Result<(), Stopped> {
         let event = &source.event;
+        let ticket = |branch, letter, metrics| TxnTicket {
+            partition: event.partition,
+            offset: event.offset,
+            branch,
+            letter,
+            alone: applied.alone,
+            metrics,
+        };
+        for change in changes {
+            if !self.send_one(producer, event, change.as_out(), ticket(0, false, None), stop)? {
+                return Ok(());
+            }
+        }
         for (branch, produced) in produced(event, &applied.verdicts, self.max_record, applied.cut) {
             let (record, letter, metrics) = match &produced {
                 Produced::Output(r) => (r.as_out(), false, r.route.metrics.clone()),
@@ -228,42 +244,49 @@ impl Transactional {
                     (letter.as_out(), true, branch.dlq_metrics.clone())
                 }
             };
-            let ticket = TxnTicket {
-                partition: event.partition,
-                offset: event.offset,
-                branch,
-                letter,
-                alone: applied.alone,
-                metrics: Some(metrics),
-            };
-            let Err(refused) = send(producer, record, Box::new(ticket), stop)? else {
-                continue;
-            };
-            let (ticket, error) = refused;
-            self.doomed.store(true, Ordering::SeqCst);
-            let code = error.rdkafka_error_code();
-            let trouble = Trouble::of(code);
-            if code == Some(RDKafkaErrorCode::State) {
-                // The transaction already failed (a delivery was refused): it aborts.
-                tracing::debug!(pipeline = %self.pipeline, %error, "the open transaction takes no more records");
-            } else {
-                tracing::warn!(
-                    pipeline = %self.pipeline, partition = event.partition, offset = event.offset,
-                    topic = record.topic, %error,
-                    "weir's Kafka client refused a record of the open transaction; the transaction is aborted and the record processed again"
-                );
+            if !self.send_one(producer, event, record, ticket(branch, letter, Some(metrics)), stop)? {
+                return Ok(());
             }
-            match trouble {
-                Trouble::Refused => {
-                    let refusal = ticket.refusal(record.topic, &error.to_string(), true);
-                    self.refusals.learn(event.partition, event.offset, refusal);
-                }
-                Trouble::NotAllowed => self.health.not_allowed(record.topic, &error.to_string()),
-                Trouble::Broker => {}
-            }
-            return Ok(());
         }
         Ok(())
+    }
+
+    /// Sends one record of `event` into the open transaction; `Ok(false)` when the
+    /// client refused it, which dooms the transaction (nothing more is sent).
+    fn send_one(
+        &self,
+        producer: &TxnProducer,
+        event: &crate::record::Event,
+        record: OutRecord<'_>,
+        ticket: TxnTicket,
+        stop: &Shutdown,
+    ) -> Result<bool, Stopped> {
+        let Err(refused) = send(producer, record, Box::new(ticket), stop)? else {
+            return Ok(true);
+        };
+        let (ticket, error) = refused;
+        self.doomed.store(true, Ordering::SeqCst);
+        let code = error.rdkafka_error_code();
+        let trouble = Trouble::of(code);
+        if code == Some(RDKafkaErrorCode::State) {
+            // The transaction already failed (a delivery was refused): it aborts.
+            tracing::debug!(pipeline = %self.pipeline, %error, "the open transaction takes no more records");
+        } else {
+            tracing::warn!(
+                pipeline = %self.pipeline, partition = event.partition, offset = event.offset,
+                topic = record.topic, %error,
+                "weir's Kafka client refused a record of the open transaction; the transaction is aborted and the record processed again"
+            );
+        }
+        match trouble {
+            Trouble::Refused => {
+                let refusal = ticket.refusal(record.topic, &error.to_string(), true);
+                self.refusals.learn(event.partition, event.offset, refusal);
+            }
+            Trouble::NotAllowed => self.health.not_allowed(record.topic, &error.to_string()),
+            Trouble::Broker => {}
+        }
+        Ok(false)
     }
 }
 
@@ -301,6 +324,9 @@ fn send(
 ) -> Result<Result<(), Refused>, Stopped> {
     let mut base =
         BaseRecord::with_opaque_to(record.topic, ticket).headers(to_kafka_headers(record.headers));
+    if let Some(partition) = record.partition {
+        base = base.partition(partition);
+    }
     if let Some(key) = record.key {
         base = base.key(key);
     }
@@ -330,14 +356,22 @@ impl Sink for Transactional {
         &self,
         source: &Arc<Source>,
         verdicts: Vec<Verdict>,
+        changes: Vec<OwnedRecord>,
         unit: &Arc<PartitionUnit>,
         stop: &Shutdown,
     ) -> Result<Outcome, Stopped> {
-        let applied = self.apply_refusals(source, verdicts);
+        let applied = match &source.timer {
+            // A fired timer has no offset that refusals could be known by.
+            Some(_) => apply_refusals(None, verdicts),
+            None => self.apply_refusals(source, verdicts),
+        };
         // The record's offset is registered before the gate opens again, so that no
         // transaction commits its outputs without its offset.
         let register = || {
             self.records.fetch_add(1, Ordering::SeqCst);
+            if source.timer.is_some() {
+                return;
+            }
             unit.tracker.register(source.event.offset, 0);
             self.in_transaction
                 .lock()
@@ -353,7 +387,7 @@ impl Sink for Transactional {
             }
             open.since.get_or_insert_with(Instant::now);
             let _ = open.producer.flush(CALL_TIMEOUT);
-            self.produce(&open.producer, source, &applied, stop)?;
+            self.produce(&open.producer, source, &applied, &changes, stop)?;
             let _ = open.producer.flush(CALL_TIMEOUT);
             register();
         } else {
@@ -361,7 +395,7 @@ impl Sink for Transactional {
             if self.halted.load(Ordering::SeqCst) {
                 return Err(Stopped);
             }
-            self.produce(&open.producer, source, &applied, stop)?;
+            self.produce(&open.producer, source, &applied, &changes, stop)?;
             register();
         }
         Ok(report(&source.event, &applied.verdicts))

@@ -1,0 +1,302 @@
+//! Keyed state on the record path: which slots of a pipeline are stateful
+//! ([`StatefulSlots`], fixed when the pipeline starts) and, for one partition
+//! runner, their state ([`PartitionState`]): restored from the changelogs before
+//! the first record, scoped and changed by the plugins' calls, and turned into
+//! changelog records when a record (or a fired timer) is done.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rdkafka::ClientConfig;
+
+use super::process::Verdict;
+use crate::config::PipelineConfig;
+use crate::kafka::producer::OwnedRecord;
+use crate::plugin::{Header, Plugin};
+use crate::state::changelog::{self, RestoreError, Restored};
+use crate::state::{Clock, SlotHandle, SlotState, Timer};
+use crate::telemetry::Health;
+use crate::telemetry::metrics::{Metrics, SlotMetrics};
+
+/// Where a plugin sits in its pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// The shared chain every record runs through first.
+    Prefix,
+    /// Branch `b`'s own chain.
+    Branch(usize),
+}
+
+/// One stateful slot of a pipeline.
+#[derive(Debug)]
+pub struct SlotSpec {
+    pub place: Place,
+    /// Its index in its chain.
+    pub stage: usize,
+    /// `<i>` or `<branch>.<i>`.
+    pub id: Arc<str>,
+    /// Its changelog topic.
+    pub topic: Arc<str>,
+    pub limits: crate::config::Limits,
+    pub metrics: Option<SlotMetrics>,
+}
+
+impl std::fmt::Debug for SlotMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SlotMetrics")
+    }
+}
+
+/// The stateful slots of a pipeline.
+pub struct StatefulSlots {
+    pub slots: Vec<Arc<SlotSpec>>,
+    /// The client settings restores read the changelogs with.
+    client: ClientConfig,
+    clock: Clock,
+    pipeline: Arc<str>,
+    /// Readiness names the partitions that are restoring.
+    health: Option<Arc<Health>>,
+}
+
+impl StatefulSlots {
+    /// The slots of `config` whose loaded plugin (`plugins`, in
+    /// [`PipelineConfig::all_plugins`] order) is stateful.
+    pub fn of<P: Plugin>(
+        config: &PipelineConfig,
+        plugins: &[Arc<P>],
+        client: ClientConfig,
+        limits: crate::config::Limits,
+        metrics: Option<&Metrics>,
+        health: Option<Arc<Health>>,
+    ) -> StatefulSlots {
+        let mut places = Vec::new();
+        for stage in 0..config.prefix().len() {
+            places.push((Place::Prefix, None, stage));
+        }
+        for (b, branch) in config.branches().iter().enumerate() {
+            for stage in 0..branch.plugins.len() {
+                places.push((Place::Branch(b), Some(branch.name), stage));
+            }
+        }
+        let group = config.group();
+        let slots = places
+            .into_iter()
+            .zip(plugins)
+            .filter(|(_, plugin)| plugin.stateful())
+            .map(|((place, branch, stage), _)| {
+                let id = changelog::slot_id(branch, stage);
+                Arc::new(SlotSpec {
+                    place,
+                    stage,
+                    topic: changelog::topic(&group, config.name(), &id).into(),
+                    metrics: metrics.map(|m| m.slot(config.name(), &id)),
+                    id: id.into(),
+                    limits,
+                })
+            })
+            .collect();
+        StatefulSlots {
+            slots,
+            client,
+            clock: Clock::wall(),
+            pipeline: config.name().into(),
+            health,
+        }
+    }
+
+    /// A pipeline without stateful plugins.
+    pub fn none() -> StatefulSlots {
+        StatefulSlots {
+            slots: Vec::new(),
+            client: ClientConfig::new(),
+            clock: Clock::wall(),
+            pipeline: "".into(),
+            health: None,
+        }
+    }
+
+    /// Readiness names `partition` while it restores.
+    pub fn restoring(&self, partition: i32, restoring: bool) {
+        if let Some(health) = &self.health {
+            health.restoring(&self.pipeline, partition, restoring);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+}
+
+/// The stateful slots of one partition, for its runner.
+pub struct PartitionState {
+    partition: i32,
+    slots: Vec<(Arc<SlotSpec>, SlotHandle)>,
+    /// What each slot's gauges count for this partition: entries, bytes, timers.
+    held: Mutex<Vec<[i64; 3]>>,
+}
+
+impl PartitionState {
+    /// Empty slots for `partition` (restore them before the first record).
+    pub fn new(spec: &StatefulSlots, partition: i32) -> PartitionState {
+        PartitionState {
+            partition,
+            slots: spec
+                .slots
+                .iter()
+                .map(|s| {
+                    let state = SlotState::new(s.id.clone(), s.limits, spec.clock.clone());
+                    (s.clone(), SlotHandle::new(state))
+                })
+                .collect(),
+            held: Mutex::new(vec![[0; 3]; spec.slots.len()]),
+        }
+    }
+
+    /// Brings the slots' gauges up to date with what this partition holds.
+    fn publish(&self) {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        for ((spec, handle), held) in self.slots.iter().zip(held.iter_mut()) {
+            let Some(metrics) = &spec.metrics else {
+                continue;
+            };
+            let now = {
+                let state = handle.lock();
+                let table = state.table();
+                [
+                    table.entry_count() as i64,
+                    table.bytes() as i64,
+                    table.timer_count() as i64,
+                ]
+            };
+            metrics.entries.add(now[0] - held[0]);
+            metrics.bytes.add(now[1] - held[1]);
+            metrics.timers.add(now[2] - held[2]);
+            *held = now;
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// The slot of the plugin at `place`, stage `stage`, if it is stateful.
+    pub fn handle(&self, place: Place, stage: usize) -> Option<SlotHandle> {
+        self.slots
+            .iter()
+            .find(|(s, _)| s.place == place && s.stage == stage)
+            .map(|(_, h)| h.clone())
+    }
+
+    /// Reads every slot's changelog partition into its table.
+    pub fn restore(
+        &self,
+        spec: &StatefulSlots,
+        stopped: impl Fn() -> bool,
+    ) -> Result<Restored, RestoreError> {
+        let mut total = Restored::default();
+        for (slot, handle) in &self.slots {
+            let mut state = handle.lock();
+            *state.table_mut() = Default::default();
+            let restored = changelog::restore(
+                &spec.client,
+                &slot.topic,
+                self.partition,
+                state.table_mut(),
+                &stopped,
+            )?;
+            tracing::info!(
+                slot = %slot.id, topic = %slot.topic, partition = self.partition,
+                records = restored.records, entries = state.table().entry_count(),
+                timers = state.table().timer_count(),
+                "restored state in {:.3}s", restored.seconds
+            );
+            total.records += restored.records;
+            total.seconds += restored.seconds;
+        }
+        self.publish();
+        Ok(total)
+    }
+
+    /// The earliest pending timer of any slot, with the slot's index.
+    pub fn next_timer(&self) -> Option<(usize, Timer)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, h))| h.lock().table().first_timer().map(|t| (i, t)))
+            .min_by_key(|(_, t)| t.due_ms)
+    }
+
+    /// The slot at index `i` (from [`PartitionState::next_timer`]).
+    pub fn slot(&self, i: usize) -> Option<&(Arc<SlotSpec>, SlotHandle)> {
+        self.slots.get(i)
+    }
+
+    /// Ends a record (or a fired timer): each slot keeps its changes if its part of
+    /// the pipeline delivered (the shared chain: if any branch did), and the
+    /// changes become changelog records to produce with the outputs.
+    /// `source_offset` goes in a header (`None`: a fired timer).
+    pub fn finish<P: Plugin>(
+        &self,
+        verdicts: &[Verdict<P>],
+        source_offset: Option<i64>,
+    ) -> Vec<OwnedRecord> {
+        let delivered = |b: usize| matches!(verdicts.get(b), Some(Verdict::Deliver(_)));
+        let mut records = Vec::new();
+        for (slot, handle) in &self.slots {
+            let keep = match slot.place {
+                Place::Prefix => (0..verdicts.len()).any(delivered),
+                Place::Branch(b) => delivered(b),
+            };
+            let changes = handle.lock().finish(keep);
+            if let Some(metrics) = &slot.metrics {
+                metrics.changelog.inc_by(changes.len() as u64);
+            }
+            for change in changes {
+                let (key, value) = changelog::encode(&change);
+                let origin = match source_offset {
+                    Some(offset) => offset.to_string(),
+                    None => "timer".to_owned(),
+                };
+                records.push(OwnedRecord {
+                    topic: slot.topic.to_string(),
+                    partition: Some(self.partition),
+                    key: Some(key),
+                    value,
+                    headers: vec![Header {
+                        key: "weir.source.offset".into(),
+                        value: origin.into_bytes(),
+                    }],
+                });
+            }
+        }
+        if !records.is_empty() {
+            self.publish();
+        }
+        records
+    }
+
+    /// Empty slots (a pipeline without stateful plugins).
+    pub fn stateless() -> PartitionState {
+        PartitionState::new(&StatefulSlots::none(), 0)
+    }
+
+    /// Forgets every slot's unfinished changes (the record was abandoned).
+    pub fn abandon(&self) {
+        for (_, handle) in &self.slots {
+            handle.lock().discard();
+        }
+    }
+}
+
+impl Drop for PartitionState {
+    /// The partition goes: its share leaves the gauges.
+    fn drop(&mut self) {
+        let held = self.held.get_mut().unwrap_or_else(PoisonError::into_inner);
+        for ((spec, _), held) in self.slots.iter().zip(held.iter()) {
+            if let Some(metrics) = &spec.metrics {
+                metrics.entries.sub(held[0]);
+                metrics.bytes.sub(held[1]);
+                metrics.timers.sub(held[2]);
+            }
+        }
+    }
+}
