@@ -52,10 +52,71 @@ pub fn parse_line(line: &str, offset: i64) -> Result<Event, String> {
     })
 }
 
+/// A line that moves `weir test`'s virtual clock: `{"advance": "15m"}` (forward by
+/// a duration) or `{"advance-to": "2026-11-27T16:45:00Z"}` (to an instant; also
+/// milliseconds since the epoch).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct ClockLine {
+    #[serde(default)]
+    advance: Option<crate::config::HumanDuration>,
+    #[serde(default)]
+    advance_to: Option<Value>,
+}
+
+/// How a line moves the clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Advance {
+    /// Forward by this many milliseconds.
+    By(i64),
+    /// To this instant, in milliseconds since the epoch.
+    To(i64),
+}
+
+impl Advance {
+    /// The instant the clock moves to from `now`.
+    pub fn from(self, now: i64) -> i64 {
+        match self {
+            Advance::By(ms) => now.saturating_add(ms),
+            Advance::To(ms) => ms,
+        }
+    }
+}
+
+/// Parses a clock line; `None` when the line is not one.
+fn parse_clock(line: &str) -> Option<Result<Advance, String>> {
+    let trimmed = line.trim_start();
+    if !(trimmed.starts_with("{\"advance\"") || trimmed.starts_with("{\"advance-to\"")) {
+        return None;
+    }
+    let clock: ClockLine = match serde_json::from_str(line) {
+        Ok(clock) => clock,
+        Err(e) => return Some(Err(e.to_string())),
+    };
+    Some(match (clock.advance, clock.advance_to) {
+        (Some(by), None) => Ok(Advance::By(by.0.as_millis() as i64)),
+        (None, Some(Value::Number(ms))) => ms
+            .as_i64()
+            .map(Advance::To)
+            .ok_or_else(|| "advance-to: expected milliseconds since the epoch".to_owned()),
+        (None, Some(Value::String(text))) => humantime::parse_rfc3339_weak(&text)
+            .map_err(|e| format!("advance-to {text:?}: {e} (e.g. \"2026-11-27T16:45:00Z\")"))
+            .map(|t| {
+                Advance::To(
+                    t.duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as i64),
+                )
+            }),
+        _ => Err("a clock line has one of advance (a duration) or advance-to (an instant)".into()),
+    })
+}
+
 /// One line of an events file.
 pub enum Line {
     /// A parsed event, with its 1-based line number.
     Event(usize, Event),
+    /// A line that moves the virtual clock, with its line number.
+    Clock(usize, Advance),
     /// A line that is not an event: its number and why.
     Malformed(usize, String),
 }
@@ -69,6 +130,12 @@ pub fn read(reader: impl BufRead) -> impl Iterator<Item = std::io::Result<Line>>
         .filter(|(_, line)| line.as_ref().map_or(true, |l| !l.trim().is_empty()))
         .map(|(index, line)| {
             let line = line?;
+            if let Some(clock) = parse_clock(&line) {
+                return Ok(match clock {
+                    Ok(advance) => Line::Clock(index + 1, advance),
+                    Err(message) => Line::Malformed(index + 1, message),
+                });
+            }
             Ok(match parse_line(&line, index as i64) {
                 Ok(event) => Line::Event(index + 1, event),
                 Err(message) => Line::Malformed(index + 1, message),
@@ -80,6 +147,9 @@ pub fn read(reader: impl BufRead) -> impl Iterator<Item = std::io::Result<Line>>
 #[derive(Debug, Serialize, PartialEq)]
 pub struct OutputLine<'a> {
     pub input: usize,
+    /// The timer whose firing made it (`weir test`'s virtual clock).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timer: Option<String>,
     pub to: &'a str,
     pub key: Option<String>,
     pub value: Value,
@@ -108,6 +178,7 @@ pub fn value_json(value: Option<&[u8]>) -> Value {
 pub fn output_line(input: usize, output: &Output) -> OutputLine<'_> {
     OutputLine {
         input,
+        timer: None,
         to: &output.to,
         key: output.key.as_deref().map(text_or_base64),
         value: value_json(output.value.as_deref()),
@@ -143,6 +214,29 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown field")
         );
+    }
+
+    #[test]
+    fn clock_lines_move_time() {
+        let text = "{\"advance\": \"15m\"}\n{\"advance-to\": \"1970-01-01T00:00:01Z\"}\n{\"advance-to\": 5}\n{\"advance\": 1}\n";
+        let lines: Vec<Line> = read(text.as_bytes()).map(Result::unwrap).collect();
+        let clocks: Vec<Result<Advance, usize>> = lines
+            .iter()
+            .map(|l| match l {
+                Line::Clock(_, a) => Ok(*a),
+                Line::Event(n, _) | Line::Malformed(n, _) => Err(*n),
+            })
+            .collect();
+        assert_eq!(
+            clocks,
+            [
+                Ok(Advance::By(900_000)),
+                Ok(Advance::To(1000)),
+                Ok(Advance::To(5)),
+                Err(4)
+            ]
+        );
+        assert_eq!(Advance::By(5).from(10), 15);
     }
 
     #[test]

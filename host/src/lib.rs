@@ -17,6 +17,6 @@ pub mod policy;
 pub mod record;
 pub mod reload;
 pub mod shutdown;
-pub mod state;
 pub mod startup;
+pub mod state;
 pub mod telemetry;

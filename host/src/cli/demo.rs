@@ -143,6 +143,12 @@ fn read_events(path: &Path) -> anyhow::Result<Vec<Event>> {
     for line in crate::events::read(BufReader::new(file)) {
         match line.with_context(|| format!("cannot read {}", path.display()))? {
             Line::Event(_, event) => events.push(event),
+            Line::Clock(number, _) => {
+                bail!(
+                    "{}:{number}: clock lines are for weir test, not the demo",
+                    path.display()
+                )
+            }
             Line::Malformed(number, message) => {
                 bail!("{}:{number}: {message}", path.display())
             }

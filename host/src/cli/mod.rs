@@ -7,6 +7,7 @@ mod demo;
 mod dev;
 mod diff;
 mod dlq;
+mod harness;
 mod new;
 mod run;
 mod test;

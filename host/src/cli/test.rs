@@ -1,5 +1,10 @@
 //! `weir test`: the plugin author's inner loop. Runs a chain over JSON-lines events
 //! with no broker and prints one JSON line per output or failure, in input order.
+//!
+//! Stateful plugins get in-memory state (as on one partition) and a virtual clock:
+//! it starts at `--now` (default 0, the Unix epoch), moves to each event's
+//! `timestamp-ms` and by `{"advance": "15m"}` / `{"advance-to": INSTANT}` lines,
+//! and the timers that come due fire in due order; their lines name the timer.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -12,9 +17,9 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::harness::Harness;
 use crate::config::{ByteSize, HumanDuration};
 use crate::events::{Line, output_line};
-use crate::pipeline::Chain;
 use crate::plugin::{CallSite, Limits, PluginEngine};
 
 #[derive(Debug, clap::Args)]
@@ -39,11 +44,17 @@ pub struct TestArgs {
     /// Largest output record accepted.
     #[arg(long, default_value = "1MiB")]
     max_output: String,
+    /// Where the virtual clock of stateful plugins starts: an instant
+    /// (`2026-11-26T09:00:00Z`) or milliseconds since the epoch.
+    #[arg(long, value_name = "INSTANT")]
+    now: Option<String>,
 }
 
 #[derive(Serialize)]
 struct FailureLine<'a> {
     input: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timer: Option<String>,
     failure: &'a str,
     message: String,
     plugin: &'a str,
@@ -68,7 +79,11 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
         })?;
         versions.push(version);
     }
-    let mut chain = Chain::new(&versions)?;
+    let start = match &args.now {
+        None => 0,
+        Some(text) => parse_instant(text).context("--now")?,
+    };
+    let mut harness = Harness::new(&versions, start)?;
 
     let source_name = args.input.display().to_string();
     let reader: Box<dyn BufRead> = if args.input.as_os_str() == "-" {
@@ -90,6 +105,19 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
         let line = line.with_context(|| format!("cannot read {source_name}"))?;
         let (number, event) = match line {
             Line::Event(number, event) => (number, event),
+            Line::Clock(number, advance) => {
+                let site = CallSite {
+                    offset: number as i64 - 1,
+                    ..site.clone()
+                };
+                let to = advance.from(harness.now_ms());
+                for fired in harness.advance_to(to, &site) {
+                    let timer = Some(fired.timer.name.clone());
+                    print_result(&mut out, &mut tally, number, timer, fired.result)?;
+                }
+                out.flush()?;
+                continue;
+            }
             Line::Malformed(number, message) => {
                 eprintln!("error: {source_name}:{number}: {message}");
                 tally.malformed += 1;
@@ -101,28 +129,21 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
             offset: event.offset,
             ..site.clone()
         };
-        match chain.process(&event, &site) {
-            Ok(outputs) => {
-                for output in &outputs {
-                    serde_json::to_writer(&mut out, &output_line(number, output))?;
-                    out.write_all(b"\n")?;
-                }
-                tally.outputs += outputs.len();
-            }
-            Err(failure) => {
-                let kind = failure.error.kind().as_str();
-                let line = FailureLine {
-                    input: number,
-                    failure: kind,
-                    message: failure.error.message(),
-                    plugin: &failure.plugin.name,
-                };
-                serde_json::to_writer(&mut out, &line)?;
-                out.write_all(b"\n")?;
-                *tally.failures.entry(kind).or_default() += 1;
+        if let Some(at) = event.timestamp_ms {
+            for fired in harness.advance_to(at, &site) {
+                let timer = Some(fired.timer.name.clone());
+                print_result(&mut out, &mut tally, number, timer, fired.result)?;
             }
         }
+        let result = harness.event(&event, &site);
+        print_result(&mut out, &mut tally, number, None, result)?;
         out.flush()?;
+    }
+    let pending = harness.pending_timers();
+    if pending > 0 {
+        eprintln!(
+            "{pending} timer(s) still pending at the end of the input (an {{\"advance\": \"1d\"}} line fires those due by then)"
+        );
     }
     let failures: Vec<_> = tally
         .failures
@@ -148,6 +169,54 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the outputs (or the failure) of input line `number`, or of the timer
+/// it fired.
+fn print_result(
+    out: &mut impl Write,
+    tally: &mut Tally,
+    number: usize,
+    timer: Option<String>,
+    result: Result<Vec<crate::plugin::Output>, crate::pipeline::ChainFailure>,
+) -> anyhow::Result<()> {
+    match result {
+        Ok(outputs) => {
+            for output in &outputs {
+                let mut line = output_line(number, output);
+                line.timer = timer.clone();
+                serde_json::to_writer(&mut *out, &line)?;
+                out.write_all(b"\n")?;
+            }
+            tally.outputs += outputs.len();
+        }
+        Err(failure) => {
+            let kind = failure.error.kind().as_str();
+            let line = FailureLine {
+                input: number,
+                timer,
+                failure: kind,
+                message: failure.error.message(),
+                plugin: &failure.plugin.name,
+            };
+            serde_json::to_writer(&mut *out, &line)?;
+            out.write_all(b"\n")?;
+            *tally.failures.entry(kind).or_default() += 1;
+        }
+    }
+    Ok(())
+}
+
+/// An instant as `2026-11-26T09:00:00Z` or milliseconds since the epoch.
+pub(super) fn parse_instant(text: &str) -> anyhow::Result<i64> {
+    if let Ok(ms) = text.parse::<i64>() {
+        return Ok(ms);
+    }
+    let at = humantime::parse_rfc3339_weak(text)
+        .with_context(|| format!("{text:?}: expected an instant such as 2026-11-26T09:00:00Z"))?;
+    Ok(at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64))
 }
 
 #[derive(Default)]

@@ -21,11 +21,11 @@ use super::snapshot::Snapshot;
 use super::unit::{PartitionUnit, Source};
 use crate::kafka::consumer::PipelineContext;
 use crate::plugin::{CallSite, Event, FiredTimer, Header};
+use crate::policy::Admission;
+use crate::shutdown::Shutdown;
 use crate::state::Timer;
 use crate::state::changelog::RestoreError;
 use crate::state::clock::wall_ms;
-use crate::policy::Admission;
-use crate::shutdown::Shutdown;
 
 /// How long a poll of the partition queue waits before looking at the stop signal.
 const POLL: Duration = Duration::from_millis(100);
@@ -116,7 +116,9 @@ impl PartitionRunner {
         let done = loop {
             match state.restore(pipeline.stateful(), || self.stop.is_triggered()) {
                 Ok(restored) => {
-                    pipeline.metrics().restored(restored.records, restored.seconds);
+                    pipeline
+                        .metrics()
+                        .restored(restored.records, restored.seconds);
                     break true;
                 }
                 Err(RestoreError::Stopped) => break false,
@@ -235,7 +237,11 @@ impl PartitionRunner {
         let mut work = Work::timer(&record, snapshot, spec.place, spec.stage, &fired);
         loop {
             match process(&mut work, snapshot, instances, site, fastrand::f64()) {
-                Disposition::Retry { delay, failure, attempt } => {
+                Disposition::Retry {
+                    delay,
+                    failure,
+                    attempt,
+                } => {
                     tracing::debug!(
                         pipeline = %pipeline.name(), partition = self.unit.partition, timer = %timer.name,
                         plugin = %failure.plugin.label, attempt, retry_in = ?delay,
@@ -249,14 +255,17 @@ impl PartitionRunner {
                     for verdict in &mut verdicts {
                         if let Verdict::Deliver(routed) = verdict {
                             for r in routed {
-                                r.output.headers.push(text("weir.timer.lateness-ms", lateness.to_string()));
+                                r.output
+                                    .headers
+                                    .push(text("weir.timer.lateness-ms", lateness.to_string()));
                             }
                         }
                     }
                     let changes = state.finish(&verdicts, None);
                     let source = Source::timer(record);
                     let sink = pipeline.sink();
-                    let Ok(outcome) = sink.deliver(&source, verdicts, changes, &self.unit, &self.stop)
+                    let Ok(outcome) =
+                        sink.deliver(&source, verdicts, changes, &self.unit, &self.stop)
                     else {
                         return Handled::Abandoned;
                     };
@@ -356,7 +365,8 @@ impl PartitionRunner {
                 Disposition::Done(verdicts) => {
                     let changes = state.finish(&verdicts, Some(event.offset));
                     let sink = pipeline.sink();
-                    let Ok(outcome) = sink.deliver(source, verdicts, changes, &self.unit, &self.stop)
+                    let Ok(outcome) =
+                        sink.deliver(source, verdicts, changes, &self.unit, &self.stop)
                     else {
                         return Handled::Abandoned;
                     };

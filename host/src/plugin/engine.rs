@@ -17,8 +17,8 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
 use super::cache::{CompileCache, Compiled};
-use super::state::InstanceState;
 use super::instance::Pre;
+use super::state::InstanceState;
 use super::{Limits, LoadError, PluginVersion, bindings};
 
 /// How often the epoch advances; deadlines are whole ticks.
@@ -65,12 +65,11 @@ impl PluginEngine {
             what: "WASI",
             message: e.to_string(),
         })?;
-        bindings::StatefulPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(
-            |e| EngineError::Link {
+        bindings::StatefulPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(|e| EngineError::Link {
                 what: "the weir:plugin host",
                 message: e.to_string(),
-            },
-        )?;
+            })?;
         let ticker = EpochTicker::spawn(engine.clone()).map_err(EngineError::Ticker)?;
         let cache = Arc::new(CompileCache::from_env(&engine));
         Ok(PluginEngine {

@@ -199,14 +199,13 @@ pub fn restore(
                 let Some(key) = message.key() else {
                     continue;
                 };
-                let change = decode(key, message.payload()).map_err(|source| {
-                    RestoreError::Malformed {
+                let change =
+                    decode(key, message.payload()).map_err(|source| RestoreError::Malformed {
                         topic: topic.to_owned(),
                         partition,
                         offset: message.offset(),
                         source,
-                    }
-                })?;
+                    })?;
                 table.apply(&change);
                 records += 1;
             }

@@ -254,7 +254,11 @@ impl SlotState {
 
     pub fn get(&self, name: &str) -> Option<Vec<u8>> {
         for change in self.pending.iter().rev() {
-            if let Change::Entry { key, name: n, value } = change
+            if let Change::Entry {
+                key,
+                name: n,
+                value,
+            } = change
                 && key == &self.scope
                 && n == name
             {
@@ -292,10 +296,7 @@ impl SlotState {
         let view = self.view();
         let range = match after {
             Some(after) => view
-                .range::<str, _>((
-                    std::ops::Bound::Excluded(after),
-                    std::ops::Bound::Unbounded,
-                ))
+                .range::<str, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .take(max as usize)
                 .collect(),
@@ -458,18 +459,30 @@ mod tests {
     #[test]
     fn writes_past_a_limit_are_refused_and_remembered() {
         let mut s = slot();
-        assert!(s.set("big".into(), vec![0; 9]).unwrap_err().contains("limits.state-value"));
+        assert!(
+            s.set("big".into(), vec![0; 9])
+                .unwrap_err()
+                .contains("limits.state-value")
+        );
         assert!(s.limit_hit().is_some());
         s.discard();
         s.set("a".into(), vec![]).unwrap();
         s.set("b".into(), vec![]).unwrap();
-        assert!(s.set("c".into(), vec![]).unwrap_err().contains("limits.state-entries"));
+        assert!(
+            s.set("c".into(), vec![])
+                .unwrap_err()
+                .contains("limits.state-entries")
+        );
         // Replacing an entry is not one more.
         s.set("a".into(), vec![1]).unwrap();
         s.discard();
         s.set_timer("t1".into(), 5, vec![]).unwrap();
         s.set_timer("t2".into(), 5, vec![]).unwrap();
-        assert!(s.set_timer("t3".into(), 5, vec![]).unwrap_err().contains("limits.timers"));
+        assert!(
+            s.set_timer("t3".into(), 5, vec![])
+                .unwrap_err()
+                .contains("limits.timers")
+        );
     }
 
     #[test]

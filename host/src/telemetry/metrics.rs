@@ -559,7 +559,11 @@ impl PipelineMetrics {
     /// A fired timer's outputs were handed to Kafka (`delivered`) or it was
     /// dead-lettered.
     pub fn timer_done(&self, dead_lettered: bool) {
-        let outcome = if dead_lettered { "dead-lettered" } else { "delivered" };
+        let outcome = if dead_lettered {
+            "dead-lettered"
+        } else {
+            "delivered"
+        };
         self.metrics
             .timers_fired
             .with_label_values(&[&self.name, outcome])

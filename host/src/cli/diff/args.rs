@@ -48,6 +48,9 @@ pub struct DiffArgs {
     /// messages differently).
     #[arg(long)]
     pub(super) ignore_messages: bool,
+    /// Where the virtual clock of stateful plugins starts (as `weir test --now`).
+    #[arg(long, value_name = "INSTANT")]
+    pub(super) now: Option<String>,
     /// How many differing inputs to show in full (`all` for every one); the summary
     /// counts them all.
     #[arg(long, default_value = "100", value_name = "N|all")]
@@ -78,6 +81,7 @@ const OPTIONS: &[(&str, bool)] = &[
     ("--timeout", true),
     ("--max-output", true),
     ("--show", true),
+    ("--now", true),
     ("--ignore-messages", false),
     ("--json", false),
 ];
@@ -152,6 +156,7 @@ impl DiffArgs {
             "--timeout" => self.timeout = value,
             "--max-output" => self.max_output = value,
             "--show" => self.show = value,
+            "--now" => self.now = Some(value),
             "--ignore-messages" => self.ignore_messages = true,
             "--json" => self.json = true,
             _ => unreachable!("every name of OPTIONS is handled"),

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::inputs::Source;
+use super::inputs::{Input, Source};
+use crate::cli::harness::Harness;
 use crate::events::output_line;
-use crate::pipeline::Chain;
-use crate::plugin::{CallSite, Event, PluginVersion};
+use crate::plugin::{CallSite, PluginVersion};
 
 /// One line of a chain's result for an input: an output or the failure.
 #[derive(Debug, Clone)]
@@ -26,26 +26,66 @@ impl PartialEq for Row {
     }
 }
 
-/// Runs every event through a fresh chain of `versions`.
+/// Runs every input through a fresh chain of `versions` (stateful plugins get
+/// state and the virtual clock of `weir test`, starting at `start_ms`). An input's
+/// rows are the outputs of the timers it fired (by its timestamp, or a clock
+/// line's), then its own.
 pub(super) fn run_chain(
     versions: &[Arc<PluginVersion>],
-    events: &[(Source, Event)],
+    inputs: &[(Source, Input)],
     ignore_messages: bool,
+    start_ms: i64,
 ) -> anyhow::Result<Vec<Vec<Row>>> {
-    let mut chain = Chain::new(versions)?;
+    let mut harness = Harness::new(versions, start_ms)?;
     let pipeline: Arc<str> = Arc::from("weir-diff");
-    let mut results = Vec::with_capacity(events.len());
-    for (_, event) in events {
-        let site = CallSite {
+    let mut results = Vec::with_capacity(inputs.len());
+    for (i, (_, input)) in inputs.iter().enumerate() {
+        let mut site = CallSite {
             pipeline: pipeline.clone(),
-            partition: event.partition,
-            offset: event.offset,
+            partition: 0,
+            offset: i as i64,
         };
-        let rows = match chain.process(event, &site) {
+        let mut rows = Vec::new();
+        let (at, event) = match input {
+            Input::Event(event) => (event.timestamp_ms, Some(event)),
+            Input::Clock(advance) => (Some(advance.from(harness.now_ms())), None),
+        };
+        if let Some(at) = at {
+            for fired in harness.advance_to(at, &site) {
+                rows.extend(rows_of(
+                    versions,
+                    fired.result,
+                    Some(&fired.timer.name),
+                    ignore_messages,
+                ));
+            }
+        }
+        if let Some(event) = event {
+            site.partition = event.partition;
+            site.offset = event.offset;
+            let result = harness.event(event, &site);
+            rows.extend(rows_of(versions, result, None, ignore_messages));
+        }
+        results.push(rows);
+    }
+    Ok(results)
+}
+
+/// The rows of one call's result.
+fn rows_of(
+    versions: &[Arc<PluginVersion>],
+    result: Result<Vec<crate::plugin::Output>, crate::pipeline::ChainFailure>,
+    timer: Option<&str>,
+    ignore_messages: bool,
+) -> Vec<Row> {
+    {
+        match result {
             Ok(outputs) => outputs
                 .iter()
                 .map(|o| {
-                    let mut value = serde_json::to_value(output_line(0, o)).unwrap_or_default();
+                    let mut line = output_line(0, o);
+                    line.timer = timer.map(str::to_owned);
+                    let mut value = serde_json::to_value(line).unwrap_or_default();
                     if let Some(map) = value.as_object_mut() {
                         map.remove("input");
                     }
@@ -74,10 +114,8 @@ pub(super) fn run_chain(
                 });
                 vec![Row { key, shown }]
             }
-        };
-        results.push(rows);
+        }
     }
-    Ok(results)
 }
 
 /// How one input's results differ.

@@ -15,7 +15,7 @@ use rdkafka::{ClientConfig, Offset};
 use serde_json::{Value, json};
 
 use crate::config::WeirConfig;
-use crate::events::Line;
+use crate::events::{Advance, Line};
 use crate::kafka::{Brokers, CONNECT_TIMEOUT, headers_of};
 use crate::plugin::Event;
 
@@ -48,7 +48,14 @@ impl std::fmt::Display for Source {
     }
 }
 
-pub(super) fn read_file(input: &Path) -> anyhow::Result<Vec<(Source, Event)>> {
+/// One input: an event, or a line that moves the virtual clock of stateful
+/// plugins (its rows are the outputs of the timers it fires).
+pub(super) enum Input {
+    Event(Event),
+    Clock(Advance),
+}
+
+pub(super) fn read_file(input: &Path) -> anyhow::Result<Vec<(Source, Input)>> {
     let name = input.display().to_string();
     let reader: Box<dyn BufRead> = if input.as_os_str() == "-" {
         Box::new(BufReader::new(std::io::stdin()))
@@ -61,7 +68,10 @@ pub(super) fn read_file(input: &Path) -> anyhow::Result<Vec<(Source, Event)>> {
     let mut malformed = 0;
     for line in crate::events::read(reader) {
         match line.with_context(|| format!("cannot read {name}"))? {
-            Line::Event(number, event) => events.push((Source::Line(number), event)),
+            Line::Event(number, event) => events.push((Source::Line(number), Input::Event(event))),
+            Line::Clock(number, advance) => {
+                events.push((Source::Line(number), Input::Clock(advance)))
+            }
             Line::Malformed(number, message) => {
                 eprintln!("error: {name}:{number}: {message}");
                 malformed += 1;
@@ -80,7 +90,7 @@ pub(super) fn read_topic(
     config_path: &Path,
     topic: &str,
     limit: usize,
-) -> anyhow::Result<Vec<(Source, Event)>> {
+) -> anyhow::Result<Vec<(Source, Input)>> {
     let config = WeirConfig::load(config_path)?;
     if config.kafka.brokers.0 == "embedded" {
         bail!(
@@ -125,7 +135,7 @@ pub(super) fn read_topic(
                     if offset < end {
                         events.push((
                             Source::Record { partition, offset },
-                            Event {
+                            Input::Event(Event {
                                 topic: topic.to_owned(),
                                 partition,
                                 offset,
@@ -133,7 +143,7 @@ pub(super) fn read_topic(
                                 key: message.key().map(<[u8]>::to_vec),
                                 value: message.payload().map(<[u8]>::to_vec),
                                 headers: headers_of(&message),
-                            },
+                            }),
                         ));
                     }
                     if offset + 1 >= end {

@@ -102,9 +102,13 @@ fn diff(mut args: DiffArgs) -> anyhow::Result<bool> {
     let new = load(&chains.new, &args.new_config).context("NEW")?;
 
     let ignore_messages = args.ignore_messages;
+    let start = match &args.now {
+        None => 0,
+        Some(text) => crate::cli::test::parse_instant(text).context("--now")?,
+    };
     let (old_rows, new_rows) = std::thread::scope(|scope| {
-        let old = scope.spawn(|| run_chain(&old, &events, ignore_messages));
-        let new = run_chain(&new, &events, ignore_messages);
+        let old = scope.spawn(|| run_chain(&old, &events, ignore_messages, start));
+        let new = run_chain(&new, &events, ignore_messages, start);
         let old = old
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the OLD chain's thread panicked")));

@@ -233,7 +233,13 @@ impl Transactional {
             metrics,
         };
         for change in changes {
-            if !self.send_one(producer, event, change.as_out(), ticket(0, false, None), stop)? {
+            if !self.send_one(
+                producer,
+                event,
+                change.as_out(),
+                ticket(0, false, None),
+                stop,
+            )? {
                 return Ok(());
             }
         }
@@ -244,7 +250,13 @@ impl Transactional {
                     (letter.as_out(), true, branch.dlq_metrics.clone())
                 }
             };
-            if !self.send_one(producer, event, record, ticket(branch, letter, Some(metrics)), stop)? {
+            if !self.send_one(
+                producer,
+                event,
+                record,
+                ticket(branch, letter, Some(metrics)),
+                stop,
+            )? {
                 return Ok(());
             }
         }

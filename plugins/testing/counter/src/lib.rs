@@ -74,7 +74,11 @@ mod component {
                 Some(how @ ("in" | "at")) => {
                     let ms = number(1)?;
                     let name = words.get(2).ok_or_else(|| bad("expected a name"))?;
-                    let at = if how == "in" { timers::now_ms() + ms } else { ms };
+                    let at = if how == "in" {
+                        timers::now_ms() + ms
+                    } else {
+                        ms
+                    };
                     timers::set(name, at, name.as_bytes()).map_err(Failure::Transient)?;
                     format!("set {name}")
                 }
