@@ -1,14 +1,25 @@
-//! Rust bindings for the `weir:plugin` world, generated once for every Rust plugin.
+//! Rust bindings for the `weir:plugin` worlds, generated once for every Rust plugin.
 //!
-//! A plugin crate implements [`Guest`] for a unit struct and exports it with
-//! `weir_plugin_sdk::export!(MyPlugin);`, guarded by
-//! `#[cfg(target_arch = "wasm32")]` so that its logic still builds and tests natively.
+//! A stateless plugin implements [`Guest`] for a unit struct and exports it with
+//! `weir_plugin_sdk::export!(MyPlugin);` (world `plugin`). A plugin with keyed state
+//! and timers implements [`StatefulGuest`] (`init`, `handle_event`, `handle_timer`)
+//! and exports it with `weir_plugin_sdk::export_stateful!(MyPlugin);` (world
+//! `stateful-plugin`); it reads and writes through [`state`] and [`timers`]. Either
+//! export is guarded by `#[cfg(target_arch = "wasm32")]` so that the plugin's logic
+//! still builds and tests natively, where [`state`] and [`timers`] run against the
+//! in-memory fake of the `testing` module (native targets only).
+//!
 //! The WIT file (`wit/plugin.wit`) is the API reference; this crate adds only small
 //! conveniences on top of the generated types.
 
-/// The generated bindings. They live in a module (not at the crate root) because the
-/// exported macros are `#[macro_export]`ed to the root, where a same-named `use`
-/// would clash.
+pub mod state;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
+pub mod timers;
+
+/// The generated bindings of world `plugin`. They live in a module (not at the crate
+/// root) because the exported macros are `#[macro_export]`ed to the root, where a
+/// same-named `use` would clash.
 #[allow(clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
@@ -19,9 +30,32 @@ pub mod bindings {
     });
 }
 
+/// The generated bindings of world `stateful-plugin`. The shared interfaces (`types`,
+/// `host`) are those of [`bindings`], so both worlds use the same `Event`, `Output`
+/// and `Failure`. Each world's generated code declares only its imports; its exports
+/// are declared by its export macro, in the plugin's crate. So a stateless plugin
+/// neither imports `state`/`timers` nor has to export `handle-timer`.
+#[allow(clippy::too_many_arguments)]
+pub mod stateful_bindings {
+    wit_bindgen::generate!({
+        world: "stateful-plugin",
+        path: "../../wit",
+        pub_export_macro: true,
+        default_bindings_module: "weir_plugin_sdk::stateful_bindings",
+        export_macro_name: "export_stateful",
+        // The keys name the WIT package version: update them with `wit/plugin.wit`.
+        with: {
+            "weir:plugin/types@0.1.1": crate::bindings::weir::plugin::types,
+            "weir:plugin/host@0.1.1": crate::bindings::weir::plugin::host,
+        },
+        generate_all,
+    });
+}
+
 pub use bindings::weir::plugin::host::{Level, log};
-pub use bindings::weir::plugin::types::Header;
+pub use bindings::weir::plugin::types::{FiredTimer, Header};
 pub use bindings::{Event, Failure, Guest, Output, export};
+pub use stateful_bindings::{Guest as StatefulGuest, export_stateful};
 
 impl Header {
     /// A header whose value is the text `value` in UTF-8. `text` only builds
