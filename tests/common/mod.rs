@@ -45,6 +45,8 @@ pub fn plugin(name: &str) -> PathBuf {
                 "stamp-plugin",
                 "-p",
                 "recipe-plugin",
+                "-p",
+                "counter-plugin",
             ])
             .status()
             .expect("cannot run cargo to build the plugins");
@@ -141,3 +143,10 @@ pub mod model;
 pub mod net;
 pub mod ports;
 pub mod todo;
+
+/// The wall clock, in milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

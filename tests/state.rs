@@ -1,0 +1,258 @@
+//! Keyed state and timers against Apache Kafka, with the counter test plugin
+//! (plugins/testing/counter): state that survives restarts, timers that fire after
+//! a SIGKILL, exactly once under exactly-once, the changelog topic as documented,
+//! limits that dead-letter a record and keep the host up.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::kafka::*;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Message, OwnedMessage};
+
+fn text(m: &OwnedMessage) -> String {
+    String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned()
+}
+
+fn keyed(key: &str, values: &[&str]) -> Vec<Record> {
+    values
+        .iter()
+        .map(|v| {
+            (
+                Some(key.to_owned()),
+                Some(v.as_bytes().to_vec()),
+                Vec::new(),
+            )
+        })
+        .collect()
+}
+
+/// The counter plugin's pipeline on fresh topics with 2 partitions.
+fn counter_config(brokers: &str, policy: &str) -> (String, String, String, String, String) {
+    one_plugin_config(brokers, "counter", &wasm("counter_plugin"), "", 2, policy)
+}
+
+/// The outputs whose value starts with `prefix`.
+fn with_prefix<'m>(messages: &'m [OwnedMessage], prefix: &str) -> Vec<&'m OwnedMessage> {
+    messages
+        .iter()
+        .filter(|m| text(m).starts_with(prefix))
+        .collect()
+}
+
+fn partition_count(brokers: &str, topic: &str) -> usize {
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    metadata
+        .topics()
+        .iter()
+        .find(|t| t.error().is_none())
+        .map_or(0, |t| t.partitions().len())
+}
+
+/// State and a pending timer survive a SIGKILL: the restarted instance restores the
+/// count from the changelog and fires the timer that came due while it was down.
+fn state_and_timers_survive_a_kill(policy: &str) {
+    let brokers = shared_broker();
+    let dir = tempfile::tempdir().unwrap();
+    let (text_config, input, output, _dlq, group) = counter_config(brokers, policy);
+    let config = write_config(dir.path(), &text_config);
+    let weir = Weir::start(&config, dir.path(), "first");
+    weir.wait_ready(1);
+    let changelog = format!("{group}.counter.0.changelog");
+    assert_eq!(
+        partition_count(brokers, &changelog),
+        2,
+        "changelog provisioned with the input's partitions"
+    );
+
+    let mut records = keyed("alice", &["count", "count", "in 2500 ping"]);
+    records.extend(keyed("bob", &["count", "in 500 pong"]));
+    produce(brokers, &input, &records);
+    let got = read_topic(brokers, &output, 6, Duration::from_secs(30));
+    let pong = with_prefix(&got, "fired pong");
+    assert_eq!(
+        pong.len(),
+        1,
+        "bob's timer fired once: {:?}",
+        got.iter().map(text).collect::<Vec<_>>()
+    );
+    assert!(
+        text(pong[0]).contains("count=1 payload=pong"),
+        "{}",
+        text(pong[0])
+    );
+    assert_eq!(pong[0].key(), Some(&b"bob"[..]));
+    assert!(header(pong[0], "weir.timer.lateness-ms").is_some());
+    assert!(
+        with_prefix(&got, "fired ping").is_empty(),
+        "ping is not due yet"
+    );
+
+    // Killed before alice's timer is due; started again after it is.
+    weir.kill();
+    std::thread::sleep(Duration::from_secs(3));
+    let weir = Weir::start(&config, dir.path(), "second");
+    weir.wait_ready(1);
+    wait_until(
+        Duration::from_secs(30),
+        "alice's timer to fire after the restart",
+        || {
+            !with_prefix(
+                &read_topic(brokers, &output, 7, Duration::from_secs(2)),
+                "fired ping",
+            )
+            .is_empty()
+        },
+    );
+    produce(brokers, &input, &keyed("alice", &["count"]));
+    let got = read_topic(brokers, &output, 8, Duration::from_secs(30));
+    let ping = with_prefix(&got, "fired ping");
+    assert!(!ping.is_empty());
+    for m in &ping {
+        assert!(text(m).contains("count=2 payload=ping"), "{}", text(m));
+    }
+    assert_eq!(
+        with_prefix(&got, "count=3").len(),
+        1,
+        "alice's count was restored: {:?}",
+        got.iter().map(text).collect::<Vec<_>>()
+    );
+    let metrics = http_get(&weir.ops_address(), "/metrics").1;
+    assert!(
+        metrics.contains("weir_state_restore_records_total{pipeline=\"counter\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("weir_timers_fired_total{outcome=\"delivered\",pipeline=\"counter\"}"),
+        "{metrics}"
+    );
+    weir.terminate_cleanly();
+    let _ = std::fs::remove_dir_all(dir.path());
+    let _ = input;
+}
+
+#[test]
+fn state_and_timers_survive_a_kill_at_least_once() {
+    state_and_timers_survive_a_kill("");
+}
+
+/// Exactly-once: killed twice while timers are pending, and stopped longer than
+/// their due times; a read_committed reader sees each timer fire exactly once and
+/// none before its time.
+#[test]
+fn exactly_once_timers_fire_once_across_kills() {
+    let brokers = shared_broker();
+    let dir = tempfile::tempdir().unwrap();
+    let (text_config, input, output, _dlq, _group) =
+        counter_config(brokers, r#"delivery = "exactly-once""#);
+    let config = write_config(dir.path(), &text_config);
+    let weir = Weir::start(&config, dir.path(), "first");
+    weir.wait_ready(1);
+    let keys: Vec<String> = (0..20).map(|i| format!("user-{i}")).collect();
+    let mut records = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        records.extend(keyed(key, &["count", &format!("in {} t", 1000 + 400 * i)]));
+    }
+    let produced_at = common::now_ms();
+    produce(brokers, &input, &records);
+    std::thread::sleep(Duration::from_millis(2500));
+    weir.kill();
+    let weir = Weir::start(&config, dir.path(), "second");
+    weir.wait_ready(1);
+    std::thread::sleep(Duration::from_millis(2000));
+    weir.kill();
+    std::thread::sleep(Duration::from_secs(5));
+    let weir = Weir::start(&config, dir.path(), "third");
+    weir.wait_ready(1);
+    let expected = keys.len() * 3;
+    let got = read_topic(brokers, &output, expected, Duration::from_secs(60));
+    let mut fired: HashMap<Vec<u8>, usize> = HashMap::new();
+    for m in with_prefix(&got, "fired t") {
+        *fired.entry(m.key().unwrap().to_vec()).or_default() += 1;
+        let due: i64 = text(m)
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("due="))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            due >= produced_at + 1000,
+            "a timer fired for a due time it was not given"
+        );
+        let at = m.timestamp().to_millis().unwrap();
+        assert!(at >= due, "fired at {at}, before its due time {due}");
+    }
+    for key in &keys {
+        assert_eq!(
+            fired.get(key.as_bytes()),
+            Some(&1),
+            "{key}'s timer fired exactly once"
+        );
+    }
+    assert_eq!(
+        got.len(),
+        expected,
+        "{:?}",
+        got.iter().map(text).collect::<Vec<_>>()
+    );
+    weir.terminate_cleanly();
+}
+
+/// A write past `limits.state-value` dead-letters that record as `state-limit`;
+/// the host stays up and the key's state is as it was.
+#[test]
+fn a_write_past_a_state_limit_is_dead_lettered() {
+    let brokers = shared_broker();
+    let dir = tempfile::tempdir().unwrap();
+    let (text_config, input, output, dlq, _group) =
+        counter_config(brokers, r#"limits = { state-value = "1KiB" }"#);
+    let config = write_config(dir.path(), &text_config);
+    let weir = Weir::start(&config, dir.path(), "weir");
+    weir.wait_ready(1);
+    produce(
+        brokers,
+        &input,
+        &keyed("k", &["count", "big 2000", "count"]),
+    );
+    let got = read_topic(brokers, &output, 2, Duration::from_secs(30));
+    let values: Vec<String> = got.iter().map(text).collect();
+    assert_eq!(values, ["count=1", "count=2"]);
+    let dead = read_topic(brokers, &dlq, 1, Duration::from_secs(30));
+    assert_eq!(dead.len(), 1);
+    assert_eq!(header(&dead[0], "weir.error.reason"), Some("state-limit"));
+    assert!(
+        header(&dead[0], "weir.error.message").is_some_and(|m| m.contains("limits.state-value")),
+        "{:?}",
+        header(&dead[0], "weir.error.message")
+    );
+    weir.terminate_cleanly();
+}
+
+/// A changelog topic whose partition count differs from the input's is refused at
+/// start-up, naming both counts.
+#[test]
+fn a_changelog_with_the_wrong_partition_count_is_refused() {
+    let brokers = shared_broker();
+    let dir = tempfile::tempdir().unwrap();
+    let (text_config, _input, _output, _dlq, group) = counter_config(brokers, "");
+    let changelog = format!("{group}.counter.0.changelog");
+    create_topic_with(brokers, &changelog, 1, &[("cleanup.policy", "compact")]);
+    let config = write_config(dir.path(), &text_config);
+    let mut weir = Weir::start(&config, dir.path(), "weir");
+    let code = weir.wait(Duration::from_secs(60));
+    assert_ne!(code, Some(0));
+    let log = weir.log_text();
+    assert!(
+        log.contains(&format!("changelog topic {changelog} has 1 partition(s)"))
+            && log.contains("has 2"),
+        "{log}"
+    );
+}
