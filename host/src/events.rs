@@ -247,7 +247,7 @@ mod tests {
             .iter()
             .map(|l| match l {
                 Line::Event(n, e) => format!("{n}@{}", e.offset),
-                Line::Malformed(n, _) => format!("{n}!"),
+                Line::Malformed(n, _) | Line::Clock(n, _) => format!("{n}!"),
             })
             .collect();
         assert_eq!(described, ["1@0", "4!", "5@4"]);

@@ -552,7 +552,7 @@ dlq = "solo.dlq"
 
     /// Runs a record to its end: (verdicts, retries taken).
     fn run(snapshot: &Snapshot<Scripted>, value: &str) -> (Vec<Verdict<Scripted>>, u32) {
-        let mut instances = Instances::new(snapshot).unwrap();
+        let mut instances = Instances::new(snapshot, &PartitionState::stateless()).unwrap();
         let event = record(value);
         let mut work = Work::new(&event, snapshot);
         let site = CallSite::default();
@@ -726,7 +726,7 @@ dlq = "solo.dlq"
     #[test]
     fn a_reload_moves_instances_to_the_new_versions() {
         let old = branched();
-        let mut instances = Instances::new(&old).unwrap();
+        let mut instances = Instances::new(&old, &PartitionState::stateless()).unwrap();
         let new = snapshot(
             BRANCHED,
             vec![

@@ -534,6 +534,7 @@ mod tests {
             .deliver(
                 &source(10, b"in"),
                 vec![deliver(&f.route, &["a", "b"])],
+                Vec::new(),
                 &f.unit,
                 &stop,
             )
@@ -562,6 +563,7 @@ mod tests {
             .deliver(
                 &source(10, b"in"),
                 vec![deliver(&f.route, &["a", "b"])],
+                Vec::new(),
                 &f.unit,
                 &stop,
             )
@@ -614,7 +616,13 @@ mod tests {
         };
         let outcome = f
             .sink
-            .deliver(&source(10, &[7; 5000]), vec![refused], &f.unit, &stop)
+            .deliver(
+                &source(10, &[7; 5000]),
+                vec![refused],
+                Vec::new(),
+                &f.unit,
+                &stop,
+            )
             .unwrap();
         assert_eq!(outcome, Outcome::DeadLettered);
         let (letter, ticket) = f.sink.producer.take().pop().unwrap();
@@ -640,7 +648,13 @@ mod tests {
             message: "refused".into(),
         };
         f.sink
-            .deliver(&source(3, &[7; 5000]), vec![refused], &f.unit, &stop)
+            .deliver(
+                &source(3, &[7; 5000]),
+                vec![refused],
+                Vec::new(),
+                &f.unit,
+                &stop,
+            )
             .unwrap();
         let (letter, _) = f.sink.producer.take().pop().unwrap();
         assert_eq!(header_of(&letter, header::CUT), Some("value"));

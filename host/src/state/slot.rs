@@ -171,6 +171,10 @@ pub struct SlotState {
     scope: ScopeKey,
     /// Changes made by the record being handled, in order.
     pending: Vec<Change>,
+    /// The latest of `pending` for each (timer?, key, name): lookups stay O(1).
+    latest: HashMap<(bool, ScopeKey, String), usize>,
+    /// Timers `pending` adds to the table, net.
+    added_timers: isize,
     /// The timer being fired: it is removed whatever becomes of the call.
     firing: Option<(ScopeKey, String)>,
     /// The first limit a write ran into during the record, if any.
@@ -186,6 +190,8 @@ impl SlotState {
             clock,
             scope: None,
             pending: Vec::new(),
+            latest: HashMap::new(),
+            added_timers: 0,
             firing: None,
             limit_hit: None,
         }
@@ -221,7 +227,27 @@ impl SlotState {
     /// record is dead-lettered).
     pub fn discard(&mut self) {
         self.pending.clear();
+        self.latest.clear();
+        self.added_timers = 0;
         self.limit_hit = None;
+    }
+
+    /// Records a change of the current record.
+    fn push(&mut self, change: Change) {
+        let id = match &change {
+            Change::Entry { key, name, .. } => (false, key.clone(), name.clone()),
+            Change::Timer { key, name, .. } => (true, key.clone(), name.clone()),
+        };
+        self.latest.insert(id, self.pending.len());
+        self.pending.push(change);
+    }
+
+    /// This record's latest change of the current key's entry or timer `name`.
+    fn pending_change(&self, timer: bool, name: &str) -> Option<&Change> {
+        let index = self
+            .latest
+            .get(&(timer, self.scope.clone(), name.to_owned()))?;
+        self.pending.get(*index)
     }
 
     /// The limit a write of this attempt ran into, if any.
@@ -243,6 +269,8 @@ impl SlotState {
         if keep {
             changes.append(&mut self.pending);
         }
+        self.latest.clear();
+        self.added_timers = 0;
         self.discard();
         for change in &changes {
             self.table.apply(change);
@@ -253,17 +281,8 @@ impl SlotState {
     // The plugin's calls, scoped to the current key.
 
     pub fn get(&self, name: &str) -> Option<Vec<u8>> {
-        for change in self.pending.iter().rev() {
-            if let Change::Entry {
-                key,
-                name: n,
-                value,
-            } = change
-                && key == &self.scope
-                && n == name
-            {
-                return value.clone();
-            }
+        if let Some(Change::Entry { value, .. }) = self.pending_change(false, name) {
+            return value.clone();
         }
         self.table.get(&self.scope, name).cloned()
     }
@@ -326,7 +345,7 @@ impl SlotState {
                 self.slot, self.limits.state_entries
             ));
         }
-        self.pending.push(Change::Entry {
+        self.push(Change::Entry {
             key: self.scope.clone(),
             name,
             value: Some(value),
@@ -336,7 +355,7 @@ impl SlotState {
 
     pub fn delete(&mut self, name: String) {
         if self.exists(&name) {
-            self.pending.push(Change::Entry {
+            self.push(Change::Entry {
                 key: self.scope.clone(),
                 name,
                 value: None,
@@ -346,13 +365,8 @@ impl SlotState {
 
     /// When the current key's timer `name` is due, with this record's changes.
     pub fn due(&self, name: &str) -> Option<i64> {
-        for change in self.pending.iter().rev() {
-            if let Change::Timer { key, name: n, due } = change
-                && key == &self.scope
-                && n == name
-            {
-                return due.as_ref().map(|(at, _)| *at);
-            }
+        if let Some(Change::Timer { due, .. }) = self.pending_change(true, name) {
+            return due.as_ref().map(|(at, _)| *at);
         }
         if self
             .firing
@@ -373,13 +387,17 @@ impl SlotState {
                 self.limits.state_value
             ));
         }
-        if self.due(&name).is_none() && self.timers_pending() >= self.limits.timers {
+        let new = self.due(&name).is_none();
+        if new && self.timers_pending() >= self.limits.timers {
             return self.refuse(format!(
                 "slot {} may have at most {} timers pending per partition (limits.timers)",
                 self.slot, self.limits.timers
             ));
         }
-        self.pending.push(Change::Timer {
+        if new {
+            self.added_timers += 1;
+        }
+        self.push(Change::Timer {
             key: self.scope.clone(),
             name,
             due: Some((at_ms, payload)),
@@ -389,7 +407,8 @@ impl SlotState {
 
     pub fn cancel_timer(&mut self, name: String) {
         if self.due(&name).is_some() {
-            self.pending.push(Change::Timer {
+            self.added_timers -= 1;
+            self.push(Change::Timer {
                 key: self.scope.clone(),
                 name,
                 due: None,
@@ -397,15 +416,9 @@ impl SlotState {
         }
     }
 
-    /// Timers pending on the partition, with this record's changes (roughly: a
-    /// timer set and cancelled within the record counts once).
+    /// Timers pending on the partition, with this record's changes.
     fn timers_pending(&self) -> usize {
-        let added = self
-            .pending
-            .iter()
-            .filter(|c| matches!(c, Change::Timer { due: Some(_), .. }))
-            .count();
-        self.table.timer_count() + added
+        (self.table.timer_count() as isize + self.added_timers).max(0) as usize
     }
 
     pub fn now_ms(&self) -> i64 {
