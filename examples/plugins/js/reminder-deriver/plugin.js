@@ -15,7 +15,7 @@
 //
 // Config: `lead-time` (a humantime duration, default `15m`), `output` (default
 // `reminders`). Unknown keys are refused, so a typo fails at start-up.
-import { Header, Invalid, Output, Transient, state, text, timers } from 'weir-plugin';
+import { Header, Invalid, Output, Transient, state, timers } from 'weir-plugin';
 import { Rejection, compare, deriveId, formatUtc, minus, parse } from '../todo-events/todo-events.js';
 import { parseDuration } from './humantime.js';
 
@@ -88,6 +88,25 @@ function cancelled(event, old, why) {
   };
 }
 
+const ENTRY_FIELDS = ['correlation_id', 'message', 'reminder_id', 'scheduled_time', 'task_id', 'title', 'user_id', 'version'];
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * The stored entry (an object of its strings), or null when there is none or it is
+ * unreadable (it then counts as absent, as in the Rust plugin).
+ */
+function readEntry(stored) {
+  if (stored === undefined) return null;
+  let entry;
+  try {
+    entry = JSON.parse(strictUtf8.decode(stored));
+  } catch {
+    return null;
+  }
+  if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) return null;
+  return ENTRY_FIELDS.every((f) => typeof entry[f] === 'string') ? entry : null;
+}
+
 function forget(name) {
   state.delete(name);
   timers.cancel(name);
@@ -102,8 +121,7 @@ export function derive(value, [leadSeconds, leadNanos]) {
   const event = parse(value);
   const task = event.task;
   const name = `reminder:${task.taskId}`;
-  const stored = state.get(name);
-  const old = stored === undefined ? null : JSON.parse(text(stored));
+  const old = readEntry(state.get(name));
   const due = task.dueDate;
   let remindAt, reminderId;
   if (due !== null) {
@@ -149,8 +167,8 @@ export function derive(value, [leadSeconds, leadNanos]) {
     return old === null ? [reminder] : [cancelled(event, old, 'rescheduled'), reminder];
   }
 
-  if (event.eventType === 'task.created') return []; // created completed: nothing to remind of
-  // task.updated to completed, task.completed, task.deleted
+  // A status of completed (task.created, which the design's table leaves out, is taken
+  // as task.updated is), task.completed, task.deleted
   const why = event.eventType === 'task.deleted' ? 'deleted' : 'completed';
   if (old !== null) {
     forget(name);
@@ -182,9 +200,8 @@ export function derive(value, [leadSeconds, leadNanos]) {
  * when the entry is gone or names another reminder (a stale timer). Forgets the task.
  */
 export function triggered(name, reminderId) {
-  const stored = state.get(name);
-  if (stored === undefined) return null;
-  const entry = JSON.parse(text(stored));
+  const entry = readEntry(state.get(name));
+  if (entry === null) return null;
   const expected = encoder.encode(entry.reminder_id);
   if (expected.length !== reminderId.length || expected.some((b, i) => b !== reminderId[i])) return null;
   state.delete(name);

@@ -96,8 +96,7 @@ def derive(value, lead_time):
     event = parse(value)
     task = event.task
     name = f"reminder:{task.task_id}"
-    stored = state.get(name)
-    old = json.loads(stored) if stored is not None else None
+    old = read_entry(state.get(name))
     due = task.due_date
     if due is not None:
         remind_at = minus(due, *lead_time) or due
@@ -132,9 +131,8 @@ def derive(value, lead_time):
         }
         return [reminder] if old is None else [cancelled(event, old, "rescheduled"), reminder]
 
-    if event.event_type == "task.created":  # created completed: nothing to remind of
-        return []
-    # task.updated to completed, task.completed, task.deleted
+    # A status of completed (task.created, which the design's table leaves out, is
+    # taken as task.updated is), task.completed, task.deleted
     why = "deleted" if event.event_type == "task.deleted" else "completed"
     if old is not None:
         forget(name)
@@ -161,6 +159,23 @@ def derive(value, lead_time):
     ]
 
 
+ENTRY_FIELDS = ("correlation_id", "message", "reminder_id", "scheduled_time", "task_id", "title", "user_id", "version")
+
+
+def read_entry(stored):
+    """The stored entry (a dict of its strings), or None when there is none or it is
+    unreadable (it then counts as absent, as in the Rust plugin)."""
+    if stored is None:
+        return None
+    try:
+        entry = json.loads(stored)
+    except ValueError:
+        return None
+    if not isinstance(entry, dict) or not all(isinstance(entry.get(f), str) for f in ENTRY_FIELDS):
+        return None
+    return entry
+
+
 def forget(name):
     state.delete(name)
     timers.cancel(name)
@@ -170,11 +185,8 @@ def triggered(name, reminder_id):
     """`reminder.triggered` for the timer `name` carrying `reminder_id` (bytes), or
     None when the entry is gone or names another reminder (a stale timer). Forgets
     the task."""
-    stored = state.get(name)
-    if stored is None:
-        return None
-    entry = json.loads(stored)
-    if entry["reminder_id"].encode("utf-8") != reminder_id:
+    entry = read_entry(state.get(name))
+    if entry is None or entry["reminder_id"].encode("utf-8") != reminder_id:
         return None
     state.delete(name)
     return {

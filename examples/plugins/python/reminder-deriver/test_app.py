@@ -82,6 +82,15 @@ TRIGGERED_1 = (
 )
 
 
+# The events that end a task's reminder: (event_type, status, the message's word).
+ENDS = (
+    ("task.updated", "completed", "completed"),
+    ("task.completed", "completed", "completed"),
+    ("task.deleted", "pending", "deleted"),
+    ("task.deleted", "completed", "deleted"),
+)
+
+
 def task_event(event_type, status="pending", due="2026-11-27T18:00:00+01:00", event_id=FIRST, title="Buy milk"):
     value = {
         "event_id": event_id,
@@ -165,11 +174,7 @@ class DeriverTest(unittest.TestCase):
     # --- task.updated to completed, task.completed, task.deleted
 
     def test_an_end_cancels_the_stored_reminder(self):
-        for event_type, status, why in (
-            ("task.updated", "completed", "completed"),
-            ("task.completed", "completed", "completed"),
-            ("task.deleted", "pending", "deleted"),
-        ):
+        for event_type, status, why in ENDS:
             with self.subTest(event_type):
                 self.host = testing.reset(now_ms=1795000000000)
                 self.schedule_r1()
@@ -179,25 +184,36 @@ class DeriverTest(unittest.TestCase):
                 self.assert_nothing_stored()
 
     def test_an_end_with_nothing_stored_cancels_the_derived_reminder(self):
-        for event_type, status, why in (
-            ("task.updated", "completed", "completed"),
-            ("task.completed", "completed", "completed"),
-            ("task.deleted", "pending", "deleted"),
-        ):
+        for event_type, status, why in ENDS:
             with self.subTest(event_type):
                 end = task_event(event_type, status)
                 self.assertEqual(self.handle(end), [output(stateless_cancelled_1(why))])
                 self.assert_nothing_stored()
 
     def test_an_end_with_nothing_stored_and_no_due_date_is_nothing(self):
-        for event_type, status in (("task.updated", "completed"), ("task.completed", "completed"), ("task.deleted", "pending")):
+        for event_type, status, _ in ENDS:
             with self.subTest(event_type):
                 self.assertEqual(self.handle(task_event(event_type, status, due=None)), [])
                 self.assert_nothing_stored()
 
-    def test_a_task_created_completed_is_nothing(self):
-        self.assertEqual(self.handle(task_event("task.created", "completed")), [])
+    def test_a_task_created_completed_is_an_end(self):
+        # Not in the design's table: taken as task.updated to completed is (as the Rust plugin does).
+        self.assertEqual(self.handle(task_event("task.created", "completed")), [output(stateless_cancelled_1("completed"))])
+        self.schedule_r1()
+        created_done = task_event("task.created", "completed", due=None, event_id=SECOND)
+        self.assertEqual(self.handle(created_done), [output(cancelled_1("completed"))])
         self.assert_nothing_stored()
+
+    def test_an_unreadable_entry_counts_as_absent(self):
+        for stored in (b"{", b"\xff", b"[]", ENTRY_1.replace('"title":"Buy milk",', "").encode(), ENTRY_1.replace('"1.0"', "1").encode()):
+            with self.subTest(stored):
+                self.host = testing.reset(now_ms=1795000000000)
+                self.host.key = USER
+                state.set(NAME, stored)
+                self.schedule_r1()
+                self.assert_r1_stored()
+                state.set(NAME, stored)
+                self.assertEqual(app.handle_timer(FiredTimer(NAME, R1_AT, R1, key=USER)), [])
 
     # --- the timer
 
