@@ -356,7 +356,7 @@ export function _component(app, hostLogFn, stateful) {
   const appTimer = typeof app.handleTimer === 'function' ? app.handleTimer : null;
   if (appTimer && !stateful) {
     throw new Error(
-      'the plugin exports handleTimer, but this component is being built for the plain plugin world, which has no timers: build it with scripts/build-plugin (or weir build), which picks stateful-plugin for it',
+      'the plugin exports handleTimer, but the build picked the plain plugin world, which has no timers: scripts/build-plugin (and weir build) picks stateful-plugin when the plugin, bundled by plugins/sdk-js/build/bundle.mjs, exports handleTimer',
     );
   }
   const appInit = typeof app.init === 'function' ? app.init : null;

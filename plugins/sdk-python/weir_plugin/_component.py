@@ -23,9 +23,9 @@ _WitHeader = _wit.Header
 
 if _handle_timer is not None and not _STATEFUL:
     raise RuntimeError(
-        "app defines handle_timer, but this component is being built for the plain plugin world, "
-        "which has no timers: build it with scripts/build-plugin (or weir build), which picks "
-        "stateful-plugin for it"
+        "app defines handle_timer, but the build picked the plain plugin world, which has no timers: "
+        "scripts/build-plugin (and weir build) picks stateful-plugin when app.py defines handle_timer "
+        "at module level (def handle_timer, handle_timer = ..., or an import as handle_timer)"
     )
 
 
