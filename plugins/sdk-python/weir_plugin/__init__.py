@@ -11,10 +11,18 @@ directory) with two plain functions::
     def handle_event(event: Event) -> list[Output]:
         ...                                         # raise Invalid(msg) or Transient(msg) to fail
 
+A stateful plugin also uses ``state`` and ``timers`` (``from weir_plugin import
+state, timers``; both scoped to the key of the record being handled) and may define
+a third function, ``handle_timer(timer: FiredTimer) -> list[Output]``, called when
+one of its timers comes due.
+
 ``scripts/build-plugin DIR OUT.wasm`` turns the directory into a component of the
-``weir:plugin`` world (``wit/plugin.wit``, whose doc comments are the reference).
-This module has no dependency on the generated bindings, so ``app.py`` can be
-imported and unit-tested with any Python 3.9+; ``log`` then writes to stderr.
+``weir:plugin`` world, or of ``stateful-plugin`` when the plugin defines
+``handle_timer`` or imports ``state`` or ``timers`` (``build/world.py`` decides;
+``wit/plugin.wit``'s doc comments are the reference). This module has no dependency
+on the generated bindings, so ``app.py`` can be imported and unit-tested with any
+Python 3.9+: ``log`` then writes to stderr, and ``state`` and ``timers`` use the
+in-memory host of ``weir_plugin.testing``.
 
 Failures map onto the WIT ``failure`` variant: ``Invalid`` (the event is bad and
 never will be good: dead-letter queue at once) and ``Transient`` (retry with
@@ -27,12 +35,16 @@ from __future__ import annotations
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+# `state` and `timers` (submodules) are left out on purpose: the build picks the
+# stateful world from an explicit import of them, which `import *` would hide.
 __all__ = [
     "Config",
     "Event",
+    "FiredTimer",
     "Header",
     "Invalid",
     "Output",
+    "StateLimit",
     "Transient",
     "log",
 ]
@@ -56,6 +68,14 @@ class Invalid(Exception):
 class Transient(Exception):
     """The event may succeed later: the host retries it with backoff, then sends it
     to the dead-letter queue as ``retries-exhausted``."""
+
+
+class StateLimit(Exception):
+    """A ``state.set`` or ``timers.set`` refused by one of the slot's limits
+    (``limits.state-value``, ``limits.state-entries``, ``limits.timers``); nothing
+    was written. Catch it to react. If it escapes ``handle_event`` or
+    ``handle_timer``, the call returns no outputs and the host sends the record (or
+    the timer) to the dead-letter queue as ``state-limit``."""
 
 
 class Header:
@@ -122,6 +142,43 @@ class Event:
         )
 
 
+class FiredTimer:
+    """A timer that came due (the WIT ``fired-timer``), handed to ``handle_timer``:
+    ``name`` and ``payload`` (bytes) as given to ``timers.set``, ``key`` (bytes or
+    ``None``) of the records it belongs to, ``due_ms`` when it was due, and the
+    ``topic`` and ``partition`` of that key. During ``handle_timer``, ``state`` and
+    ``timers`` are scoped to ``key``, and the timer itself is gone."""
+
+    __slots__ = ("name", "key", "due_ms", "payload", "topic", "partition")
+
+    def __init__(
+        self,
+        name: str,
+        due_ms: int,
+        payload: Bytes = b"",
+        key: Optional[Bytes] = None,
+        topic: str = "",
+        partition: int = 0,
+    ):
+        self.name = name
+        self.due_ms = due_ms
+        self.payload = _as_bytes(payload)
+        self.key = _as_bytes(key)
+        self.topic = topic
+        self.partition = partition
+
+    def __eq__(self, other):
+        return isinstance(other, FiredTimer) and all(
+            getattr(self, a) == getattr(other, a) for a in self.__slots__
+        )
+
+    def __repr__(self):
+        return (
+            f"FiredTimer(name={self.name!r}, due_ms={self.due_ms}, payload={self.payload!r}, "
+            f"key={self.key!r}, topic={self.topic!r}, partition={self.partition})"
+        )
+
+
 class Output:
     """One record to emit (the WIT ``output``). ``to`` is a logical output name of
     the pipeline; ``key``/``value`` may be bytes, ``str`` (UTF-8 encoded) or ``None``
@@ -170,6 +227,8 @@ LEVELS = ("trace", "debug", "info", "warn", "error")
 try:  # inside the component: the generated bindings exist
     from wit_world.imports import host as _host  # type: ignore
 
+    _IN_COMPONENT = True
+
     _LEVEL = {name: getattr(_host.Level, name.upper()) for name in LEVELS}
 
     def log(level: str, message: str) -> None:
@@ -178,6 +237,7 @@ try:  # inside the component: the generated bindings exist
         _host.log(_LEVEL[level], message)
 
 except ImportError:  # native: unit tests and scripts
+    _IN_COMPONENT = False
 
     def log(level: str, message: str) -> None:
         """Writes a line to the host's log; ``level`` is one of trace, debug, info,
@@ -185,3 +245,74 @@ except ImportError:  # native: unit tests and scripts
         if level not in LEVELS:
             raise KeyError(level)
         print(f"[{level}] {message}", file=sys.stderr)
+
+
+# What `state` and `timers` call: the component's imports, a refusal (a component of
+# the plain world has none), or natively an in-memory testing.FakeHost (made on first
+# use; testing.reset installs a fresh one).
+_backend = None
+_STATEFUL = False
+
+if _IN_COMPONENT:
+    try:
+        from wit_world.imports import state as _wit_state  # type: ignore
+        from wit_world.imports import timers as _wit_timers  # type: ignore
+
+        _STATEFUL = True
+    except ImportError:
+        pass
+
+    if _STATEFUL:
+        from componentize_py_types import Err as _Err  # type: ignore
+
+        class _Imports:
+            """The stateful-plugin world's imports, with the SDK's types."""
+
+            state_get = staticmethod(_wit_state.get)
+            state_delete = staticmethod(_wit_state.delete)
+            state_exists = staticmethod(_wit_state.exists)
+            state_entries = staticmethod(_wit_state.entries)
+            timer_cancel = staticmethod(_wit_timers.cancel)
+            timer_due = staticmethod(_wit_timers.due)
+            timer_now = staticmethod(_wit_timers.now_ms)
+
+            @staticmethod
+            def state_set(name, value):
+                try:
+                    _wit_state.set(name, value)
+                except _Err as e:
+                    raise StateLimit(str(e.value)) from None
+
+            @staticmethod
+            def timer_set(name, at_ms, payload):
+                try:
+                    _wit_timers.set(name, at_ms, payload)
+                except _Err as e:
+                    raise StateLimit(str(e.value)) from None
+
+        _backend = _Imports()
+    else:
+
+        class _PlainWorld:
+            """A component of the plain `plugin` world: it has no state and no timers."""
+
+            def __getattr__(self, name):
+                raise RuntimeError(
+                    "state and timers need the stateful-plugin world, and this component was built "
+                    "for the plain plugin world: the build picks stateful-plugin when app.py defines "
+                    "handle_timer or a module does `from weir_plugin import state` (or timers)"
+                )
+
+        _backend = _PlainWorld()
+
+
+def _host_backend():
+    global _backend
+    if _backend is None:
+        from .testing import FakeHost
+
+        _backend = FakeHost()
+    return _backend
+
+
+from . import state, timers  # noqa: E402  (they use the names above)
