@@ -438,7 +438,9 @@ func wasmTimersNowMs() int64
 // state.entries' list): if they do not fit the reserve, cabi_realloc falls back to
 // the Go heap, and with the collector off an allocation reads no clock. (With it
 // on, a large allocation that grows the heap scavenges and reads the clock: a
-// "cannot leave component instance" trap.) It returns the setting for collectorOn.
+// "cannot leave component instance" trap. A plugin that sets a memory limit,
+// debug.SetMemoryLimit, may still scavenge near it.) The pair costs about half a
+// microsecond per call. It returns the setting for collectorOn.
 func collectorOff() int { return debug.SetGCPercent(-1) }
 
 // collectorOn restores the collector once the results are copied out.
