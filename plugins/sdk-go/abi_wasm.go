@@ -1,29 +1,39 @@
 //go:build wasm
 
-// The canonical ABI of the weir:plugin world, by hand: the world is small (two
-// exports, one import), so this is all the binding code it needs. The layouts it
-// relies on are the constants below.
+// The canonical ABI of the weir:plugin worlds, by hand: the worlds are small (three
+// exports, three imported interfaces), so this is all the binding code they need.
+// The layouts it relies on are the constants below, and the core signatures of the
+// //go:wasmimport and //go:wasmexport functions, which abicheck also checks.
+//
+// Which world a module is built against follows from its imports (cmd/weir-go-link):
+// the Go linker keeps only the imports that something refers to, so a plugin that
+// never refers to state or timers imports neither, and the build drops its
+// handle-timer export and embeds it in the plain `plugin` world.
 //
 // Memory handed to the host stays reachable from Go until the host's post-return
 // call, so the (non-moving) garbage collector never frees it too early.
 //
 // cabi_realloc must not allocate from the Go heap: the host calls it while it
-// lowers a call's arguments, when the component may not call any import, and an
-// allocation can start a garbage collection, which reads the clock (a WASI import):
-// the host then traps with "cannot leave component instance". So cabi_realloc
-// hands out space from a reserve, allocated beforehand, and each call copies its
-// arguments out of it into ordinary Go memory before the reserve is reused. The
-// reserve is kept at least twice the largest arguments seen (64 KiB at first); a
-// call whose arguments do not fit falls back to the Go heap once, and grows it.
+// lowers a call's arguments or an import's results, when the component may not call
+// any import, and an allocation can start a garbage collection, which reads the
+// clock (a WASI import): the host then traps with "cannot leave component
+// instance". So cabi_realloc hands out space from a reserve, allocated beforehand,
+// and each export (for its arguments) and each import wrapper (for its results)
+// copies what the host wrote out of it into ordinary Go memory before the reserve is
+// reused. The reserve is kept at least twice the most the host has written at once
+// (64 KiB at first); a call that does not fit falls back to the Go heap once, and
+// grows it.
 
 package weir
 
 import (
+	"errors"
 	"runtime"
+	"runtime/debug"
 	"unsafe"
 )
 
-// Canonical-ABI layouts (wasm32) of the world's types, in bytes. `cargo test`
+// Canonical-ABI layouts (wasm32) of the worlds' types, in bytes. `cargo test`
 // checks every constant of this block against wit/plugin.wit (plugins/sdk-go/abicheck).
 // A string or list is (ptr u32, len u32), 8 bytes; an option or a result is a u8
 // discriminant (0 = none or ok, 1 = some or err), then its payload.
@@ -57,13 +67,38 @@ const (
 	initResultSize          = 12 // result<_, string>, init's
 	initResultAlign         = 4
 	initResultPayloadOffset = 4
+
+	// The return areas of the imports that return more than one flat value: the
+	// caller (here, importRet) provides them and the host writes the result there.
+	getResultSize          = 12 // option<list<u8>>, state.get's
+	getResultAlign         = 4
+	getResultPayloadOffset = 4
+
+	writeResultSize          = 12 // result<_, string>, state.set's and timers.set's
+	writeResultAlign         = 4
+	writeResultPayloadOffset = 4
+
+	entriesResultSize  = 8 // list<tuple<string, list<u8>>>, state.entries'
+	entriesResultAlign = 4
+	entrySize          = 16 // tuple<string, list<u8>>, one of the list
+	entryAlign         = 4
+	entryNameOffset    = 0
+	entryValueOffset   = 8
+
+	dueResultSize          = 16 // option<s64>, timers.due's
+	dueResultAlign         = 8
+	dueResultPayloadOffset = 8
 )
 
 // What Go allocates for the host (retArea, headers, outputs) is made of uint32s, so
-// it is 4-byte aligned: this fails to compile if a layout ever needs more.
-const _ = uint(4 - max(headerAlign, outputAlign, handleResultAlign, initResultAlign))
+// it is 4-byte aligned, and importRet is made of uint64s, so 8-byte aligned: these
+// fail to compile if a layout ever needs more.
+const (
+	_ = uint(4 - max(headerAlign, outputAlign, handleResultAlign, initResultAlign))
+	_ = uint(8 - max(getResultAlign, writeResultAlign, entriesResultAlign, dueResultAlign))
+)
 
-//go:wasmimport weir:plugin/host@0.1.0 log
+//go:wasmimport weir:plugin/host@0.1.1 log
 func wasmLog(level uint32, ptr uint32, length uint32)
 
 func hostLog(level Level, message string) {
@@ -74,15 +109,16 @@ func hostLog(level Level, message string) {
 // The reserve cabi_realloc allocates from (see above).
 var (
 	reserve     = make([]uint64, 64<<10/8)
-	reserveUsed uint32   // bytes of reserve handed out for the current call
-	callArgs    uint32   // bytes asked for by the current call
-	largestArgs uint32   // the most bytes one call has asked for
-	overflow    [][]byte // fallback buffers of the current call
+	reserveUsed uint32   // bytes of reserve handed out since the last lifted()
+	callArgs    uint32   // bytes asked for since the last lifted()
+	largestArgs uint32   // the most bytes asked for between two lifted() calls
+	overflow    [][]byte // fallback buffers since the last lifted()
 )
 
-// argsTaken is called by each export once it has copied its arguments: the
-// reserve may be reused, and is grown if it proved small.
-func argsTaken() {
+// lifted is called by each export once it has copied its arguments, and by each
+// import wrapper once it has copied its results: the reserve may be reused, and is
+// grown if it proved small.
+func lifted() {
 	largestArgs = max(largestArgs, callArgs)
 	if want := 2 * uint64(largestArgs); want > uint64(len(reserve))*8 {
 		reserve = make([]uint64, (want+7)/8)
@@ -109,11 +145,22 @@ func store32(a, v uint32) { *(*uint32)(at(a)) = v }
 
 func store8(a uint32, v uint8) { *(*uint8)(at(a)) = v }
 
+func load8(a uint32) uint8 { return *(*uint8)(at(a)) }
+
+func loadS64(a uint32) int64 { return *(*int64)(at(a)) }
+
 func strPtr(s string) uint32 {
 	if len(s) == 0 {
 		return 0
 	}
 	return addr(unsafe.Pointer(unsafe.StringData(s)))
+}
+
+func bytesPtr(b []byte) uint32 {
+	if len(b) == 0 {
+		return 0
+	}
+	return addr(unsafe.Pointer(&b[0]))
 }
 
 // stringAt copies the string at (ptr, n) of host-written memory.
@@ -213,7 +260,7 @@ func wasmInit(ptr, n uint32) uint32 {
 		e := ptr + configEntrySize*i
 		config[i] = ConfigEntry{Key: loadString(e + configEntryKeyOffset), Value: loadString(e + configEntryValueOffset)}
 	}
-	argsTaken()
+	lifted()
 	ret := addr(unsafe.Pointer(&retArea))
 	if err := Init(config); err != nil {
 		store8(ret, 1)
@@ -247,16 +294,62 @@ func wasmHandleEvent(topicPtr, topicLen uint32, partition int32, offset int64, t
 			e.Headers[i] = Header{Key: loadString(h + headerKeyOffset), Value: loadBytes(h + headerValueOffset)}
 		}
 	}
-	argsTaken()
+	lifted()
+	writeRefused = false
 
 	outputs, err := HandleEvent(e)
+	return storeHandlerResult("handle", outputs, err)
+}
+
+//go:wasmexport cabi_post_handle-event
+func wasmPostHandleEvent(uint32) { release() }
+
+// handle-timer: fired-timer's fields come flat (name, key, due-ms, payload, topic,
+// partition), as handle-event's do. cmd/weir-go-link removes this export from a
+// plugin that imports neither state nor timers.
+//
+//go:wasmexport handle-timer
+func wasmHandleTimer(namePtr, nameLen, keySome, keyPtr, keyLen uint32, dueMs int64,
+	payloadPtr, payloadLen, topicPtr, topicLen uint32, partition int32) uint32 {
+	t := FiredTimer{
+		Name:      stringAt(namePtr, nameLen),
+		DueMs:     dueMs,
+		Payload:   bytesAt(payloadPtr, payloadLen),
+		Topic:     stringAt(topicPtr, topicLen),
+		Partition: partition,
+	}
+	if keySome != 0 {
+		t.Key = bytesAt(keyPtr, keyLen)
+	}
+	lifted()
+	writeRefused = false
+
+	outputs, err := HandleTimer(t)
+	return storeHandlerResult("the timer handler", outputs, err)
+}
+
+//go:wasmexport cabi_post_handle-timer
+func wasmPostHandleTimer(uint32) { release() }
+
+// storeHandlerResult writes what a handler returned as result<list<output>, failure>
+// (handle-event's and handle-timer's) and returns its address.
+func storeHandlerResult(handler string, outputs []Output, err error) uint32 {
 	ret := addr(unsafe.Pointer(&retArea))
 	if err != nil {
 		f := failureOf(err)
+		var limit *LimitError
+		if f == nil && errors.As(err, &limit) && writeRefused {
+			// The host refused a write of this call and dead-letters the record as
+			// state-limit when the call returns successfully: nothing to produce.
+			store8(ret, 0)
+			store32(ret+handleResultPayloadOffset, 0)
+			store32(ret+handleResultPayloadOffset+4, 0)
+			return ret
+		}
 		if f == nil {
 			// A bug, as an uncaught exception is in Python and JavaScript: log it,
 			// then trap like a Rust panic (the host retries on a fresh instance).
-			hostLog(Error, "handle returned an error that is not a weir.Failure: "+err.Error())
+			hostLog(Error, handler+" returned an error that is not a weir.Failure: "+err.Error())
 			panic(err)
 		}
 		store8(ret, 1)
@@ -291,5 +384,157 @@ func wasmHandleEvent(topicPtr, topicLen uint32, partition int32, offset int64, t
 	return ret
 }
 
-//go:wasmexport cabi_post_handle-event
-func wasmPostHandleEvent(uint32) { release() }
+// --- state and timers (world stateful-plugin) --------------------------------------
+//
+// Arguments are passed as pointers into Go memory, which the host reads before it
+// does anything else; results that do not fit one value are written by the host
+// into importRet (a global: never on a goroutine stack, which may move), with any
+// list or string they hold allocated through cabi_realloc, from the reserve.
+
+// importRet is the return area of the import being called.
+var importRet [max(getResultSize, writeResultSize, entriesResultSize, dueResultSize) / 8]uint64
+
+// writeRefused is whether the host refused a write (state.set, timers.set) during
+// the current call: only then does a *LimitError the handler returns mean
+// "state-limit" rather than a bug.
+var writeRefused bool
+
+// timersLinked refers to a timers import, so that a plugin that registers a timer
+// handler imports `timers` (the Go linker keeps only the imports something refers
+// to) and so gets the stateful-plugin world.
+var timersLinked func() int64
+
+func linkTimers() { timersLinked = wasmTimersNowMs }
+
+//go:wasmimport weir:plugin/state@0.1.1 get
+func wasmStateGet(namePtr, nameLen, ret uint32)
+
+//go:wasmimport weir:plugin/state@0.1.1 set
+func wasmStateSet(namePtr, nameLen, valuePtr, valueLen, ret uint32)
+
+//go:wasmimport weir:plugin/state@0.1.1 delete
+func wasmStateDelete(namePtr, nameLen uint32)
+
+//go:wasmimport weir:plugin/state@0.1.1 exists
+func wasmStateExists(namePtr, nameLen uint32) uint32
+
+//go:wasmimport weir:plugin/state@0.1.1 entries
+func wasmStateEntries(afterSome, afterPtr, afterLen, max, ret uint32)
+
+//go:wasmimport weir:plugin/timers@0.1.1 set
+func wasmTimersSet(namePtr, nameLen uint32, atMs int64, payloadPtr, payloadLen, ret uint32)
+
+//go:wasmimport weir:plugin/timers@0.1.1 cancel
+func wasmTimersCancel(namePtr, nameLen uint32)
+
+//go:wasmimport weir:plugin/timers@0.1.1 due
+func wasmTimersDue(namePtr, nameLen, ret uint32)
+
+//go:wasmimport weir:plugin/timers@0.1.1 now-ms
+func wasmTimersNowMs() int64
+
+// collectorOff stops the garbage collector (waiting out a cycle under way) before an
+// import whose results have no size bound the SDK knows (state.get's value,
+// state.entries' list): if they do not fit the reserve, cabi_realloc falls back to
+// the Go heap, and with the collector off an allocation reads no clock. (With it
+// on, a large allocation that grows the heap scavenges and reads the clock: a
+// "cannot leave component instance" trap. A plugin that sets a memory limit,
+// debug.SetMemoryLimit, may still scavenge near it.) The pair costs about half a
+// microsecond per call. It returns the setting for collectorOn.
+func collectorOff() int { return debug.SetGCPercent(-1) }
+
+// collectorOn restores the collector once the results are copied out.
+func collectorOn(percent int) { debug.SetGCPercent(percent) }
+
+func stateGet(name string) ([]byte, bool) {
+	ret := addr(unsafe.Pointer(&importRet))
+	gc := collectorOff()
+	wasmStateGet(strPtr(name), uint32(len(name)), ret)
+	runtime.KeepAlive(name)
+	var value []byte
+	some := load8(ret) != 0
+	if some {
+		value = loadBytes(ret + getResultPayloadOffset)
+	}
+	lifted()
+	collectorOn(gc)
+	return value, some
+}
+
+func stateSet(name string, value []byte) error {
+	ret := addr(unsafe.Pointer(&importRet))
+	wasmStateSet(strPtr(name), uint32(len(name)), bytesPtr(value), uint32(len(value)), ret)
+	runtime.KeepAlive(name)
+	runtime.KeepAlive(value)
+	return writeResult(ret)
+}
+
+// writeResult lifts state.set's and timers.set's result<_, string>.
+func writeResult(ret uint32) error {
+	if load8(ret) == 0 {
+		return nil
+	}
+	message := loadString(ret + writeResultPayloadOffset)
+	lifted()
+	writeRefused = true
+	return &LimitError{Message: message}
+}
+
+func stateDelete(name string) {
+	wasmStateDelete(strPtr(name), uint32(len(name)))
+	runtime.KeepAlive(name)
+}
+
+func stateExists(name string) bool {
+	exists := wasmStateExists(strPtr(name), uint32(len(name))) != 0
+	runtime.KeepAlive(name)
+	return exists
+}
+
+func stateEntries(after *string, max uint32) []StateEntry {
+	ret := addr(unsafe.Pointer(&importRet))
+	gc := collectorOff()
+	if after == nil {
+		wasmStateEntries(0, 0, 0, max, ret)
+	} else {
+		wasmStateEntries(1, strPtr(*after), uint32(len(*after)), max, ret)
+		runtime.KeepAlive(after)
+	}
+	ptr, n := load32(ret), load32(ret+4)
+	var entries []StateEntry
+	if n > 0 {
+		entries = make([]StateEntry, n)
+		for i := range entries {
+			e := ptr + entrySize*uint32(i)
+			entries[i] = StateEntry{Name: loadString(e + entryNameOffset), Value: loadBytes(e + entryValueOffset)}
+		}
+	}
+	lifted()
+	collectorOn(gc)
+	return entries
+}
+
+func timerSet(name string, atMs int64, payload []byte) error {
+	ret := addr(unsafe.Pointer(&importRet))
+	wasmTimersSet(strPtr(name), uint32(len(name)), atMs, bytesPtr(payload), uint32(len(payload)), ret)
+	runtime.KeepAlive(name)
+	runtime.KeepAlive(payload)
+	return writeResult(ret)
+}
+
+func timerCancel(name string) {
+	wasmTimersCancel(strPtr(name), uint32(len(name)))
+	runtime.KeepAlive(name)
+}
+
+func timerDue(name string) (int64, bool) {
+	ret := addr(unsafe.Pointer(&importRet))
+	wasmTimersDue(strPtr(name), uint32(len(name)), ret)
+	runtime.KeepAlive(name)
+	if load8(ret) == 0 {
+		return 0, false
+	}
+	return loadS64(ret + dueResultPayloadOffset), true
+}
+
+func nowMs() int64 { return wasmTimersNowMs() }

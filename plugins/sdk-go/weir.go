@@ -1,7 +1,7 @@
-// Package weir is the weir plugin SDK for Go: the types of the weir:plugin world
-// (wit/plugin.wit, whose doc comments are the reference), the host's log, and the
-// glue that exports a plugin's two functions as the world's `init` and
-// `handle-event`.
+// Package weir is the weir plugin SDK for Go: the types of the weir:plugin worlds
+// (wit/plugin.wit, whose doc comments are the reference), the host's log, keyed
+// state and timers, and the glue that exports a plugin's functions as the world's
+// `init`, `handle-event` and (world `stateful-plugin`) `handle-timer`.
 //
 // A plugin is a main package built with standard Go for wasip1 as a reactor
 // (-buildmode=c-shared) and made a component with wasm-tools and the WASI reactor
@@ -29,8 +29,15 @@
 // other error a handler returns, and any panic, traps the instance, like a Rust
 // panic: the host counts a `trap`, replaces the instance and retries.
 //
+// A plugin that uses keyed state or timers (StateGet, StateSet, ..., TimerSet, ...,
+// NowMs), or registers a timer handler (RegisterTimerHandler), is a
+// `stateful-plugin`: its module imports `weir:plugin/state` or `weir:plugin/timers`,
+// and the build (cmd/weir-go-link) picks the world from that. Any other plugin is
+// built against the plain `plugin` world, as before.
+//
 // Everything but the glue (abi_wasm.go) builds natively, so plugin logic can be
-// unit-tested with `go test`.
+// unit-tested with `go test`; natively, state and timers are an in-memory fake that
+// package weir.local/weir/weirtest drives.
 package weir
 
 import (
@@ -167,9 +174,28 @@ func stderrLog(level Level, message string) {
 	fmt.Fprintf(os.Stderr, "[%s] %s\n", levelNames[level], message)
 }
 
+// FiredTimer is a timer that came due, handed to the timer handler. During the
+// call, state and timers are scoped to its Key.
+type FiredTimer struct {
+	// Name is the timer's name, as given to TimerSet.
+	Name string
+	// Key is the key of the records the timer belongs to; nil for records without
+	// a key.
+	Key []byte
+	// DueMs is when the timer was due, milliseconds since the Unix epoch.
+	DueMs int64
+	// Payload is the payload given to TimerSet (never nil).
+	Payload []byte
+	// Topic and Partition are the source topic and partition whose key the timer
+	// belongs to.
+	Topic     string
+	Partition int32
+}
+
 var (
 	initFn   func(Config) error
 	handleFn func(Event) ([]Output, error)
+	timerFn  func(FiredTimer) ([]Output, error)
 )
 
 // Register sets the plugin's functions; call it from the main package's init().
@@ -192,4 +218,22 @@ func HandleEvent(e Event) ([]Output, error) {
 		return nil, Transient("no plugin registered: call weir.Register in init()")
 	}
 	return handleFn(e)
+}
+
+// RegisterTimerHandler sets the function the host calls when one of the plugin's
+// timers comes due; call it from the main package's init(), next to Register. Its
+// outputs are routed like those of the event handler, and its failures retried and
+// dead-lettered the same way. A plugin with a timer handler is a stateful-plugin
+// even if it never sets a timer itself (an earlier version may have).
+func RegisterTimerHandler(handle func(FiredTimer) ([]Output, error)) {
+	timerFn = handle
+	linkTimers()
+}
+
+// HandleTimer calls the registered timer handler (for tests and the glue).
+func HandleTimer(t FiredTimer) ([]Output, error) {
+	if timerFn == nil {
+		return nil, Invalid("timer %q fired, but no timer handler is registered: call weir.RegisterTimerHandler in init()", t.Name)
+	}
+	return timerFn(t)
 }

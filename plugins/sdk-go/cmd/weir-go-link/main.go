@@ -1,8 +1,16 @@
 // Command weir-go-link prepares a Go wasip1 reactor module (go build
-// -buildmode=c-shared) for `wasm-tools component new --adapt` with the WASI preview1
-// reactor adapter: it adds a `cabi_realloc_adapter` export, written in plain wasm,
-// that bump-allocates from the SDK's adapterArena (found by its marker in the data
-// segments).
+// -buildmode=c-shared) for `wasm-tools component embed` and `component new --adapt`
+// with the WASI preview1 reactor adapter. It does two things:
+//
+//  1. It picks the world and prints it: `stateful-plugin` when the module imports
+//     anything of `weir:plugin/state` or `weir:plugin/timers` (the Go linker keeps
+//     only the imports something refers to, so that is when the plugin uses state or
+//     timers, or registers a timer handler), else `plugin`, in which case it removes
+//     the SDK's `handle-timer` and `cabi_post_handle-timer` exports, which the plain
+//     world does not have.
+//  2. It adds a `cabi_realloc_adapter` export, written in plain wasm, that
+//     bump-allocates from the SDK's adapterArena (found by its marker in the data
+//     segments).
 //
 // Why: the adapter allocates its state (and wit-component its stack) on the first
 // WASI call, which the Go runtime makes from _initialize, before any Go function
@@ -12,7 +20,7 @@
 // memory.grow that Go's heap then also uses ("grew heap, but no adequate free space
 // found", or silent corruption).
 //
-//	weir-go-link IN.wasm OUT.wasm
+//	weir-go-link IN.wasm OUT.wasm    # prints the world: plugin or stateful-plugin
 package main
 
 import (
@@ -21,11 +29,24 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 )
 
 var marker = []byte("weir:adapter:mem")
 
 const exportName = "cabi_realloc_adapter"
+
+// The worlds of wit/plugin.wit, and what makes a module stateful.
+const (
+	plainWorld    = "plugin"
+	statefulWorld = "stateful-plugin"
+)
+
+var (
+	statefulImports = []string{"weir:plugin/state@", "weir:plugin/timers@"}
+	statefulExports = []string{"handle-timer", "cabi_post_handle-timer"}
+)
 
 func main() {
 	if len(os.Args) != 3 {
@@ -33,9 +54,10 @@ func main() {
 		os.Exit(2)
 	}
 	in, err := os.ReadFile(os.Args[1])
+	var world string
 	if err == nil {
 		var out []byte
-		if out, err = link(in); err == nil {
+		if out, world, err = link(in); err == nil {
 			err = os.WriteFile(os.Args[2], out, 0o644)
 		}
 	}
@@ -43,6 +65,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "weir-go-link: %s: %v\n", os.Args[1], err)
 		os.Exit(1)
 	}
+	fmt.Println(world)
 }
 
 type section struct {
@@ -123,6 +146,20 @@ func s32(v int32) []byte {
 	}
 }
 
+// exportEntries splits the export section into its entries (name, kind, index).
+func exportEntries(payload []byte) (names []string, entries [][]byte) {
+	r := &reader{b: payload}
+	for n := r.u32(); n > 0; n-- {
+		start := r.pos
+		name := r.name()
+		r.byte()
+		r.u32()
+		names = append(names, name)
+		entries = append(entries, payload[start:r.pos])
+	}
+	return names, entries
+}
+
 // appendToVector adds one entry to a section that is a vector (count + entries).
 func appendToVector(payload, entry []byte) []byte {
 	r := &reader{b: payload}
@@ -131,14 +168,14 @@ func appendToVector(payload, entry []byte) []byte {
 	return append(out, entry...)
 }
 
-func link(in []byte) (out []byte, err error) {
+func link(in []byte) (out []byte, world string, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("malformed module: %v", p)
 		}
 	}()
 	if len(in) < 8 || !bytes.Equal(in[:8], []byte{0, 'a', 's', 'm', 1, 0, 0, 0}) {
-		return nil, errors.New("not a core wasm module")
+		return nil, "", errors.New("not a core wasm module")
 	}
 	var sections []section
 	r := &reader{b: in, pos: 8}
@@ -156,26 +193,28 @@ func link(in []byte) (out []byte, err error) {
 	}
 	types, imports, funcs, exports, code, data := find(1), find(2), find(3), find(7), find(10), find(11)
 	if types < 0 || funcs < 0 || exports < 0 || code < 0 || data < 0 {
-		return nil, errors.New("missing a type, function, export, code or data section")
+		return nil, "", errors.New("missing a type, function, export, code or data section")
 	}
 
 	// Refuse to add the export twice.
-	er := &reader{b: sections[exports].payload}
-	for n := er.u32(); n > 0; n-- {
-		if er.name() == exportName {
-			return nil, errors.New(exportName + " is already exported")
-		}
-		er.byte()
-		er.u32()
+	names, entries := exportEntries(sections[exports].payload)
+	if slices.Contains(names, exportName) {
+		return nil, "", errors.New(exportName + " is already exported")
 	}
 
-	// Index of the new function: imported functions, then defined ones.
+	// Index of the new function: imported functions, then defined ones. And the world.
 	var funcImports uint32
+	world = plainWorld
 	if imports >= 0 {
 		ir := &reader{b: sections[imports].payload}
 		for n := ir.u32(); n > 0; n-- {
+			module := ir.name()
 			ir.name()
-			ir.name()
+			for _, prefix := range statefulImports {
+				if strings.HasPrefix(module, prefix) {
+					world = statefulWorld
+				}
+			}
 			switch kind := ir.byte(); kind {
 			case 0:
 				ir.u32()
@@ -189,9 +228,20 @@ func link(in []byte) (out []byte, err error) {
 				ir.byte()
 				ir.byte()
 			default:
-				return nil, fmt.Errorf("unknown import kind %d", kind)
+				return nil, "", fmt.Errorf("unknown import kind %d", kind)
 			}
 		}
+	}
+	if world == plainWorld {
+		// Without state or timers the plain world: drop what only the stateful one
+		// has. The functions stay in the module, exported by nothing.
+		var kept [][]byte
+		for i, name := range names {
+			if !slices.Contains(statefulExports, name) {
+				kept = append(kept, entries[i])
+			}
+		}
+		sections[exports].payload = append(u32(uint32(len(kept))), bytes.Join(kept, nil)...)
 	}
 	fr := &reader{b: sections[funcs].payload}
 	funcIndex := funcImports + fr.u32()
@@ -211,11 +261,11 @@ func link(in []byte) (out []byte, err error) {
 		}
 		if active {
 			if op := dr.byte(); op != 0x41 {
-				return nil, fmt.Errorf("data segment offset is not i32.const (opcode %#x)", op)
+				return nil, "", fmt.Errorf("data segment offset is not i32.const (opcode %#x)", op)
 			}
 			offset = dr.s32()
 			if end := dr.byte(); end != 0x0b {
-				return nil, errors.New("data segment offset is not a constant expression")
+				return nil, "", errors.New("data segment offset is not a constant expression")
 			}
 		}
 		contents := dr.bytes(dr.u32())
@@ -230,11 +280,11 @@ func link(in []byte) (out []byte, err error) {
 		}
 	}
 	if found != 1 {
-		return nil, fmt.Errorf("found the adapter arena marker %d times (is weir.local/weir linked in?)", found)
+		return nil, "", fmt.Errorf("found the adapter arena marker %d times (is weir.local/weir linked in?)", found)
 	}
 	size, err := arenaSize(sections[data].payload, arena)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 
 	// func (old, old_len, align, new_len i32) -> i32 { bump-allocate from the arena }
@@ -281,7 +331,7 @@ func link(in []byte) (out []byte, err error) {
 		out = append(out, u32(uint32(len(s.payload)))...)
 		out = append(out, s.payload...)
 	}
-	return out, nil
+	return out, world, nil
 }
 
 // arenaSize reads the size field of the arena header at address arena.
