@@ -256,3 +256,100 @@ fn a_changelog_with_the_wrong_partition_count_is_refused() {
         "{log}"
     );
 }
+
+/// The value of the metric line that starts with `name` (labels included).
+fn metric(weir: &Weir, name: &str) -> f64 {
+    let text = http_get(&weir.ops_address(), "/metrics").1;
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(name)
+                .map(|v| v.trim().parse::<f64>().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+/// The local store: a clean restart restores from it and reads only the
+/// changelog's tail (nothing); a corrupted store and a deleted one are rebuilt from
+/// the changelog, and the count goes on either way.
+#[test]
+fn the_local_store_makes_a_restart_read_only_the_tail_and_a_bad_one_is_rebuilt() {
+    let brokers = shared_broker();
+    let dir = tempfile::tempdir().unwrap();
+    let stores = dir.path().join("stores");
+    let (text_config, input, output, _dlq, _group) = counter_config(brokers, "");
+    let text_config = format!("{text_config}\n[state]\ndir = \"{}\"\n", stores.display());
+    let config = write_config(dir.path(), &text_config);
+    let restored = r#"weir_state_restore_records_total{pipeline="counter"}"#;
+
+    let weir = Weir::start(&config, dir.path(), "first");
+    weir.wait_ready(1);
+    produce(brokers, &input, &keyed("k", &["count"; 40]));
+    read_topic(brokers, &output, 40, Duration::from_secs(30));
+    weir.terminate_cleanly();
+    let files: Vec<_> = walk(&stores);
+    assert!(
+        !files.is_empty(),
+        "a local store was written under {}",
+        stores.display()
+    );
+
+    // Clean restart: everything comes from the store, nothing from the changelog.
+    let weir = Weir::start(&config, dir.path(), "second");
+    weir.wait_ready(1);
+    produce(brokers, &input, &keyed("k", &["count"]));
+    let got = read_topic(brokers, &output, 41, Duration::from_secs(30));
+    assert_eq!(text(got.last().unwrap()), "count=41");
+    assert_eq!(
+        metric(&weir, restored),
+        0.0,
+        "a clean restart reads no changelog record"
+    );
+    weir.terminate_cleanly();
+
+    // Corrupted: rebuilt from the whole changelog.
+    for file in walk(&stores) {
+        std::fs::write(&file, vec![0x5a; 64 << 10]).unwrap();
+    }
+    let weir = Weir::start(&config, dir.path(), "third");
+    weir.wait_ready(1);
+    produce(brokers, &input, &keyed("k", &["count"]));
+    let got = read_topic(brokers, &output, 42, Duration::from_secs(30));
+    assert_eq!(text(got.last().unwrap()), "count=42");
+    assert!(
+        metric(&weir, restored) >= 41.0,
+        "the changelog was read whole"
+    );
+    assert!(
+        weir.log_text().contains("rebuilding the local store"),
+        "{}",
+        weir.log_text()
+    );
+    weir.terminate_cleanly();
+
+    // Deleted: the same.
+    std::fs::remove_dir_all(&stores).unwrap();
+    let weir = Weir::start(&config, dir.path(), "fourth");
+    weir.wait_ready(1);
+    produce(brokers, &input, &keyed("k", &["count"]));
+    let got = read_topic(brokers, &output, 43, Duration::from_secs(30));
+    assert_eq!(text(got.last().unwrap()), "count=43");
+    assert!(metric(&weir, restored) >= 42.0);
+    weir.terminate_cleanly();
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return files;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

@@ -62,6 +62,9 @@ pub struct WeirConfig {
     pub kafka: KafkaConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// Where stateful plugins keep their local stores.
+    #[serde(default)]
+    pub state: StateConfig,
     #[serde(default)]
     pub topics: BTreeMap<String, Spanned<TopicConfig>>,
     #[serde(default, rename = "pipeline")]
@@ -145,6 +148,53 @@ fn default_brokers() -> EnvString {
 
 fn default_client_id() -> EnvString {
     EnvString("weir".into())
+}
+
+/// `[state]`: the local stores of stateful plugin slots (Kafka's changelog topics
+/// hold the durable copy; a local store only makes restarts read less of them).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StateConfig {
+    /// The directory of the local stores: `$WEIR_STATE_DIR`, else
+    /// `$XDG_STATE_HOME/weir`, else `~/.local/state/weir`.
+    #[serde(default)]
+    pub dir: Option<EnvString>,
+    /// `false`: no local store; every assignment restores from the changelog.
+    #[serde(default = "yes")]
+    pub local_store: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for StateConfig {
+    fn default() -> StateConfig {
+        StateConfig {
+            dir: None,
+            local_store: true,
+        }
+    }
+}
+
+impl StateConfig {
+    /// The directory of the local stores, if they are on.
+    pub fn dir(&self) -> Option<PathBuf> {
+        if !self.local_store {
+            return None;
+        }
+        if let Some(dir) = &self.dir {
+            return Some(PathBuf::from(&dir.0));
+        }
+        let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        if let Some(dir) = env("WEIR_STATE_DIR") {
+            return Some(PathBuf::from(dir));
+        }
+        if let Some(dir) = env("XDG_STATE_HOME") {
+            return Some(PathBuf::from(dir).join("weir"));
+        }
+        env("HOME").map(|home| PathBuf::from(home).join(".local/state/weir"))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -4,6 +4,8 @@
 //! the first record, scoped and changed by the plugins' calls, and turned into
 //! changelog records when a record (or a fired timer) is done.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rdkafka::ClientConfig;
@@ -13,6 +15,7 @@ use crate::config::PipelineConfig;
 use crate::kafka::producer::OwnedRecord;
 use crate::plugin::{Header, Plugin};
 use crate::state::changelog::{self, RestoreError, Restored};
+use crate::state::store::{LocalStore, StoreError};
 use crate::state::{Clock, SlotHandle, SlotState, Timer};
 use crate::telemetry::Health;
 use crate::telemetry::metrics::{Metrics, SlotMetrics};
@@ -53,6 +56,10 @@ pub struct StatefulSlots {
     client: ClientConfig,
     clock: Clock,
     pipeline: Arc<str>,
+    /// `<state.dir>/<group>/<pipeline>`: the slots' local stores are in
+    /// `<slot>/<partition>.redb` under it (`None`: no local stores).
+    store_dir: Option<PathBuf>,
+    group: String,
     /// Readiness names the partitions that are restoring.
     health: Option<Arc<Health>>,
 }
@@ -100,7 +107,15 @@ impl StatefulSlots {
             clock: Clock::wall(),
             pipeline: config.name().into(),
             health,
+            store_dir: None,
+            group,
         }
+    }
+
+    /// The slots with local stores under `state_dir` (`[state] dir`), if given.
+    pub fn with_stores(mut self, state_dir: Option<PathBuf>) -> StatefulSlots {
+        self.store_dir = state_dir.map(|d| d.join(&self.group).join(&*self.pipeline));
+        self
     }
 
     /// A pipeline without stateful plugins.
@@ -111,7 +126,15 @@ impl StatefulSlots {
             clock: Clock::wall(),
             pipeline: "".into(),
             health: None,
+            store_dir: None,
+            group: String::new(),
         }
+    }
+
+    /// The local store of slot `slot` on `partition`, if local stores are on.
+    fn store_path(&self, slot: &SlotSpec, partition: i32) -> Option<PathBuf> {
+        let dir = self.store_dir.as_ref()?;
+        Some(dir.join(&*slot.id).join(format!("{partition}.redb")))
     }
 
     /// Readiness names `partition` while it restores.
@@ -126,10 +149,22 @@ impl StatefulSlots {
     }
 }
 
+/// A slot's local store on one partition, and what it does not have yet.
+struct Kept {
+    store: LocalStore,
+    /// Changelog key -> latest value, since the store was last written.
+    unsaved: HashMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
 /// The stateful slots of one partition, for its runner.
 pub struct PartitionState {
     partition: i32,
     slots: Vec<(Arc<SlotSpec>, SlotHandle)>,
+    /// Per slot: its local store (if on and usable), and the changelog records the
+    /// store does not have yet (key -> latest value).
+    stores: Mutex<Vec<Option<Kept>>>,
+    /// The client settings the checkpoint asks the changelog's end with.
+    client: ClientConfig,
     /// What each slot's gauges count for this partition: entries, bytes, timers.
     held: Mutex<Vec<[i64; 3]>>,
 }
@@ -148,6 +183,8 @@ impl PartitionState {
                 })
                 .collect(),
             held: Mutex::new(vec![[0; 3]; spec.slots.len()]),
+            stores: Mutex::new((0..spec.slots.len()).map(|_| None).collect()),
+            client: spec.client.clone(),
         }
     }
 
@@ -186,34 +223,163 @@ impl PartitionState {
             .map(|(_, h)| h.clone())
     }
 
-    /// Reads every slot's changelog partition into its table.
+    /// Restores every slot: from its local store and the changelog's tail when the
+    /// store can be trusted, else from the whole changelog (and the store is
+    /// rebuilt).
     pub fn restore(
         &self,
         spec: &StatefulSlots,
         stopped: impl Fn() -> bool,
     ) -> Result<Restored, RestoreError> {
         let mut total = Restored::default();
-        for (slot, handle) in &self.slots {
+        for (i, (slot, handle)) in self.slots.iter().enumerate() {
+            let path = spec.store_path(slot, self.partition);
+            let mut kept = path.map(|path| self.open_store(spec, slot, path));
             let mut state = handle.lock();
             *state.table_mut() = Default::default();
+            let mut from = None;
+            let mut from_store = 0;
+            if let Some(Some(Kept { store, .. })) = &kept
+                && let Ok(Some(offset)) = store.offset()
+            {
+                let table = state.table_mut();
+                let loaded = store.load(|key, value| {
+                    if let Ok(change) = changelog::decode(key, Some(value)) {
+                        table.apply(&change);
+                    }
+                });
+                match loaded {
+                    Ok(n) => {
+                        from = Some(offset);
+                        from_store = n;
+                    }
+                    Err(error) => {
+                        tracing::warn!(slot = %slot.id, partition = self.partition, %error, "the local store cannot be read; rebuilding it from the changelog");
+                        let path = store.path().to_owned();
+                        *state.table_mut() = Default::default();
+                        LocalStore::wipe(&path);
+                        kept = Some(self.open_store(spec, slot, path));
+                    }
+                }
+            }
+            let table = state.table_mut();
+            let mut unsaved: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
+            let track = kept.as_ref().is_some_and(Option::is_some);
             let restored = changelog::restore(
                 &spec.client,
                 &slot.topic,
                 self.partition,
-                state.table_mut(),
+                from,
+                |key, value| {
+                    table.apply(&changelog::decode(key, value)?);
+                    if track {
+                        unsaved.insert(key.to_vec(), value.map(<[u8]>::to_vec));
+                    }
+                    Ok(())
+                },
                 &stopped,
             )?;
             tracing::info!(
                 slot = %slot.id, topic = %slot.topic, partition = self.partition,
-                records = restored.records, entries = state.table().entry_count(),
+                from_store, records = restored.records, entries = state.table().entry_count(),
                 timers = state.table().timer_count(),
-                "restored state in {:.3}s", restored.seconds
+                "restored state in {:.3}s ({} from the local store, {} from the changelog{})",
+                restored.seconds, from_store, restored.records,
+                if from.is_some() { "'s tail" } else { "" }
             );
+            drop(state);
+            if let Some(Some(kept)) = kept.as_mut() {
+                kept.unsaved = unsaved;
+            }
+            self.stores.lock().unwrap_or_else(PoisonError::into_inner)[i] = kept.flatten();
             total.records += restored.records;
+            total.from_store += from_store;
             total.seconds += restored.seconds;
         }
         self.publish();
         Ok(total)
+    }
+
+    /// Opens slot `slot`'s local store at `path` and checks it against the
+    /// changelog; a store that cannot be trusted is deleted and made again empty.
+    /// `None`: no store for this assignment (another process holds it).
+    fn open_store(&self, spec: &StatefulSlots, slot: &SlotSpec, path: PathBuf) -> Option<Kept> {
+        let partition = self.partition;
+        let store = match LocalStore::open(&path) {
+            Ok(store) => store,
+            Err(StoreError::Busy(path)) => {
+                tracing::warn!(slot = %slot.id, partition, path = %path.display(), "the local store is open in another process; restoring from the changelog alone");
+                return None;
+            }
+            Err(error) => {
+                tracing::warn!(slot = %slot.id, partition, %error, "rebuilding the local store from the changelog");
+                LocalStore::wipe(&path);
+                LocalStore::open(&path).ok()?
+            }
+        };
+        let trusted = match (
+            store.offset(),
+            changelog::watermarks(&spec.client, &slot.topic, partition),
+        ) {
+            (Ok(None), _) => true,
+            (Ok(Some(offset)), Ok((low, high))) if (low..=high).contains(&offset) => true,
+            (Ok(Some(offset)), Ok((low, high))) => {
+                tracing::warn!(slot = %slot.id, partition, offset, low, high, "the local store does not match the changelog (it reflects an offset outside the changelog's); rebuilding it");
+                false
+            }
+            (Ok(Some(_)), Err(error)) => {
+                tracing::warn!(slot = %slot.id, partition, %error, "cannot check the local store against the changelog; restoring from the changelog alone");
+                return None;
+            }
+            (Err(error), _) => {
+                tracing::warn!(slot = %slot.id, partition, %error, "rebuilding the local store from the changelog");
+                false
+            }
+        };
+        if trusted {
+            return Some(Kept {
+                store,
+                unsaved: HashMap::new(),
+            });
+        }
+        drop(store);
+        LocalStore::wipe(&path);
+        LocalStore::open(&path).ok().map(|store| Kept {
+            store,
+            unsaved: HashMap::new(),
+        })
+    }
+
+    /// Writes what the local stores miss, with the changelog's end: call only once
+    /// every change of the partition is in the changelog for good (after the final
+    /// commit, or once every delivery was acknowledged).
+    pub fn checkpoint(&self) {
+        let mut stores = self.stores.lock().unwrap_or_else(PoisonError::into_inner);
+        for ((slot, _), kept) in self.slots.iter().zip(stores.iter_mut()) {
+            let Some(kept) = kept else {
+                continue;
+            };
+            let end = match changelog::watermarks(&self.client, &slot.topic, self.partition) {
+                Ok((_, high)) => high,
+                Err(error) => {
+                    tracing::warn!(slot = %slot.id, partition = self.partition, %error, "cannot write the local store; the next owner reads more of the changelog");
+                    continue;
+                }
+            };
+            let changes = kept
+                .unsaved
+                .iter()
+                .map(|(k, v)| (k.as_slice(), v.as_deref()));
+            match kept.store.save(changes, end) {
+                Ok(()) => {
+                    tracing::debug!(slot = %slot.id, partition = self.partition, records = kept.unsaved.len(), end, "wrote the local store");
+                    kept.unsaved.clear();
+                }
+                Err(error) => {
+                    tracing::warn!(slot = %slot.id, partition = self.partition, %error, "cannot write the local store; the next owner reads more of the changelog")
+                }
+            }
+        }
     }
 
     /// The earliest pending timer of any slot, with the slot's index.
@@ -241,7 +407,7 @@ impl PartitionState {
     ) -> Vec<OwnedRecord> {
         let delivered = |b: usize| matches!(verdicts.get(b), Some(Verdict::Deliver(_)));
         let mut records = Vec::new();
-        for (slot, handle) in &self.slots {
+        for (index, (slot, handle)) in self.slots.iter().enumerate() {
             let keep = match slot.place {
                 Place::Prefix => (0..verdicts.len()).any(delivered),
                 Place::Branch(b) => delivered(b),
@@ -250,8 +416,14 @@ impl PartitionState {
             if let Some(metrics) = &slot.metrics {
                 metrics.changelog.inc_by(changes.len() as u64);
             }
+            let mut stores = self.stores.lock().unwrap_or_else(PoisonError::into_inner);
+            let kept = stores.get_mut(index).and_then(Option::as_mut);
+            let mut kept = kept;
             for change in changes {
                 let (key, value) = changelog::encode(&change);
+                if let Some(kept) = kept.as_mut() {
+                    kept.unsaved.insert(key.clone(), value.clone());
+                }
                 let origin = match source_offset {
                     Some(offset) => offset.to_string(),
                     None => "timer".to_owned(),

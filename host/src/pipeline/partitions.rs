@@ -126,12 +126,17 @@ impl PartitionSet {
     ) {
         let stopped = self.halt(partitions, deadline);
         let name = self.pipeline.name();
+        let mut drained = Vec::new();
         for (partition, unit) in &stopped {
-            if why != Commit::Lost
-                && !unit
-                    .tracker
-                    .wait_drained(deadline.saturating_duration_since(Instant::now()))
+            if why == Commit::Lost {
+                continue;
+            }
+            if unit
+                .tracker
+                .wait_drained(deadline.saturating_duration_since(Instant::now()))
             {
+                drained.push(unit);
+            } else {
                 tracing::warn!(
                     pipeline = %name,
                     partition,
@@ -152,6 +157,14 @@ impl PartitionSet {
             .commit(consumer, self.pipeline.input(), &units, why);
         if outcome != Committed::Done {
             tracing::info!(pipeline = %name, ?outcome, "the partitions went without a commit; their next owner processes their records again");
+            return;
+        }
+        // Every change of these partitions is in the changelogs for good: their
+        // local stores can say so.
+        for unit in drained {
+            if let Some(state) = unit.state() {
+                state.checkpoint();
+            }
         }
     }
 

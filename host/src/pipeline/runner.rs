@@ -49,9 +49,15 @@ enum Handled {
 impl PartitionRunner {
     pub fn run(self) {
         let mut snapshot = self.pipeline.snapshot();
-        let state = PartitionState::new(self.pipeline.stateful(), self.unit.partition);
-        if !state.is_empty() && !self.restore(&state) {
-            return;
+        let state = Arc::new(PartitionState::new(
+            self.pipeline.stateful(),
+            self.unit.partition,
+        ));
+        if !state.is_empty() {
+            if !self.restore(&state) {
+                return;
+            }
+            self.unit.set_state(state.clone());
         }
         let mut instances = loop {
             match Instances::new(&snapshot, &state) {

@@ -249,7 +249,8 @@ impl PipelineStarter<'_> {
             pipeline.limits.limits(&self.config.kafka),
             Some(metrics),
             Some(health.clone()),
-        );
+        )
+        .with_stores(self.config.state.dir());
         let snapshot = Snapshot::build(pipeline, versions, metrics, None);
         let pipeline_metrics = metrics.pipeline(name);
         pipeline_metrics.circuit(false);

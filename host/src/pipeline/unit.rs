@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError};
 
+use super::keyed::PartitionState;
 use crate::kafka::producer::OwnedRecord;
 
 use crate::kafka::OffsetTracker;
@@ -52,6 +53,9 @@ pub struct PartitionUnit {
     /// At-least-once: changelog records of fired timers whose outputs are
     /// acknowledged, for the runner to send.
     ready: std::sync::Mutex<Vec<OwnedRecord>>,
+    /// The partition's stateful slots, once its runner made them: written to the
+    /// local stores when the partition goes cleanly.
+    state: std::sync::OnceLock<Arc<PartitionState>>,
     /// The pipeline's end-to-end latency.
     latency: Latency,
     /// The pipeline's watch over its records in flight.
@@ -74,10 +78,20 @@ impl PartitionUnit {
             partition,
             tracker: OffsetTracker::new(),
             ready: std::sync::Mutex::new(Vec::new()),
+            state: std::sync::OnceLock::new(),
             latency,
             stall,
             rewind_to: AtomicI64::new(rewind_to.unwrap_or(-1)),
         }
+    }
+
+    /// The runner's stateful slots.
+    pub fn set_state(&self, state: Arc<PartitionState>) {
+        let _ = self.state.set(state);
+    }
+
+    pub fn state(&self) -> Option<&Arc<PartitionState>> {
+        self.state.get()
     }
 
     /// Changelog records now ready to send (see [`TimerDone`]).

@@ -23,7 +23,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::slot::{Change, ScopeKey, Table};
+use super::slot::{Change, ScopeKey};
 
 const ENTRY: u8 = b'S';
 const TIMER: u8 = b'T';
@@ -129,7 +129,10 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Change, Malformed> {
 /// How a restore went.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Restored {
+    /// Changelog records read.
     pub records: u64,
+    /// Records loaded from the local store.
+    pub from_store: u64,
     pub seconds: f64,
 }
 
@@ -153,15 +156,37 @@ pub enum RestoreError {
     Stopped,
 }
 
-/// Reads changelog `topic` partition `partition` from its start to its end
-/// (`read_committed`: an exactly-once pipeline's aborted changes are skipped, and
-/// an open transaction holds the end back until it ends) into `table`.
-/// `stopped` is polled between batches.
+/// A changelog partition's first and next offsets.
+pub fn watermarks(
+    client: &ClientConfig,
+    topic: &str,
+    partition: i32,
+) -> Result<(i64, i64), RestoreError> {
+    let kafka = |source| RestoreError::Kafka {
+        topic: topic.to_owned(),
+        partition,
+        source,
+    };
+    let consumer: BaseConsumer = client
+        .clone()
+        .set("group.id", "weir-state-restore")
+        .create()
+        .map_err(kafka)?;
+    consumer
+        .fetch_watermarks(topic, partition, Duration::from_secs(30))
+        .map_err(kafka)
+}
+
+/// Reads changelog `topic` partition `partition` from `from` (`None`: its start)
+/// to its end (`read_committed`: an exactly-once pipeline's aborted changes are
+/// skipped, and an open transaction holds the end back until it ends), handing
+/// each record's key and value to `apply`. `stopped` is polled between polls.
 pub fn restore(
     client: &ClientConfig,
     topic: &str,
     partition: i32,
-    table: &mut Table,
+    from: Option<i64>,
+    mut apply: impl FnMut(&[u8], Option<&[u8]>) -> Result<(), Malformed>,
     stopped: impl Fn() -> bool,
 ) -> Result<Restored, RestoreError> {
     let started = Instant::now();
@@ -180,7 +205,8 @@ pub fn restore(
         .create()
         .map_err(kafka)?;
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Beginning)
+    let start = from.map_or(Offset::Beginning, Offset::Offset);
+    tpl.add_partition_offset(topic, partition, start)
         .map_err(kafka)?;
     consumer.assign(&tpl).map_err(kafka)?;
     let mut records = 0u64;
@@ -199,20 +225,19 @@ pub fn restore(
                 let Some(key) = message.key() else {
                     continue;
                 };
-                let change =
-                    decode(key, message.payload()).map_err(|source| RestoreError::Malformed {
-                        topic: topic.to_owned(),
-                        partition,
-                        offset: message.offset(),
-                        source,
-                    })?;
-                table.apply(&change);
+                apply(key, message.payload()).map_err(|source| RestoreError::Malformed {
+                    topic: topic.to_owned(),
+                    partition,
+                    offset: message.offset(),
+                    source,
+                })?;
                 records += 1;
             }
         }
     }
     Ok(Restored {
         records,
+        from_store: 0,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -9,11 +9,14 @@
 //!
 //! - `slot`: the table, the record's changes, scope and limits;
 //! - `changelog`: the topic's name, record format and restore;
-//! - `clock`: the wall clock, or `weir test`'s virtual one.
+//! - `clock`: the wall clock, or `weir test`'s virtual one;
+//! - `store`: the local store (redb) that makes a restart read only the
+//!   changelog's tail.
 
 pub mod changelog;
 pub mod clock;
 pub mod slot;
+pub mod store;
 
 pub use clock::Clock;
 pub use slot::{Change, ScopeKey, SlotHandle, SlotState, Table, Timer};
