@@ -7,7 +7,7 @@
 //! ([`SlotState::finish`]); a record that is retried or dead-lettered leaves the
 //! table as it was.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::clock::Clock;
@@ -58,14 +58,46 @@ pub struct Timer {
 }
 
 /// A slot's committed entries and pending timers on one partition, in memory.
+///
+/// Timers are kept compact (a million pending timers is an expected load): one
+/// shared allocation names a timer (its key and name, [`timer_id`]), and the due
+/// order holds the payload.
 #[derive(Default)]
 pub struct Table {
     entries: HashMap<ScopeKey, BTreeMap<String, Vec<u8>>>,
-    /// Due order: `(due, key, name)`.
-    due: BTreeSet<(i64, ScopeKey, String)>,
-    timers: HashMap<(ScopeKey, String), (i64, Vec<u8>)>,
+    /// Due order: `(due, id) -> payload`.
+    due: BTreeMap<(i64, Arc<[u8]>), Box<[u8]>>,
+    /// `id -> due`.
+    timers: HashMap<Arc<[u8]>, i64>,
     entry_count: usize,
     bytes: usize,
+}
+
+/// A timer's key and name in one allocation: `has-key || key length (u32 LE) ||
+/// key || name`.
+fn timer_id(key: &ScopeKey, name: &str) -> Arc<[u8]> {
+    let k = key.as_deref().unwrap_or_default();
+    let mut id = Vec::with_capacity(5 + k.len() + name.len());
+    id.push(u8::from(key.is_some()));
+    id.extend_from_slice(&(k.len() as u32).to_le_bytes());
+    id.extend_from_slice(k);
+    id.extend_from_slice(name.as_bytes());
+    id.into()
+}
+
+/// The key and name a [`timer_id`] holds.
+fn split_id(id: &[u8]) -> (ScopeKey, String) {
+    let has_key = id.first().copied() == Some(1);
+    let len = id
+        .get(1..5)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(0, u32::from_le_bytes) as usize;
+    let k = id.get(5..5 + len).unwrap_or_default();
+    let name = id.get(5 + len..).unwrap_or_default();
+    (
+        has_key.then(|| k.to_vec()),
+        String::from_utf8_lossy(name).into_owned(),
+    )
 }
 
 impl Table {
@@ -91,13 +123,14 @@ impl Table {
                 }
             }
             Change::Timer { key, name, due } => {
-                let id = (key.clone(), name.clone());
-                if let Some((old_due, _)) = self.timers.remove(&id) {
-                    self.due.remove(&(old_due, key.clone(), name.clone()));
+                let id = timer_id(key, name);
+                if let Some((id, old_due)) = self.timers.remove_entry(&id) {
+                    self.due.remove(&(old_due, id));
                 }
                 if let Some((due_ms, payload)) = due {
-                    self.due.insert((*due_ms, key.clone(), name.clone()));
-                    self.timers.insert(id, (*due_ms, payload.clone()));
+                    self.due
+                        .insert((*due_ms, id.clone()), payload.clone().into_boxed_slice());
+                    self.timers.insert(id, *due_ms);
                 }
             }
         }
@@ -112,19 +145,20 @@ impl Table {
         self.entries.get(key)
     }
 
-    pub fn timer(&self, key: &ScopeKey, name: &str) -> Option<&(i64, Vec<u8>)> {
-        self.timers.get(&(key.clone(), name.to_owned()))
+    /// When the timer `name` of `key` is due, if it is pending.
+    pub fn timer(&self, key: &ScopeKey, name: &str) -> Option<i64> {
+        self.timers.get(&timer_id(key, name)).copied()
     }
 
     /// The earliest pending timer.
     pub fn first_timer(&self) -> Option<Timer> {
-        let (due_ms, key, name) = self.due.first()?;
-        let (_, payload) = self.timers.get(&(key.clone(), name.clone()))?;
+        let ((due_ms, id), payload) = self.due.first_key_value()?;
+        let (key, name) = split_id(id);
         Some(Timer {
-            key: key.clone(),
-            name: name.clone(),
+            key,
+            name,
             due_ms: *due_ms,
-            payload: payload.clone(),
+            payload: payload.to_vec(),
         })
     }
 
@@ -140,23 +174,6 @@ impl Table {
 
     pub fn timer_count(&self) -> usize {
         self.timers.len()
-    }
-
-    /// Every key with entries, and every key with timers.
-    pub fn keys(&self) -> BTreeSet<&ScopeKey> {
-        self.entries
-            .keys()
-            .chain(self.timers.keys().map(|(k, _)| k))
-            .collect()
-    }
-
-    /// Every timer of `key`, by name.
-    pub fn timers_of(&self, key: &ScopeKey) -> BTreeMap<&str, &(i64, Vec<u8>)> {
-        self.timers
-            .iter()
-            .filter(|((k, _), _)| k == key)
-            .map(|((_, name), timer)| (name.as_str(), timer))
-            .collect()
     }
 }
 
@@ -375,7 +392,7 @@ impl SlotState {
         {
             return None;
         }
-        self.table.timer(&self.scope, name).map(|(at, _)| *at)
+        self.table.timer(&self.scope, name)
     }
 
     pub fn set_timer(&mut self, name: String, at_ms: i64, payload: Vec<u8>) -> Result<(), String> {
