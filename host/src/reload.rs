@@ -184,6 +184,16 @@ pub enum ReloadError {
     NoStage { pipeline: String, stage: usize },
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// A stateful slot has a changelog provisioned at start-up; a stateless one
+    /// has none.
+    #[error(
+        "{plugin} {now} state or timers but the running version {was}: a slot's state needs its changelog topic, provisioned at start-up; restart weir to change this"
+    )]
+    Statefulness {
+        plugin: String,
+        now: &'static str,
+        was: &'static str,
+    },
 }
 
 impl State {
@@ -207,6 +217,21 @@ impl State {
             plugin.init_config(),
             pipeline.limits.limits(&self.config.kafka),
         )?;
+        let running = self
+            .pipelines
+            .iter()
+            .find(|p| p.name().as_ref() == pipeline.name())
+            .and_then(|p| p.snapshot().plugins().nth(stage).map(|v| v.stateful));
+        if let Some(was) = running
+            && was != version.stateful
+        {
+            let uses = |yes: bool| if yes { "uses" } else { "does not use" };
+            return Err(ReloadError::Statefulness {
+                plugin: version.name.clone(),
+                now: uses(version.stateful),
+                was: uses(was),
+            });
+        }
         version.instantiate()?;
         Ok(version)
     }

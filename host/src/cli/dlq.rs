@@ -307,8 +307,18 @@ fn replay(target: &Target, reason: Option<&str>, dry_run: bool) -> anyhow::Resul
 
     let mut pending = Vec::new();
     let ends = read_snapshot(&client, &dlq, &start, |m| pending.push(m))?;
+    // A fired timer's dead letter is no input record: nothing to send back. Its
+    // `weir.timer.*` headers name the timer; its state is gone with it.
+    let is_timer = |m: &Letter| m.headers.iter().any(|h| h.key == "weir.timer.name");
+    let timers = pending.iter().filter(|m| is_timer(m)).count();
+    if timers > 0 {
+        println!(
+            "{timers} dead letter(s) of fired timers (weir.timer.name) are not replayed: a timer is no input record"
+        );
+    }
     let chosen: Vec<&Letter> = pending
         .iter()
+        .filter(|m| !is_timer(m))
         .filter(|m| reason.is_none_or(|want| m.reading.reason.as_deref() == Some(want)))
         .collect();
     let mut by_topic: BTreeMap<String, usize> = BTreeMap::new();
