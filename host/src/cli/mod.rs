@@ -10,6 +10,7 @@ mod dlq;
 mod harness;
 mod new;
 mod run;
+mod state;
 mod test;
 
 use std::path::PathBuf;
@@ -70,6 +71,12 @@ pub enum Command {
         #[command(subcommand)]
         command: dlq::DlqCommand,
     },
+    /// Look into a pipeline's keyed state (its stateful slots' changelogs), or clear
+    /// it when its format changes incompatibly.
+    State {
+        #[command(subcommand)]
+        command: state::StateCommand,
+    },
     /// Load the config and every plugin, init them, and exit 0 or explain.
     Check {
         /// The pipelines file.
@@ -93,10 +100,11 @@ pub enum Command {
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
     // The demo shows a progress bar and a table; its per-record lines would bury them.
-    let default_level = if matches!(cli.command, Command::Demo { .. }) {
-        "error"
-    } else {
-        "info"
+    let default_level = match cli.command {
+        Command::Demo { .. } => "error",
+        // Their report is on stdout; loading the plugins is no news.
+        Command::State { .. } => "warn",
+        _ => "info",
     };
     init_logging(cli.log_format, default_level);
     let result = match cli.command {
@@ -111,6 +119,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Check { config } => check::run(&config),
         Command::Dlq { command } => dlq::run(command),
+        Command::State { command } => state::run(command),
         Command::Dev { config } => dev::run(&config),
         Command::Test(args) => test::run(args),
         Command::New(args) => new::run(args),
