@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use weir::config::{WeirConfig, changes, expand_env};
 use weir::events::{self, Line};
+use weir::pipeline::keyed::PartitionState;
 use weir::pipeline::process::{Disposition, Instances, Verdict, Work, process};
 use weir::pipeline::snapshot::Snapshot;
 use weir::plugin::{CallSite, Event, FailureKind, Header, Output, PluginEngine, start_deadline};
@@ -169,6 +170,11 @@ pub fn jsonl(data: &[u8]) {
             Err(_) => {}
             Ok(Line::Malformed(number, message)) => assert!(number >= 1 && !message.is_empty()),
             Ok(Line::Event(number, event)) => rendered(number, &event),
+            // A clock line moves `weir test`'s virtual clock forward (or to an instant).
+            Ok(Line::Clock(number, advance)) => {
+                assert!(number >= 1);
+                let _ = advance.from(0);
+            }
         }
     }
     if let Ok(text) = std::str::from_utf8(data)
@@ -440,7 +446,8 @@ impl Harness {
                     .unwrap_or_else(|e| panic!("{e} (run scripts/build-plugins)"));
                 let versions = p.all_plugins().map(|_| version.clone()).collect();
                 let snapshot = Snapshot::build(p, versions, &metrics, None);
-                let instances = Instances::new(&snapshot).expect("the recipe plugin starts");
+                let instances = Instances::new(&snapshot, &PartitionState::stateless())
+                    .expect("the recipe plugin starts");
                 let expect = Expectations {
                     max_output: limits.max_output,
                     max_attempts: p.retry.max_attempts,

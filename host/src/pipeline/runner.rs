@@ -175,9 +175,7 @@ impl PartitionRunner {
             if self.stop.is_triggered() {
                 return None;
             }
-            let Some(_slot) = self.pipeline.slot(&self.stop) else {
-                return None;
-            };
+            let _slot = self.pipeline.slot(&self.stop)?;
             if let Handled::Abandoned =
                 self.fire(state, slot, timer, now, snapshot, instances, site)
             {

@@ -66,12 +66,15 @@ pub struct Timer {
 pub struct Table {
     entries: HashMap<ScopeKey, BTreeMap<String, Vec<u8>>>,
     /// Due order: `(due, id) -> payload`.
-    due: BTreeMap<(i64, Arc<[u8]>), Box<[u8]>>,
+    due: BTreeMap<DueId, Box<[u8]>>,
     /// `id -> due`.
     timers: HashMap<Arc<[u8]>, i64>,
     entry_count: usize,
     bytes: usize,
 }
+
+/// A timer's place in the due order: its due time and [`timer_id`].
+type DueId = (i64, Arc<[u8]>);
 
 /// A timer's key and name in one allocation: `has-key || key length (u32 LE) ||
 /// key || name`.
@@ -330,15 +333,14 @@ impl SlotState {
 
     pub fn entries(&self, after: Option<&str>, max: u32) -> Vec<(String, Vec<u8>)> {
         let view = self.view();
-        let range = match after {
+        match after {
             Some(after) => view
                 .range::<str, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .take(max as usize)
                 .collect(),
             None => view.into_iter().take(max as usize).collect(),
-        };
-        range
+        }
     }
 
     /// Refuses a write past a limit, remembering the first one.
