@@ -353,3 +353,114 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+/// Two instances share the partitions; one is killed while timers are pending on
+/// its partitions. The survivor restores the partitions it takes over and fires
+/// their timers, with the counts restored too.
+#[test]
+fn the_survivor_of_a_kill_restores_the_taken_partitions_and_fires_their_timers() {
+    let brokers = shared_broker();
+    let dir = tempfile::tempdir().unwrap();
+    let (text_config, input, output, _dlq, _group) = counter_config(brokers, "");
+    let config = write_config(dir.path(), &text_config);
+    let first = Weir::start(&config, dir.path(), "first");
+    first.wait_ready(1);
+    let second = Weir::start(&config, dir.path(), "second");
+    wait_until(
+        Duration::from_secs(60),
+        "both instances to hold a partition",
+        || {
+            second.log_text().contains("partitions assigned")
+                && first.log_text().matches("partitions assigned").count() >= 2
+        },
+    );
+    // Keys on both partitions; timers due well after the kill.
+    let keys: Vec<String> = (0..12).map(|i| format!("key-{i}")).collect();
+    let mut records = Vec::new();
+    for key in &keys {
+        records.extend(keyed(key, &["count", "count", "in 12000 t"]));
+    }
+    produce(brokers, &input, &records);
+    read_topic(brokers, &output, keys.len() * 3, Duration::from_secs(30));
+    first.kill();
+    let got = read_topic(brokers, &output, keys.len() * 4, Duration::from_secs(90));
+    let fired = with_prefix(&got, "fired t");
+    let mut by_key: HashMap<Vec<u8>, Vec<String>> = HashMap::new();
+    for m in &fired {
+        by_key
+            .entry(m.key().unwrap().to_vec())
+            .or_default()
+            .push(text(m));
+    }
+    for key in &keys {
+        let texts = by_key
+            .get(key.as_bytes())
+            .unwrap_or_else(|| panic!("{key}'s timer never fired\n{}", second.log_text()));
+        assert!(
+            texts.iter().all(|t| t.contains("count=2")),
+            "{key}: {texts:?}"
+        );
+    }
+    assert!(
+        second.log_text().contains("restored state"),
+        "the survivor restored the partitions it took"
+    );
+    second.terminate_cleanly();
+}
+
+/// A hot reload (here a config change of the plugin) keeps the slot's state and
+/// its pending timers: they belong to the slot, not the version.
+#[test]
+fn a_hot_reload_keeps_state_and_timers() {
+    let brokers = shared_broker();
+    let dir = tempfile::tempdir().unwrap();
+    let (text_config, input, output, _dlq, _group) = counter_config(brokers, "");
+    let config = write_config(dir.path(), &text_config);
+    let weir = Weir::start_with(&config, dir.path(), "weir", &["--watch"]);
+    weir.wait_ready(1);
+    produce(
+        brokers,
+        &input,
+        &keyed("k", &["count", "count", "in 4000 later"]),
+    );
+    read_topic(brokers, &output, 3, Duration::from_secs(30));
+    // The plugin gets a config table: a new version of the stage.
+    let changed = text_config.replace("config = {  }", "config = { note = \"v2\" }");
+    assert_ne!(
+        changed, text_config,
+        "the config has a plugin table to change"
+    );
+    std::fs::write(&config, changed).unwrap();
+    wait_until(Duration::from_secs(30), "the reload", || {
+        weir.log_text().contains("config change applied")
+    });
+    produce(brokers, &input, &keyed("k", &["count"]));
+    let got = read_topic(brokers, &output, 5, Duration::from_secs(30));
+    let values: Vec<String> = got.iter().map(text).collect();
+    assert!(values.contains(&"count=3".to_owned()), "{values:?}");
+    let fired = with_prefix(&got, "fired later");
+    assert_eq!(fired.len(), 1, "{values:?}");
+    assert!(text(fired[0]).contains("count=3"), "{}", text(fired[0]));
+    weir.terminate_cleanly();
+}
+
+/// A plugin built against the WIT of before state and timers (weir:plugin@0.1.0)
+/// runs unchanged: the same outputs as the same plugin built today.
+#[test]
+fn a_plugin_built_against_the_old_wit_runs_unchanged() {
+    let fixture = common::root().join("tests/fixtures/wit-0.1.0/task_validator.wasm");
+    let input = common::root().join("examples/task-events.jsonl");
+    let run = |plugin: &std::path::Path| {
+        let output = common::run(
+            common::weir()
+                .args(["test", "--input"])
+                .arg(&input)
+                .arg(plugin),
+        );
+        assert!(output.status.success(), "{}", common::stderr(&output));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let old = run(&fixture);
+    assert!(old.lines().count() > 10, "{old}");
+    assert_eq!(old, run(&common::plugin("task_validator")));
+}
