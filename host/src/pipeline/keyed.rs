@@ -15,7 +15,7 @@ use crate::config::PipelineConfig;
 use crate::kafka::producer::OwnedRecord;
 use crate::plugin::{Header, Plugin};
 use crate::state::changelog::{self, RestoreError, Restored};
-use crate::state::store::{LocalStore, StoreError};
+use crate::state::store::{self, LocalStore, StoreError};
 use crate::state::{Clock, SlotHandle, SlotState, Timer};
 use crate::telemetry::Health;
 use crate::telemetry::metrics::{Metrics, SlotMetrics};
@@ -317,11 +317,20 @@ impl PartitionState {
                 LocalStore::open(&path).ok()?
             }
         };
+        let age = store
+            .written_ms()
+            .ok()
+            .flatten()
+            .map(|at| crate::state::clock::wall_ms() - at);
         let trusted = match (
             store.offset(),
             changelog::watermarks(&spec.client, &slot.topic, partition),
         ) {
             (Ok(None), _) => true,
+            (Ok(Some(_)), _) if age.is_some_and(|age| age > store::MAX_AGE_MS) => {
+                tracing::info!(slot = %slot.id, partition, age_hours = age.unwrap_or(0) / 3_600_000, "the local store is older than the changelog keeps its tombstones; rebuilding it");
+                false
+            }
             (Ok(Some(offset)), Ok((low, high))) if (low..=high).contains(&offset) => true,
             (Ok(Some(offset)), Ok((low, high))) => {
                 tracing::warn!(slot = %slot.id, partition, offset, low, high, "the local store does not match the changelog (it reflects an offset outside the changelog's); rebuilding it");

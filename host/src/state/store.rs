@@ -15,8 +15,13 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 /// Changelog key -> latest value.
 const RECORDS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("records");
-/// `offset` -> the next changelog offset the records reflect.
+/// `offset` -> the next changelog offset the records reflect; `written-ms` -> when.
 const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
+
+/// How old a store may be and still be read: compaction drops a tombstone after the
+/// changelog's `delete.retention.ms` (a day by default), so an older store could
+/// hold an entry whose deletion the changelog no longer shows.
+pub const MAX_AGE_MS: i64 = 20 * 3600 * 1000;
 
 /// The page cache of one store: one store per slot and partition, so keep it small.
 const CACHE_BYTES: usize = 16 << 20;
@@ -82,6 +87,15 @@ impl LocalStore {
 
     /// The next changelog offset the store reflects (`None`: never written).
     pub fn offset(&self) -> Result<Option<i64>, StoreError> {
+        self.meta("offset")
+    }
+
+    /// When the store was last written, in ms since the epoch.
+    pub fn written_ms(&self) -> Result<Option<i64>, StoreError> {
+        self.meta("written-ms")
+    }
+
+    fn meta(&self, name: &str) -> Result<Option<i64>, StoreError> {
         self.guard(|db| {
             let read = db.begin_read()?;
             let meta = match read.open_table(META) {
@@ -89,7 +103,7 @@ impl LocalStore {
                 Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
                 Err(e) => return Err(e.into()),
             };
-            Ok(meta.get("offset")?.map(|v| v.value()))
+            Ok(meta.get(name)?.map(|v| v.value()))
         })
     }
 
@@ -136,6 +150,7 @@ impl LocalStore {
                 }
                 let mut meta = write.open_table(META)?;
                 meta.insert("offset", offset)?;
+                meta.insert("written-ms", crate::state::clock::wall_ms())?;
             }
             write.commit()?;
             Ok(())
