@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use rdkafka::ClientConfig;
 
@@ -19,6 +20,9 @@ use crate::state::store::{self, LocalStore, StoreError};
 use crate::state::{Clock, SlotHandle, SlotState, Timer};
 use crate::telemetry::Health;
 use crate::telemetry::metrics::{Metrics, SlotMetrics};
+
+/// How often a partition's local stores catch up with their changelogs.
+pub const CATCH_UP_EVERY: Duration = Duration::from_secs(60);
 
 /// Where a plugin sits in its pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,21 +153,16 @@ impl StatefulSlots {
     }
 }
 
-/// A slot's local store on one partition, and what it does not have yet.
-struct Kept {
-    store: LocalStore,
-    /// Changelog key -> latest value, since the store was last written.
-    unsaved: HashMap<Vec<u8>, Option<Vec<u8>>>,
-}
-
 /// The stateful slots of one partition, for its runner.
 pub struct PartitionState {
     partition: i32,
     slots: Vec<(Arc<SlotSpec>, SlotHandle)>,
-    /// Per slot: its local store (if on and usable), and the changelog records the
-    /// store does not have yet (key -> latest value).
-    stores: Mutex<Vec<Option<Kept>>>,
-    /// The client settings the checkpoint asks the changelog's end with.
+    /// Per slot: its local store, if on and usable. It follows the changelog, never
+    /// this working copy ([`PartitionState::catch_up`]).
+    stores: Mutex<Vec<Option<LocalStore>>>,
+    /// One catch-up at a time.
+    catching_up: Mutex<()>,
+    /// The client settings catch-ups read the changelogs with.
     client: ClientConfig,
     /// What each slot's gauges count for this partition: entries, bytes, timers.
     held: Mutex<Vec<[i64; 3]>>,
@@ -184,6 +183,7 @@ impl PartitionState {
                 .collect(),
             held: Mutex::new(vec![[0; 3]; spec.slots.len()]),
             stores: Mutex::new((0..spec.slots.len()).map(|_| None).collect()),
+            catching_up: Mutex::new(()),
             client: spec.client.clone(),
         }
     }
@@ -239,7 +239,7 @@ impl PartitionState {
             *state.table_mut() = Default::default();
             let mut from = None;
             let mut from_store = 0;
-            if let Some(Some(Kept { store, .. })) = &kept
+            if let Some(Some(store)) = &kept
                 && let Ok(Some(offset)) = store.offset()
             {
                 let table = state.table_mut();
@@ -263,8 +263,6 @@ impl PartitionState {
                 }
             }
             let table = state.table_mut();
-            let mut unsaved: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
-            let track = kept.as_ref().is_some_and(Option::is_some);
             let restored = changelog::restore(
                 &spec.client,
                 &slot.topic,
@@ -272,9 +270,6 @@ impl PartitionState {
                 from,
                 |key, value| {
                     table.apply(&changelog::decode(key, value)?);
-                    if track {
-                        unsaved.insert(key.to_vec(), value.map(<[u8]>::to_vec));
-                    }
                     Ok(())
                 },
                 &stopped,
@@ -288,9 +283,6 @@ impl PartitionState {
                 if from.is_some() { "'s tail" } else { "" }
             );
             drop(state);
-            if let Some(Some(kept)) = kept.as_mut() {
-                kept.unsaved = unsaved;
-            }
             self.stores.lock().unwrap_or_else(PoisonError::into_inner)[i] = kept.flatten();
             total.records += restored.records;
             total.from_store += from_store;
@@ -303,7 +295,12 @@ impl PartitionState {
     /// Opens slot `slot`'s local store at `path` and checks it against the
     /// changelog; a store that cannot be trusted is deleted and made again empty.
     /// `None`: no store for this assignment (another process holds it).
-    fn open_store(&self, spec: &StatefulSlots, slot: &SlotSpec, path: PathBuf) -> Option<Kept> {
+    fn open_store(
+        &self,
+        spec: &StatefulSlots,
+        slot: &SlotSpec,
+        path: PathBuf,
+    ) -> Option<LocalStore> {
         let partition = self.partition;
         let store = match LocalStore::open(&path) {
             Ok(store) => store,
@@ -346,48 +343,103 @@ impl PartitionState {
             }
         };
         if trusted {
-            return Some(Kept {
-                store,
-                unsaved: HashMap::new(),
-            });
+            return Some(store);
         }
         drop(store);
         LocalStore::wipe(&path);
-        LocalStore::open(&path).ok().map(|store| Kept {
-            store,
-            unsaved: HashMap::new(),
-        })
+        LocalStore::open(&path).ok()
     }
 
-    /// Writes what the local stores miss, with the changelog's end: call only once
-    /// every change of the partition is in the changelog for good (after the final
-    /// commit, or once every delivery was acknowledged).
-    pub fn checkpoint(&self) {
-        let mut stores = self.stores.lock().unwrap_or_else(PoisonError::into_inner);
-        for ((slot, _), kept) in self.slots.iter().zip(stores.iter_mut()) {
-            let Some(kept) = kept else {
+    /// Brings every local store up to the changelog's end: reads the changelog
+    /// (`read_committed`) from where the store is, and writes what it read with the
+    /// offset it reached, in one store transaction. So a store only ever holds what
+    /// the changelog holds for good. Runs every [`CATCH_UP_EVERY`] in the
+    /// background, and when the partition is released cleanly.
+    pub fn catch_up(&self) {
+        let _one = self
+            .catching_up
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (i, (slot, _)) in self.slots.iter().enumerate() {
+            let from = {
+                let stores = self.stores.lock().unwrap_or_else(PoisonError::into_inner);
+                match stores.get(i) {
+                    Some(Some(store)) => store.offset(),
+                    _ => continue,
+                }
+            };
+            let Ok(from) = from else {
                 continue;
             };
-            let end = match changelog::watermarks(&self.client, &slot.topic, self.partition) {
-                Ok((_, high)) => high,
+            let mut latest: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
+            let read = changelog::restore(
+                &self.client,
+                &slot.topic,
+                self.partition,
+                from,
+                |key, value| {
+                    latest.insert(key.to_vec(), value.map(<[u8]>::to_vec));
+                    Ok(())
+                },
+                || false,
+            );
+            let end = match read {
+                Ok(read) => read.end,
                 Err(error) => {
-                    tracing::warn!(slot = %slot.id, partition = self.partition, %error, "cannot write the local store; the next owner reads more of the changelog");
+                    tracing::warn!(slot = %slot.id, partition = self.partition, %error, "cannot bring the local store up to date; a restart reads more of the changelog");
                     continue;
                 }
             };
-            let changes = kept
-                .unsaved
-                .iter()
-                .map(|(k, v)| (k.as_slice(), v.as_deref()));
-            match kept.store.save(changes, end) {
+            if from == Some(end) {
+                continue;
+            }
+            let stores = self.stores.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(Some(store)) = stores.get(i) else {
+                continue;
+            };
+            let changes = latest.iter().map(|(k, v)| (k.as_slice(), v.as_deref()));
+            match store.save(changes, end) {
                 Ok(()) => {
-                    tracing::debug!(slot = %slot.id, partition = self.partition, records = kept.unsaved.len(), end, "wrote the local store");
-                    kept.unsaved.clear();
+                    tracing::debug!(slot = %slot.id, partition = self.partition, records = latest.len(), end, "the local store caught up with the changelog")
                 }
                 Err(error) => {
-                    tracing::warn!(slot = %slot.id, partition = self.partition, %error, "cannot write the local store; the next owner reads more of the changelog")
+                    tracing::warn!(slot = %slot.id, partition = self.partition, %error, "cannot write the local store; a restart reads more of the changelog")
                 }
             }
+        }
+    }
+
+    /// Catches the local stores up every [`CATCH_UP_EVERY`] while the partition is
+    /// held (a thread that ends when the runner drops its state).
+    pub fn keep_stores_current(self: &Arc<Self>) {
+        let has_store = self
+            .stores
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .any(Option::is_some);
+        if !has_store {
+            return;
+        }
+        let state = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name(format!("weir-store-{}", self.partition))
+            .spawn(move || {
+                let mut waited = Duration::ZERO;
+                loop {
+                    std::thread::sleep(Duration::from_secs(1));
+                    waited += Duration::from_secs(1);
+                    let Some(state) = state.upgrade() else {
+                        return;
+                    };
+                    if waited >= CATCH_UP_EVERY {
+                        waited = Duration::ZERO;
+                        state.catch_up();
+                    }
+                }
+            });
+        if let Err(error) = spawned {
+            tracing::warn!(partition = self.partition, %error, "cannot start the thread that keeps local stores current; they catch up when the partition goes");
         }
     }
 
@@ -416,7 +468,7 @@ impl PartitionState {
     ) -> Vec<OwnedRecord> {
         let delivered = |b: usize| matches!(verdicts.get(b), Some(Verdict::Deliver(_)));
         let mut records = Vec::new();
-        for (index, (slot, handle)) in self.slots.iter().enumerate() {
+        for (slot, handle) in &self.slots {
             let keep = match slot.place {
                 Place::Prefix => (0..verdicts.len()).any(delivered),
                 Place::Branch(b) => delivered(b),
@@ -425,14 +477,8 @@ impl PartitionState {
             if let Some(metrics) = &slot.metrics {
                 metrics.changelog.inc_by(changes.len() as u64);
             }
-            let mut stores = self.stores.lock().unwrap_or_else(PoisonError::into_inner);
-            let kept = stores.get_mut(index).and_then(Option::as_mut);
-            let mut kept = kept;
             for change in changes {
                 let (key, value) = changelog::encode(&change);
-                if let Some(kept) = kept.as_mut() {
-                    kept.unsaved.insert(key.clone(), value.clone());
-                }
                 let origin = match source_offset {
                     Some(offset) => offset.to_string(),
                     None => "timer".to_owned(),

@@ -163,7 +163,7 @@ impl PartitionSet {
         // local stores can say so.
         for unit in drained {
             if let Some(state) = unit.state() {
-                state.checkpoint();
+                state.catch_up();
             }
         }
     }

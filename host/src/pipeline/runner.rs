@@ -58,6 +58,7 @@ impl PartitionRunner {
                 return;
             }
             self.unit.set_state(state.clone());
+            state.keep_stores_current();
         }
         let mut instances = loop {
             match Instances::new(&snapshot, &state) {

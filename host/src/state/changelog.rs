@@ -134,6 +134,8 @@ pub struct Restored {
     /// Records loaded from the local store.
     pub from_store: u64,
     pub seconds: f64,
+    /// The offset the read reached: the next one to read.
+    pub end: i64,
 }
 
 /// Why a restore failed.
@@ -210,18 +212,29 @@ pub fn restore(
         .map_err(kafka)?;
     consumer.assign(&tpl).map_err(kafka)?;
     let mut records = 0u64;
+    let mut end = from.unwrap_or(0);
     loop {
         if stopped() {
             return Err(RestoreError::Stopped);
         }
         match consumer.poll(Duration::from_millis(200)) {
             None => continue,
-            Some(Err(KafkaError::PartitionEOF(_))) => break,
+            Some(Err(KafkaError::PartitionEOF(_))) => {
+                if let Ok(position) = consumer.position()
+                    && let Some(at) = position
+                        .find_partition(topic, partition)
+                        .and_then(|p| p.offset().to_raw())
+                {
+                    end = at;
+                }
+                break;
+            }
             Some(Err(error)) if is_transient(&error) => {
                 tracing::debug!(topic, partition, %error, "restoring");
             }
             Some(Err(error)) => return Err(kafka(error)),
             Some(Ok(message)) => {
+                end = message.offset() + 1;
                 let Some(key) = message.key() else {
                     continue;
                 };
@@ -239,6 +252,7 @@ pub fn restore(
         records,
         from_store: 0,
         seconds: started.elapsed().as_secs_f64(),
+        end,
     })
 }
 
