@@ -58,10 +58,16 @@ fn row(key: &Value, value: &Value, headers: &Value) -> String {
 
 /// A record read back from Kafka as a [`row`].
 fn message_row(m: &OwnedMessage) -> String {
+    message_row_without(m, "")
+}
+
+/// [`message_row`] without the header `skip`.
+fn message_row_without(m: &OwnedMessage, skip: &str) -> String {
     let headers: BTreeMap<String, String> = m
         .headers()
         .map(|h| {
             h.iter()
+                .filter(|h| h.key != skip)
                 .map(|h| {
                     let value = weir::events::text_or_base64(h.value.unwrap_or_default());
                     (h.key.to_owned(), value)
@@ -95,13 +101,14 @@ fn rust_chain(
     input: &Path,
     config: &[&str],
     to: &str,
+    extra: &[&str],
 ) -> (BTreeMap<String, usize>, BTreeMap<String, String>) {
     let mut command = weir();
     command.arg("test");
     for name in plugins {
         command.arg(plugin(name));
     }
-    command.arg("--input").arg(input);
+    command.arg("--input").arg(input).args(extra);
     for entry in config {
         command.args(["--config", entry]);
     }
@@ -169,19 +176,30 @@ fn todo_flow_through_the_python_validator_gives_what_the_rust_deployment_gives()
     let config = write_config(dir.path(), &todo.text);
     let samples = generate(2000, 11, start());
 
-    // The all-Rust chains over the same events, as the shipped deployment runs them.
-    let input = samples_jsonl(&samples);
+    // The all-Rust chains over the same events, as the shipped deployment runs them:
+    // the deriver's timers on the wall clock, by which every sample's reminder is
+    // due as soon as it is scheduled.
+    let now_ms = common::now_ms();
+    let input = samples_jsonl_at(&samples, now_ms);
     let (want_reminders, reminder_failures) = rust_chain(
         &["task_validator", "reminder_deriver"],
         input.path(),
         &["reminder_deriver:lead-time=15m"],
         "reminders",
+        &["--now", &now_ms.to_string()],
+    );
+    assert!(
+        want_reminders
+            .keys()
+            .any(|r| r.contains("reminder.triggered")),
+        "the timers fired"
     );
     let (want_updates, update_failures) = rust_chain(
         &["task_validator", "ui_projector"],
         input.path(),
         &[],
         "task-updates",
+        &[],
     );
     let invalid = samples.iter().filter(|s| !s.valid).count();
     assert_eq!(reminder_failures.len(), invalid);
@@ -202,8 +220,18 @@ fn todo_flow_through_the_python_validator_gives_what_the_rust_deployment_gives()
         want_reminders.values().sum(),
         SETTLE,
     );
+    // How late a timer fired is the one header a live run adds.
+    for m in &got {
+        assert_eq!(
+            header(m, "weir.timer.lateness-ms").is_some(),
+            header(m, "event_type") == Some("reminder.triggered")
+        );
+    }
     assert_eq!(
-        count(got.iter().map(message_row)),
+        count(
+            got.iter()
+                .map(|m| message_row_without(m, "weir.timer.lateness-ms"))
+        ),
         want_reminders,
         "reminders differ from the all-Rust chain's"
     );
@@ -415,6 +443,7 @@ fn measure_the_validator_in_every_language() {
         memory: 512 << 20,
         timeout: Duration::from_secs(10),
         max_output: 1 << 20,
+        ..Limits::default()
     };
     let scratch = Path::new(env!("CARGO_TARGET_TMPDIR")).join("polyglot-measure");
 

@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 
 use chrono::TimeDelta;
-use common::model::{expected_reminder, fmt, utc};
+use common::model::{Reminders, fmt, utc};
 use common::*;
 use serde_json::{Value, json};
 
@@ -51,6 +51,31 @@ fn chain(plugins: &[&str], input: &std::path::Path, extra: &[&str]) -> Vec<Value
     json_lines(&output)
 }
 
+/// The reminder outputs of `results` (a `weir test` run), checked for what every
+/// reminder line must be, grouped by input line.
+fn reminder_lines(results: &[Value]) -> HashMap<u64, Vec<&Value>> {
+    let reminder_schema = schema("reminder.schema.json");
+    let mut by_input: HashMap<u64, Vec<&Value>> = HashMap::new();
+    for r in results {
+        if r.get("failure").is_none() {
+            let v = &r["value"];
+            assert_eq!(r["to"], "reminders", "{r}");
+            assert!(
+                reminder_schema.is_valid(v),
+                "{v} breaks reminder.schema.json"
+            );
+            assert_eq!(r["key"], v["payload"]["user_id"], "{r}");
+            assert_eq!(r["headers"]["event_type"], v["event_type"], "{r}");
+            assert_eq!(r["headers"]["correlation_id"], v["correlation_id"], "{r}");
+        }
+        by_input
+            .entry(r["input"].as_u64().unwrap())
+            .or_default()
+            .push(r);
+    }
+    by_input
+}
+
 #[test]
 fn reminders_chain_matches_the_model() {
     let lines = examples();
@@ -61,18 +86,11 @@ fn reminders_chain_matches_the_model() {
         &["--config", "lead-time=1h"],
     );
     let task_schema = schema("task-event.schema.json");
-    let reminder_schema = schema("reminder.schema.json");
-    let lead = TimeDelta::hours(1);
-
-    let mut by_input: HashMap<u64, Vec<&Value>> = HashMap::new();
-    for r in &results {
-        by_input
-            .entry(r["input"].as_u64().unwrap())
-            .or_default()
-            .push(r);
-    }
+    let mut model = Reminders::new(TimeDelta::hours(1));
+    let mut by_input = reminder_lines(&results);
+    let mut kinds: HashMap<String, usize> = HashMap::new();
     let mut reminder_ids: HashMap<(String, String), String> = HashMap::new();
-    let (mut scheduled, mut cancelled, mut invalid) = (0, 0, 0);
+    let mut invalid = 0;
     for (i, line) in lines.iter().enumerate() {
         let got = by_input.remove(&(i as u64 + 1)).unwrap_or_default();
         if !is_valid_by_schema(&task_schema, line) {
@@ -83,55 +101,31 @@ fn reminders_chain_matches_the_model() {
             continue;
         }
         let event = task_event(line).unwrap();
-        match expected_reminder(event, lead) {
-            None => assert!(
-                got.is_empty(),
-                "line {}: expected nothing, got {got:?}",
-                i + 1
-            ),
-            Some((event_type, time)) => {
-                assert_eq!(got.len(), 1, "line {}: {got:?}", i + 1);
-                let r = got[0];
-                assert_eq!(r["to"], "reminders");
-                assert_eq!(r["key"], event["payload"]["user_id"]);
-                assert_eq!(r["headers"]["event_type"], event_type);
-                assert_eq!(r["headers"]["correlation_id"], event["correlation_id"]);
-                let v = &r["value"];
-                assert!(
-                    reminder_schema.is_valid(v),
-                    "line {}: {v} breaks reminder.schema.json",
-                    i + 1
-                );
-                assert_eq!(v["event_type"], event_type);
-                assert_eq!(v["correlation_id"], event["correlation_id"]);
-                assert_eq!(v["version"], event["version"]);
-                assert_eq!(v["timestamp"], event["timestamp"]);
-                assert_eq!(v["payload"]["task_id"], event["payload"]["task_id"]);
-                assert_eq!(
-                    v["payload"]["scheduled_time"],
-                    time.as_str(),
-                    "line {}",
-                    i + 1
-                );
-                assert_ne!(v["event_id"], event["event_id"]);
+        let want = model.event(event);
+        let values: Vec<&Value> = got.iter().map(|r| &r["value"]).collect();
+        assert_eq!(
+            values,
+            want.iter().collect::<Vec<_>>(),
+            "line {}: the outputs differ from the model",
+            i + 1
+        );
+        for v in values {
+            let message = v["payload"]["message"].as_str().unwrap();
+            let kind = match message.rsplit_once(" was ") {
+                Some((_, why)) => format!("cancelled ({why})"),
+                None => "scheduled".to_owned(),
+            };
+            *kinds.entry(kind).or_default() += 1;
+            assert_ne!(v["event_id"], event["event_id"]);
+            if v["event_type"] == "reminder.scheduled" {
                 // One reminder per (task, due instant), whatever the offset it was written in.
                 let due = fmt(utc(event["payload"]["due_date"].as_str().unwrap()));
-                let id = v["payload"]["reminder_id"].as_str().unwrap().to_owned();
                 let task = event["payload"]["task_id"].as_str().unwrap().to_owned();
+                let id = v["payload"]["reminder_id"].as_str().unwrap().to_owned();
                 let known = reminder_ids
                     .entry((task, due))
                     .or_insert_with(|| id.clone());
-                assert_eq!(
-                    *known,
-                    id,
-                    "line {}: reminder_id changed for the same task and due date",
-                    i + 1
-                );
-                if event_type == "reminder.scheduled" {
-                    scheduled += 1
-                } else {
-                    cancelled += 1
-                }
+                assert_eq!(*known, id, "line {}: reminder_id changed", i + 1);
             }
         }
     }
@@ -145,10 +139,61 @@ fn reminders_chain_matches_the_model() {
         reminder_ids.len(),
         "different reminders share an id"
     );
-    assert!(
-        scheduled >= 20 && cancelled >= 4 && invalid >= 14,
-        "{scheduled} {cancelled} {invalid}"
+    // The examples hold every kind of history: scheduled, rescheduled, completed and
+    // deleted with a live reminder, and ended after a reminder was never live.
+    for (kind, at_least) in [
+        ("scheduled", 20),
+        ("cancelled (rescheduled)", 4),
+        ("cancelled (completed)", 4),
+        ("cancelled (deleted)", 3),
+    ] {
+        assert!(
+            kinds.get(kind).copied().unwrap_or(0) >= at_least,
+            "{kind}: {kinds:?}"
+        );
+    }
+    assert!(invalid >= 14, "{invalid} invalid");
+    assert_eq!(model.pending(), 8, "the live reminders at the end");
+}
+
+/// The virtual clock of `weir test`: with `--now` before every scheduled time, no
+/// reminder triggers while the examples are read; an `advance` line past them all
+/// then triggers each live reminder once, in due order, and nothing else.
+#[test]
+fn reminders_chain_triggers_the_live_reminders_when_time_passes() {
+    let lines = examples();
+    let mut text = std::fs::read_to_string(root().join("examples/task-events.jsonl")).unwrap();
+    text.push_str("{\"advance\": \"30d\"}\n");
+    let input = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(input.path(), text).unwrap();
+    let results = chain(
+        &["task_validator", "reminder_deriver"],
+        input.path(),
+        &["--config", "lead-time=1h", "--now", "2026-11-26T09:00:00Z"],
     );
+    let task_schema = schema("task-event.schema.json");
+    let mut model = Reminders::new(TimeDelta::hours(1));
+    for line in lines.iter().filter(|l| is_valid_by_schema(&task_schema, l)) {
+        model.event(task_event(line).unwrap());
+    }
+    let fired = model.fire_due(utc("2026-12-26T09:00:00Z").timestamp_millis());
+    assert_eq!(fired.len(), 8);
+    let by_input = reminder_lines(&results);
+    let last = by_input[&(lines.len() as u64 + 1)].clone();
+    assert_eq!(
+        last.iter().map(|r| &r["value"]).collect::<Vec<_>>(),
+        fired.iter().collect::<Vec<_>>(),
+        "the advance line triggers the live reminders, in due order"
+    );
+    for r in &last {
+        let task = r["value"]["payload"]["task_id"].as_str().unwrap();
+        assert_eq!(r["timer"], format!("reminder:{task}"), "{r}");
+    }
+    let triggered = results
+        .iter()
+        .filter(|r| r["value"]["event_type"] == "reminder.triggered")
+        .count();
+    assert_eq!(triggered, fired.len(), "nothing triggers before its time");
 }
 
 #[test]

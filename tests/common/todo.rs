@@ -211,6 +211,30 @@ pub fn samples_jsonl(samples: &[SampleEvent]) -> tempfile::NamedTempFile {
     super::jsonl(&lines)
 }
 
+/// [`samples_jsonl`] for `weir test --now NOW_MS` standing in for a live pipeline at
+/// the wall clock `now_ms`: every line is stamped `timestamp-ms` `now_ms`, so the
+/// timers each event makes that are due by then fire before the next line (as a
+/// partition runner fires them between records), and a last `advance-to` line fires
+/// those of the last event. Line `i + 1` is still sample `i`.
+pub fn samples_jsonl_at(samples: &[SampleEvent], now_ms: i64) -> tempfile::NamedTempFile {
+    use std::io::Write;
+    let plain = samples_jsonl(samples);
+    let mut file = tempfile::Builder::new()
+        .suffix(".jsonl")
+        .tempfile()
+        .expect("temp file");
+    for line in std::fs::read_to_string(plain.path())
+        .expect("read the samples")
+        .lines()
+    {
+        let mut line: Value = serde_json::from_str(line).expect("a samples line");
+        line["timestamp-ms"] = now_ms.into();
+        writeln!(file, "{line}").expect("write temp file");
+    }
+    writeln!(file, "{}", serde_json::json!({ "advance-to": now_ms })).expect("write temp file");
+    file
+}
+
 /// Every input's offsets are committed: the group's committed offset of each
 /// partition of `input` is its high watermark.
 pub fn assert_all_committed(brokers: &str, group: &str, input: &str) {
