@@ -45,6 +45,9 @@ pub fn diff(old: &WeirConfig, new: &WeirConfig) -> ConfigChange {
     if new.kafka != old.kafka {
         change.restart.push("[kafka]".to_owned());
     }
+    if new.state != old.state {
+        change.restart.push("[state]".to_owned());
+    }
     if new.metrics != old.metrics {
         change.restart.push("[metrics]".to_owned());
     }

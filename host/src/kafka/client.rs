@@ -46,7 +46,7 @@ pub enum BrokerError {
     #[error(
         "changelog topic {topic} has {has} partition(s) but its input topic {input} has {wants}: \
          a key's state must live on the partition that owns the key. Delete {topic} \
-         (its state is lost; `weir state reset` does the same) or give it {wants} partitions"
+         (its state is lost) or give it {wants} partitions"
     )]
     ChangelogPartitions {
         topic: String,

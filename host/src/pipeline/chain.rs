@@ -101,6 +101,9 @@ impl<P: Plugin> Chain<P> {
             if !Arc::ptr_eq(version, &stage.version) {
                 stage.version = version.clone();
                 stage.instance = None;
+                if let (Some(slot), Some(limits)) = (&stage.slot, version.limits()) {
+                    slot.lock().set_limits(limits);
+                }
                 swapped.push(version.clone());
             }
         }

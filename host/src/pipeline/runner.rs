@@ -46,8 +46,39 @@ enum Handled {
     Abandoned,
 }
 
+/// At most this many due timers fire before the partition's next record.
+const TIMERS_PER_TURN: usize = 1000;
+
+/// How long a stopping runner waits for its records' outputs to be acknowledged
+/// so that it can send their held changelog records (at-least-once).
+const FLUSH_HELD: Duration = Duration::from_secs(10);
+
 impl PartitionRunner {
     pub fn run(self) {
+        self.run_until_stopped();
+        self.flush_held();
+    }
+
+    /// At-least-once: sends the changelog records still held for outputs in flight,
+    /// as the outputs are acknowledged, so that the partition's final commit can
+    /// include their records. Gives up after [`FLUSH_HELD`]: those records are then
+    /// not committed, and the next owner handles them again.
+    fn flush_held(&self) {
+        let deadline = Instant::now() + FLUSH_HELD;
+        // Not the runner's stop, which is already triggered: waiting for room in
+        // the producer's queue must not give up at once.
+        let flushing = Shutdown::new();
+        let sink = self.pipeline.sink();
+        while self.unit.holds_changes() && Instant::now() < deadline {
+            if sink.send_ready(&self.unit, &flushing).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = sink.send_ready(&self.unit, &flushing);
+    }
+
+    fn run_until_stopped(&self) {
         let mut snapshot = self.pipeline.snapshot();
         let state = Arc::new(PartitionState::new(
             self.pipeline.stateful(),
@@ -78,6 +109,8 @@ impl PartitionRunner {
         };
         while !self.stop.is_triggered() {
             let wait = match self.timers(&state, &mut snapshot, &mut instances, &site) {
+                // Held changelog records go out soon after their outputs' acks.
+                Some(_) if self.unit.holds_changes() => Duration::from_millis(5),
                 Some(wait) => wait.min(POLL),
                 None => return,
             };
@@ -165,7 +198,9 @@ impl PartitionRunner {
         if sink.send_ready(&self.unit, &self.stop).is_err() {
             return None;
         }
-        loop {
+        // Records get their turn after this many timers (a flood of due timers, or
+        // one that re-arms itself, cannot hold the partition).
+        for _ in 0..TIMERS_PER_TURN {
             let Some((slot, timer)) = state.next_timer() else {
                 return Some(Duration::MAX);
             };
@@ -183,7 +218,13 @@ impl PartitionRunner {
                 state.abandon();
                 return None;
             }
+            // Held changelog records of fired timers go out as their outputs are
+            // acknowledged.
+            if sink.send_ready(&self.unit, &self.stop).is_err() {
+                return None;
+            }
         }
+        Some(Duration::ZERO)
     }
 
     /// Fires one due timer: its slot's `handle-timer`, then the rest of the
@@ -375,9 +416,6 @@ impl PartitionRunner {
                     else {
                         return Handled::Abandoned;
                     };
-                    pipeline
-                        .metrics()
-                        .timer_done(outcome == crate::policy::Outcome::DeadLettered);
                     pipeline.record(admission, outcome, snapshot);
                     return Handled::Done;
                 }

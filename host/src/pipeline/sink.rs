@@ -131,30 +131,15 @@ impl<P: Produce<RecordTicket>> Sink for AtLeastOnce<P> {
         let event = &source.event;
         let outcome = report(event, &verdicts);
         let deliveries: usize = verdicts.iter().map(Verdict::deliveries).sum();
-        let changes = match &source.timer {
-            // Its removal waits for its outputs.
-            Some(timer) => {
-                timer.expect(deliveries, changes, unit);
-                Vec::new()
+        if !source.timer {
+            let all = deliveries + changes.len();
+            unit.tracker.register(event.offset, all as u32);
+            if all == 0 {
+                unit.done(event);
             }
-            None => {
-                let all = deliveries + changes.len();
-                unit.tracker.register(event.offset, all as u32);
-                if all == 0 {
-                    unit.done(event);
-                }
-                changes
-            }
-        };
-        for change in &changes {
-            let ticket = RecordTicket {
-                unit: unit.clone(),
-                source: source.clone(),
-                target: Target::Changelog,
-                max_record: self.max_record,
-            };
-            self.producer.send(change.as_out(), ticket, stop)?;
         }
+        // The changes wait for the outputs (and go out in order): send_ready.
+        unit.hold(source, deliveries, changes);
         for (_, produced) in produced(event, &verdicts, self.max_record, 0) {
             let (record, target) = match &produced {
                 Produced::Output(r) => (r.as_out(), Target::Output(r.route.clone())),
@@ -178,27 +163,16 @@ impl<P: Produce<RecordTicket>> Sink for AtLeastOnce<P> {
     }
 
     fn send_ready(&self, unit: &Arc<PartitionUnit>, stop: &Shutdown) -> Result<(), Stopped> {
-        let ready = unit.take_ready();
-        if ready.is_empty() {
-            return Ok(());
-        }
-        let source = Source::timer(crate::record::Event {
-            topic: String::new(),
-            partition: unit.partition,
-            offset: -1,
-            timestamp_ms: None,
-            key: None,
-            value: None,
-            headers: Vec::new(),
-        });
-        for change in &ready {
-            let ticket = RecordTicket {
-                unit: unit.clone(),
-                source: source.clone(),
-                target: Target::Changelog,
-                max_record: self.max_record,
-            };
-            self.producer.send(change.as_out(), ticket, stop)?;
+        for (source, changes) in unit.take_ready() {
+            for change in &changes {
+                let ticket = RecordTicket {
+                    unit: unit.clone(),
+                    source: source.clone(),
+                    target: Target::Changelog,
+                    max_record: self.max_record,
+                };
+                self.producer.send(change.as_out(), ticket, stop)?;
+            }
         }
         Ok(())
     }
@@ -391,14 +365,18 @@ impl RecordTicket {
 
     /// Counts this delivery as done.
     fn settled(self) {
-        match (&self.source.timer, &self.target) {
-            (Some(_), Target::Changelog) => {}
-            (Some(timer), _) => timer.settled(&self.unit),
-            (None, _) => {
-                let event = &self.source.event;
-                if self.unit.tracker.ack(event.offset) {
-                    self.unit.done(event);
-                }
+        if !matches!(self.target, Target::Changelog) {
+            // One output less between the record and its held changes.
+            let _ = self.source.outputs_left.fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            );
+        }
+        if !self.source.timer {
+            let event = &self.source.event;
+            if self.unit.tracker.ack(event.offset) {
+                self.unit.done(event);
             }
         }
     }
@@ -553,6 +531,65 @@ mod tests {
         );
         tickets.next().unwrap().delivered();
         assert_eq!(f.unit.tracker.take_commit(), Some(11));
+    }
+
+    /// At-least-once: a record's state changes go to the changelog only once its
+    /// outputs are acknowledged (a crash in between replays it with the state it
+    /// first saw), in the partition's order, and its offset waits for them too.
+    #[test]
+    fn a_records_changes_wait_for_its_outputs_and_go_in_order() {
+        let f = fixture();
+        let stop = Shutdown::new();
+        let change = |value: &[u8]| OwnedRecord {
+            topic: "changelog".into(),
+            partition: Some(2),
+            key: Some(b"S".to_vec()),
+            value: Some(value.to_vec()),
+            headers: Vec::new(),
+        };
+        f.sink
+            .deliver(
+                &source(10, b"in"),
+                vec![deliver(&f.route, &["a"])],
+                vec![change(b"first")],
+                &f.unit,
+                &stop,
+            )
+            .unwrap();
+        // A later record without outputs: its change queues behind the first's.
+        f.sink
+            .deliver(
+                &source(11, b"in"),
+                vec![deliver(&f.route, &[])],
+                vec![change(b"second")],
+                &f.unit,
+                &stop,
+            )
+            .unwrap();
+        let outputs = f.sink.producer.take();
+        assert_eq!(outputs.len(), 1, "only the output goes out");
+        f.sink.send_ready(&f.unit, &stop).unwrap();
+        assert!(f.sink.producer.take().is_empty(), "the changes wait");
+        for (_, ticket) in outputs {
+            ticket.delivered();
+        }
+        assert_eq!(
+            f.unit.tracker.take_commit(),
+            None,
+            "the changes are not acknowledged"
+        );
+        f.sink.send_ready(&f.unit, &stop).unwrap();
+        let changes = f.sink.producer.take();
+        let values: Vec<&[u8]> = changes
+            .iter()
+            .map(|(r, _)| r.value.as_deref().unwrap())
+            .collect();
+        assert_eq!(values, [&b"first"[..], b"second"]);
+        assert!(changes.iter().all(|(r, _)| r.partition == Some(2)));
+        for (_, ticket) in changes {
+            ticket.delivered();
+        }
+        assert_eq!(f.unit.tracker.take_commit(), Some(12));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! assigned partition ([`PartitionUnit`]), and about one consumed record
 //! ([`Source`]).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError};
 
@@ -13,46 +14,17 @@ use crate::record::Event;
 use crate::telemetry::health::StallWatch;
 use crate::telemetry::metrics::Latency;
 
-/// At-least-once: a fired timer's removal from the changelog waits until its
-/// outputs are acknowledged, so that a crash in between fires it again rather
-/// than losing it.
-#[derive(Default)]
-pub struct TimerDone {
-    /// Outputs and dead letters not acknowledged yet.
-    remaining: AtomicU64,
-    /// The changelog records to send once they are.
-    changes: std::sync::Mutex<Vec<OwnedRecord>>,
-}
-
-impl TimerDone {
-    /// The timer's outputs are about to be sent: `deliveries` of them, then
-    /// `changes`. With no outputs, the changes are ready at once.
-    pub fn expect(&self, deliveries: usize, changes: Vec<OwnedRecord>, unit: &PartitionUnit) {
-        if deliveries == 0 {
-            unit.ready(changes);
-            return;
-        }
-        self.remaining.store(deliveries as u64, Ordering::SeqCst);
-        *self.changes.lock().unwrap_or_else(PoisonError::into_inner) = changes;
-    }
-
-    /// One output was acknowledged (or settled otherwise).
-    pub fn settled(&self, unit: &PartitionUnit) {
-        if self.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
-            let changes =
-                std::mem::take(&mut *self.changes.lock().unwrap_or_else(PoisonError::into_inner));
-            unit.ready(changes);
-        }
-    }
-}
-
 /// One assigned partition of a pipeline.
 pub struct PartitionUnit {
     pub partition: i32,
     pub tracker: OffsetTracker,
-    /// At-least-once: changelog records of fired timers whose outputs are
-    /// acknowledged, for the runner to send.
-    ready: std::sync::Mutex<Vec<OwnedRecord>>,
+    /// At-least-once: the changelog records of records (and fired timers) whose
+    /// outputs are not all acknowledged yet, in the partition's order. A change goes
+    /// to the changelog only once the outputs of the record that made it are
+    /// acknowledged, so that a crash in between replays the record with the state
+    /// it first saw (its outputs again, never none); and in order, so that the
+    /// changelog ends with the latest change of each entry.
+    held: std::sync::Mutex<VecDeque<(Arc<Source>, Vec<OwnedRecord>)>>,
     /// The partition's stateful slots, once its runner made them: written to the
     /// local stores when the partition goes cleanly.
     state: std::sync::OnceLock<Arc<PartitionState>>,
@@ -77,7 +49,7 @@ impl PartitionUnit {
         PartitionUnit {
             partition,
             tracker: OffsetTracker::new(),
-            ready: std::sync::Mutex::new(Vec::new()),
+            held: std::sync::Mutex::new(VecDeque::new()),
             state: std::sync::OnceLock::new(),
             latency,
             stall,
@@ -94,19 +66,39 @@ impl PartitionUnit {
         self.state.get()
     }
 
-    /// Changelog records now ready to send (see [`TimerDone`]).
-    fn ready(&self, mut changes: Vec<OwnedRecord>) {
-        if !changes.is_empty() {
-            self.ready
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .append(&mut changes);
+    /// Holds `source`'s changelog records until its outputs are acknowledged (see
+    /// `held`). Call before sending the outputs.
+    pub fn hold(&self, source: &Arc<Source>, outputs: usize, changes: Vec<OwnedRecord>) {
+        if changes.is_empty() {
+            return;
         }
+        source.outputs_left.store(outputs as u64, Ordering::SeqCst);
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push_back((source.clone(), changes));
     }
 
-    /// Takes the changelog records ready to send.
-    pub fn take_ready(&self) -> Vec<OwnedRecord> {
-        std::mem::take(&mut *self.ready.lock().unwrap_or_else(PoisonError::into_inner))
+    /// Takes, from the front, the held changes whose outputs are all acknowledged.
+    pub fn take_ready(&self) -> Vec<(Arc<Source>, Vec<OwnedRecord>)> {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut ready = Vec::new();
+        while held
+            .front()
+            .is_some_and(|(source, _)| source.outputs_left.load(Ordering::SeqCst) == 0)
+        {
+            ready.extend(held.pop_front());
+        }
+        ready
+    }
+
+    /// Whether changes are still held.
+    pub fn holds_changes(&self) -> bool {
+        !self
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
     }
 
     /// The runner got its first record, at `offset`.
@@ -141,8 +133,10 @@ impl PartitionUnit {
 /// causes.
 pub struct Source {
     pub event: Event,
-    /// A fired timer's: it has no offset to register.
-    pub timer: Option<TimerDone>,
+    /// A fired timer: it has no offset to register.
+    pub timer: bool,
+    /// At-least-once: its outputs not acknowledged yet, while it holds changes.
+    pub(super) outputs_left: AtomicU64,
     /// Bits of the branches that dead-lettered it because the broker refused one of
     /// their outputs, so that a record is dead-lettered once per branch.
     pub(super) refused: AtomicU64,
@@ -152,7 +146,8 @@ impl Source {
     pub fn new(event: Event) -> Arc<Source> {
         Arc::new(Source {
             event,
-            timer: None,
+            timer: false,
+            outputs_left: AtomicU64::new(0),
             refused: AtomicU64::new(0),
         })
     }
@@ -161,7 +156,8 @@ impl Source {
     pub fn timer(event: Event) -> Arc<Source> {
         Arc::new(Source {
             event,
-            timer: Some(TimerDone::default()),
+            timer: true,
+            outputs_left: AtomicU64::new(0),
             refused: AtomicU64::new(0),
         })
     }

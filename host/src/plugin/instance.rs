@@ -185,6 +185,10 @@ impl Plugin for PluginVersion {
     fn stateful(&self) -> bool {
         self.stateful
     }
+
+    fn limits(&self) -> Option<Limits> {
+        Some(self.limits)
+    }
 }
 
 impl PluginCall for PluginInstance {

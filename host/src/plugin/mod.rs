@@ -52,6 +52,10 @@ pub trait Plugin: Send + Sync + 'static {
     fn stateful(&self) -> bool {
         false
     }
+    /// Its limits (a reload may change those of its slot).
+    fn limits(&self) -> Option<Limits> {
+        None
+    }
 }
 
 /// One instance of a [`Plugin`].

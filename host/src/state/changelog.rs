@@ -18,7 +18,8 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -169,10 +170,10 @@ pub fn watermarks(
         partition,
         source,
     };
-    let consumer: BaseConsumer = client
+    let consumer: BaseConsumer<Reader> = client
         .clone()
         .set("group.id", "weir-state-restore")
-        .create()
+        .create_with_context(Reader)
         .map_err(kafka)?;
     consumer
         .fetch_watermarks(topic, partition, Duration::from_secs(30))
@@ -197,14 +198,15 @@ pub fn restore(
         partition,
         source,
     };
-    let consumer: BaseConsumer = client
+    let consumer: BaseConsumer<Reader> = client
         .clone()
         .set("group.id", "weir-state-restore")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("isolation.level", "read_committed")
-        .set("fetch.max.bytes", "52428800")
-        .create()
+        // Bounds what a restore buffers ahead of applying it.
+        .set("queued.max.messages.kbytes", "16384")
+        .create_with_context(Reader)
         .map_err(kafka)?;
     let mut tpl = TopicPartitionList::new();
     let start = from.map_or(Offset::Beginning, Offset::Offset);
@@ -255,6 +257,20 @@ pub fn restore(
         end,
     })
 }
+
+/// The changelog reader's client context: the end of a partition is what a restore
+/// waits for, not an error to log.
+struct Reader;
+
+impl ClientContext for Reader {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::PartitionEOF) {
+            tracing::warn!(%error, reason, "changelog reader");
+        }
+    }
+}
+
+impl ConsumerContext for Reader {}
 
 fn is_transient(error: &KafkaError) -> bool {
     !matches!(

@@ -217,6 +217,11 @@ impl SlotState {
         }
     }
 
+    /// New limits (a reload changed them); what is stored already stays.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
     pub fn table(&self) -> &Table {
         &self.table
     }
@@ -406,6 +411,13 @@ impl SlotState {
                 self.limits.state_value
             ));
         }
+        let now = self.clock.now_ms();
+        let at_ms = match &self.firing {
+            // Set again for now by its own handler: the next millisecond, so that a
+            // timer that keeps re-arming itself cannot hold the partition.
+            Some((key, n)) if key == &self.scope && n == &name && at_ms <= now => now + 1,
+            _ => at_ms,
+        };
         let new = self.due(&name).is_none();
         if new && self.timers_pending() >= self.limits.timers {
             return self.refuse(format!(
@@ -536,15 +548,32 @@ mod tests {
     }
 
     #[test]
+    fn a_timer_that_re_arms_itself_for_now_waits_a_millisecond() {
+        let mut s = slot();
+        s.set_timer("t".into(), 5, vec![]).unwrap();
+        s.finish(true);
+        let t = s.table().first_timer().unwrap();
+        s.fire(&t);
+        // The clock stands at 1000.
+        s.set_timer("t".into(), 0, vec![]).unwrap();
+        s.finish(true);
+        assert_eq!(s.table().first_timer().unwrap().due_ms, 1001);
+        // Another timer may be due at once.
+        s.set_timer("u".into(), 0, vec![]).unwrap();
+        s.finish(true);
+        assert_eq!(s.table().first_timer().unwrap().due_ms, 0);
+    }
+
+    #[test]
     fn a_timer_set_again_while_it_fires_stays() {
         let mut s = slot();
         s.set_timer("t".into(), 10, vec![]).unwrap();
         s.finish(true);
         let t = s.table().first_timer().unwrap();
         s.fire(&t);
-        s.set_timer("t".into(), 30, vec![]).unwrap();
+        s.set_timer("t".into(), 3000, vec![]).unwrap();
         s.finish(true);
-        assert_eq!(s.table().first_timer().unwrap().due_ms, 30);
+        assert_eq!(s.table().first_timer().unwrap().due_ms, 3000);
         assert_eq!(s.table().timer_count(), 1);
     }
 }

@@ -372,16 +372,17 @@ impl Sink for Transactional {
         unit: &Arc<PartitionUnit>,
         stop: &Shutdown,
     ) -> Result<Outcome, Stopped> {
-        let applied = match &source.timer {
+        let applied = if source.timer {
             // A fired timer has no offset that refusals could be known by.
-            Some(_) => apply_refusals(None, verdicts),
-            None => self.apply_refusals(source, verdicts),
+            apply_refusals(None, verdicts)
+        } else {
+            self.apply_refusals(source, verdicts)
         };
         // The record's offset is registered before the gate opens again, so that no
         // transaction commits its outputs without its offset.
         let register = || {
             self.records.fetch_add(1, Ordering::SeqCst);
-            if source.timer.is_some() {
+            if source.timer {
                 return;
             }
             unit.tracker.register(source.event.offset, 0);
