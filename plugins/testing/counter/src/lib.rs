@@ -24,6 +24,7 @@ pub fn next_count(current: Option<&[u8]>) -> u64 {
 }
 
 #[cfg(target_arch = "wasm32")]
+#[allow(clippy::too_many_arguments)]
 mod component {
     wit_bindgen::generate!({
         world: "stateful-plugin",
