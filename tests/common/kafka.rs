@@ -544,6 +544,8 @@ impl Weir {
                 "WEIR_LOG",
                 std::env::var("WEIR_TEST_LOG").unwrap_or_else(|_| "info,weir=debug".into()),
             )
+            // Local stores in the test's directory, not the user's.
+            .env("WEIR_STATE_DIR", log_dir.join("state"))
             .args(["run", "--config"])
             .arg(config)
             .args(extra)

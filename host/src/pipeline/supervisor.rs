@@ -250,7 +250,13 @@ impl PipelineStarter<'_> {
             Some(metrics),
             Some(health.clone()),
         )
-        .with_stores(self.config.state.dir());
+        // The embedded cluster lives in memory: a local store would outlive it.
+        .with_stores(
+            self.config
+                .state
+                .dir()
+                .filter(|_| self.config.kafka.brokers.0 != "embedded"),
+        );
         let snapshot = Snapshot::build(pipeline, versions, metrics, None);
         let pipeline_metrics = metrics.pipeline(name);
         pipeline_metrics.circuit(false);
