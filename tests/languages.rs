@@ -769,3 +769,45 @@ fn measure_compile_and_instantiate() {
         );
     }
 }
+
+/// The SDKs' own native tests (their in-memory fakes of state and timers
+/// included) and the ported Todo derivers' tests, which check every row of the
+/// deriver's table in each language.
+#[test]
+fn sdks_and_ported_derivers_pass_their_native_tests() {
+    let sdk_python = root().join("plugins/sdk-python");
+    native(
+        &sdk_python,
+        "python3",
+        &["-m", "unittest", "discover", "-s", "tests"],
+        &[("PYTHONPATH", &sdk_python)],
+    );
+    native(
+        &root().join("plugins/sdk-js"),
+        "node",
+        &["--test", "test/"],
+        &[],
+    );
+    native(
+        &root().join("plugins/sdk-go"),
+        "go",
+        &["test", "./..."],
+        &[],
+    );
+    let examples = root().join("examples/plugins");
+    native(
+        &examples.join("python/reminder-deriver"),
+        "python3",
+        &["-m", "unittest"],
+        &[("PYTHONPATH", &sdk_python)],
+    );
+    native(
+        &examples.join("go/reminder-deriver"),
+        "go",
+        &["test", "./..."],
+        &[],
+    );
+    let js = examples.join("js/reminder-deriver");
+    native(&js, "npm", &["install", "--no-audit", "--no-fund"], &[]);
+    native(&js, "npm", &["test"], &[]);
+}
