@@ -131,6 +131,16 @@ pub struct BranchedTodo {
 /// [`BranchedTodo`] with `validator` (a wasm path) as the prefix and `keys` added to
 /// the pipeline (e.g. `limits = { memory = "64MiB" }`).
 pub fn branched_todo_config(brokers: &str, validator: &str, keys: &str) -> BranchedTodo {
+    branched_todo_config_with_lead(brokers, validator, keys, "15m")
+}
+
+/// [`branched_todo_config`] with the deriver's `lead-time` set to `lead`.
+pub fn branched_todo_config_with_lead(
+    brokers: &str,
+    validator: &str,
+    keys: &str,
+    lead: &str,
+) -> BranchedTodo {
     let input = unique("task-events");
     let reminders = unique("reminders");
     let updates = unique("task-updates");
@@ -146,7 +156,9 @@ partitions = 6
 
 {pipeline}"#,
         kafka = kafka_section(brokers),
-        pipeline = branched_pipeline(&input, &group, validator, keys, &reminders, &updates),
+        pipeline = branched_pipeline_with_lead(
+            &input, &group, validator, keys, &reminders, &updates, lead
+        ),
     );
     BranchedTodo {
         text,
@@ -170,6 +182,19 @@ pub fn branched_pipeline(
     reminders: &str,
     updates: &str,
 ) -> String {
+    branched_pipeline_with_lead(input, group, validator, keys, reminders, updates, "15m")
+}
+
+/// [`branched_pipeline`] with the deriver's `lead-time` set to `lead`.
+pub fn branched_pipeline_with_lead(
+    input: &str,
+    group: &str,
+    validator: &str,
+    keys: &str,
+    reminders: &str,
+    updates: &str,
+    lead: &str,
+) -> String {
     format!(
         r#"[[pipeline]]
 name = "todo"
@@ -180,7 +205,7 @@ plugins = [{{ path = "{validator}" }}]
 
 [[pipeline.branch]]
 name = "reminders"
-plugins = [{{ path = "{deriver}", config = {{ lead-time = "15m" }} }}]
+plugins = [{{ path = "{deriver}", config = {{ lead-time = "{lead}" }} }}]
 outputs = {{ reminders = "{reminders}" }}
 
 [[pipeline.branch]]
