@@ -288,13 +288,7 @@ fn reminders_through_a_kill(exactly_once: bool) {
         ""
     };
     let todo = branched_todo_config_with_lead(brokers, &wasm("task_validator"), keys, "0s");
-    // Local stores in the test's directory: the restart finds them, as on one machine.
-    let text = format!(
-        "{}\n[state]\ndir = {:?}\n",
-        todo.text,
-        dir.path().join("state").display().to_string()
-    );
-    let config = write_config(dir.path(), &text);
+    let config = write_config(dir.path(), &todo.text);
     let weir = Weir::start(&config, dir.path(), "first");
     weir.wait_ready(1);
 
