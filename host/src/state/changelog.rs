@@ -206,6 +206,9 @@ pub fn restore(
         .set("isolation.level", "read_committed")
         // Bounds what a restore buffers ahead of applying it.
         .set("queued.max.messages.kbytes", "16384")
+        // The broker answers a fetch at the end of a partition at once, so that
+        // the end (EOF) is seen without waiting out the default 500 ms.
+        .set("fetch.wait.max.ms", "10")
         .create_with_context(Reader)
         .map_err(kafka)?;
     let mut tpl = TopicPartitionList::new();
