@@ -1,4 +1,5 @@
-//! The benchmark driver. For every system and run it creates fresh topics, and then:
+//! The benchmark driver. For every system and run (run 1 of every system, then run
+//! 2, ...) it creates fresh topics, and then:
 //!
 //! - **throughput**: preloads the whole workload, starts the system, and times the
 //!   stretch from its first output to its last one as seen by a tail consumer;
@@ -30,7 +31,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use crate::proc::{cpu_time, peak_rss};
 use crate::report::{LatencyResult, Report, ThroughputResult};
-use crate::workload::{Workload, event_id};
+use crate::workload::{Workload, event_id, workload_start};
 
 const PARTITIONS: i32 = 6;
 /// Records sent before latency is measured: they bring the system to a steady state.
@@ -73,6 +74,10 @@ pub struct RunArgs {
     /// Where the plugin components are.
     #[arg(long, default_value = "target/wasm32-wasip2/release")]
     pub plugins: PathBuf,
+    /// The stateless reminder-deriver of before issue 18 (commit 999708b), for
+    /// `weir-todo-stateless` (bench/run builds it).
+    #[arg(long, default_value = "target/bench/reminder_deriver_stateless.wasm")]
+    pub stateless_deriver: PathBuf,
     /// The Python interpreter that has aiokafka and pydantic.
     #[arg(long, default_value = "target/bench-venv/bin/python")]
     pub python: PathBuf,
@@ -99,6 +104,9 @@ enum System {
     /// `weir run` with the whole Todo deployment: one consumption, the validator
     /// once, then the reminders and ui-sync branches.
     WeirTodo,
+    /// The same with the stateless reminder-deriver of before issue 18 (the
+    /// baseline of the stateful one).
+    WeirTodoStateless,
     /// The Todo deployment as it was before branches: two pipelines on the same
     /// input, each with its own group and its own validator (the baseline of the
     /// branched one, and a config any weir version runs).
@@ -113,13 +121,14 @@ impl System {
             "native" => System::Native,
             "weir" => System::Weir(None),
             "weir-todo" => System::WeirTodo,
+            "weir-todo-stateless" => System::WeirTodoStateless,
             "weir-todo-2p" => System::WeirTodoTwoPipelines,
             "weir-eos" => System::WeirExactlyOnce,
             "aiokafka" => System::Aiokafka,
             other => match other.strip_prefix("weir:").map(str::parse) {
                 Some(Ok(n)) if n > 0 => System::Weir(Some(n)),
                 _ => bail!(
-                    "unknown system {other:?} (known: passthrough, native, weir, weir:N, weir-eos, weir-todo, weir-todo-2p, aiokafka)"
+                    "unknown system {other:?} (known: passthrough, native, weir, weir:N, weir-eos, weir-todo, weir-todo-stateless, weir-todo-2p, aiokafka)"
                 ),
             },
         })
@@ -134,6 +143,7 @@ impl System {
             System::Weir(Some(n)) => format!("weir run, reminders, {n} workers"),
             System::WeirExactlyOnce => "weir run, reminders, exactly-once".into(),
             System::WeirTodo => "weir run, Todo deployment".into(),
+            System::WeirTodoStateless => "weir run, Todo deployment, stateless deriver".into(),
             System::WeirTodoTwoPipelines => "weir run, Todo as two pipelines".into(),
             System::Aiokafka => "aiokafka + Pydantic".into(),
         }
@@ -147,21 +157,35 @@ impl System {
             System::Weir(Some(n)) => format!("weir{n}"),
             System::WeirExactlyOnce => "weireos".into(),
             System::WeirTodo => "weirtodo".into(),
+            System::WeirTodoStateless => "weirtodostateless".into(),
             System::WeirTodoTwoPipelines => "weirtodo2p".into(),
             System::Aiokafka => "aiokafka".into(),
         }
     }
 
-    /// Outputs the system produces for event `index`.
-    fn outputs(&self, workload: &Workload, index: usize) -> u64 {
+    /// Outputs the system produces for event `index`; `stateful`: weir's
+    /// reminder-deriver (of `--plugins`) keeps state.
+    fn outputs(&self, workload: &Workload, index: usize, stateful: bool) -> u64 {
+        let reminders = if stateful && self.is_weir() && *self != System::WeirTodoStateless {
+            workload.stateful_outputs[index]
+        } else {
+            workload.reminder_outputs[index]
+        };
         match self {
             System::Passthrough => 1,
-            // A reminder or a DLQ record, plus a task-update or a second DLQ record.
-            System::WeirTodo | System::WeirTodoTwoPipelines => {
-                u64::from(workload.reminder_outputs[index]) + 1
+            // Reminders or a DLQ record, plus a task-update or a second DLQ record.
+            System::WeirTodo | System::WeirTodoStateless | System::WeirTodoTwoPipelines => {
+                u64::from(reminders) + 1
             }
-            _ => u64::from(workload.reminder_outputs[index]),
+            _ => u64::from(reminders),
         }
+    }
+
+    fn is_todo(&self) -> bool {
+        matches!(
+            self,
+            System::WeirTodo | System::WeirTodoStateless | System::WeirTodoTwoPipelines
+        )
     }
 
     fn is_weir(&self) -> bool {
@@ -170,6 +194,7 @@ impl System {
             System::Weir(_)
                 | System::WeirExactlyOnce
                 | System::WeirTodo
+                | System::WeirTodoStateless
                 | System::WeirTodoTwoPipelines
         )
     }
@@ -187,7 +212,7 @@ impl Topics {
     fn new(stamp: u64, system: &System, run: &str) -> Topics {
         let base = format!("bench-{stamp}-{}-{run}", system.slug());
         let mut outputs = vec![format!("{base}-out"), format!("{base}-dlq")];
-        if matches!(system, System::WeirTodo | System::WeirTodoTwoPipelines) {
+        if system.is_todo() {
             outputs.extend([format!("{base}-updates"), format!("{base}-ui-dlq")]);
         }
         Topics {
@@ -240,6 +265,21 @@ pub struct TodoTopics<'a> {
 /// `reminders` and `ui-sync` branches) on `topics`, with the plugins of the
 /// directory `plugins` and the reminder-deriver's `lead-time`.
 pub fn todo_pipeline(topics: &TodoTopics<'_>, plugins: &Path, lead_time: &str) -> String {
+    todo_pipeline_with(
+        topics,
+        plugins,
+        &plugins.join("reminder_deriver.wasm"),
+        lead_time,
+    )
+}
+
+/// [`todo_pipeline`] with the reminder-deriver component `deriver`.
+pub fn todo_pipeline_with(
+    topics: &TodoTopics<'_>,
+    plugins: &Path,
+    deriver: &Path,
+    lead_time: &str,
+) -> String {
     let plugin = |name: &str| plugins.join(format!("{name}.wasm")).display().to_string();
     format!(
         r#"[[pipeline]]
@@ -263,7 +303,7 @@ dlq = "{ui_dlq}"
         input = topics.input,
         group = topics.group,
         validator = plugin("task_validator"),
-        deriver = plugin("reminder_deriver"),
+        deriver = deriver.display(),
         projector = plugin("ui_projector"),
         out = topics.reminders,
         dlq = topics.reminders_dlq,
@@ -275,6 +315,9 @@ dlq = "{ui_dlq}"
 struct Driver<'a> {
     args: &'a RunArgs,
     workload: Workload,
+    /// weir's reminder-deriver (`--plugins`) is the stateful one: it decides how
+    /// many reminders weir's systems give.
+    stateful_deriver: bool,
     stamp: u64,
     admin: AdminClient<DefaultClientContext>,
     producer: ThreadedProducer<DefaultProducerContext>,
@@ -289,11 +332,13 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     check_inputs(args, &systems)?;
     std::fs::create_dir_all(&args.work_dir)
         .with_context(|| format!("creating {}", args.work_dir.display()))?;
+    let start = workload_start();
     eprintln!(
-        "generating {} task events for {} users...",
+        "generating {} task events for {} users, from {start}...",
         args.events, args.users
     );
-    let workload = Workload::generate(args.events, args.users, 6);
+    let workload = Workload::generate(args.events, args.users, 6, start);
+    let stateful_deriver = is_stateful(&args.plugins.join("reminder_deriver.wasm"));
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &args.brokers)
         .create()?;
@@ -303,14 +348,17 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         args,
         stamp: SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs(),
         workload,
+        stateful_deriver,
         admin,
         producer,
     };
-    let mut report = Report::new(args, &driver.workload);
+    let mut report = Report::new(args, &driver.workload, stateful_deriver);
 
-    for system in &systems {
-        let mut results = Vec::new();
-        for run in 1..=args.runs {
+    // Run 1 of every system, then run 2, ...: when the machine's load changes
+    // during the benchmark, every system gets its share of it.
+    let mut results: Vec<Vec<ThroughputResult>> = systems.iter().map(|_| Vec::new()).collect();
+    for run in 1..=args.runs {
+        for (system, results) in systems.iter().zip(&mut results) {
             let result = driver
                 .throughput(system, run)
                 .with_context(|| format!("{} throughput run {run}", system.label()))?;
@@ -323,6 +371,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             );
             results.push(result);
         }
+    }
+    for (system, results) in systems.iter().zip(results) {
         report.throughput(system.label(), results);
     }
 
@@ -374,6 +424,12 @@ fn check_inputs(args: &RunArgs, systems: &[System]) -> anyhow::Result<()> {
                 "build the plugins with scripts/build-plugins",
             )?;
         }
+    }
+    if systems.contains(&System::WeirTodoStateless) {
+        need(
+            &args.stateless_deriver,
+            "bench/run builds it from commit 999708b",
+        )?;
     }
     if systems.contains(&System::Aiokafka) {
         need(
@@ -440,6 +496,13 @@ impl Tail {
         }
         Ok(())
     }
+}
+
+/// Whether a plugin component imports the `timers` interface (the stateful
+/// reminder-deriver does; the one before issue 18 does not).
+pub fn is_stateful(component: &Path) -> bool {
+    let needle = b"weir:plugin/timers";
+    std::fs::read(component).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
 }
 
 /// Partitions of a benchmark topic: 1 for a dead-letter topic, else [`PARTITIONS`].
@@ -565,11 +628,16 @@ impl Driver<'_> {
             System::Weir(_)
             | System::WeirExactlyOnce
             | System::WeirTodo
+            | System::WeirTodoStateless
             | System::WeirTodoTwoPipelines => {
                 let config = args.work_dir.join(format!("{}-{run}.toml", system.slug()));
                 std::fs::write(&config, self.weir_config(system, topics)?)?;
                 let mut command = Command::new(&args.weir);
                 command.arg("run").arg("--config").arg(&config);
+                // Local stores of stateful plugins go here, not to the user's
+                // ~/.local/state (an environment variable, which weir versions
+                // without state ignore).
+                command.env("WEIR_STATE_DIR", args.work_dir.join("stores"));
                 command
             }
             System::Aiokafka => {
@@ -615,8 +683,13 @@ impl Driver<'_> {
             .map(String::as_str)
             .collect();
         let head = weir_config_head(&self.args.brokers, &names);
-        let body = if *system == System::WeirTodo {
-            todo_pipeline(
+        let body = if matches!(system, System::WeirTodo | System::WeirTodoStateless) {
+            let deriver = if *system == System::WeirTodoStateless {
+                std::fs::canonicalize(&self.args.stateless_deriver)?
+            } else {
+                plugins.join("reminder_deriver.wasm")
+            };
+            todo_pipeline_with(
                 &TodoTopics {
                     input: &topics.input,
                     group: &topics.group,
@@ -626,6 +699,7 @@ impl Driver<'_> {
                     updates_dlq: &topics.outputs[3],
                 },
                 &plugins,
+                &deriver,
                 "15m",
             )
         } else if *system == System::WeirTodoTwoPipelines {
@@ -694,7 +768,7 @@ dlq = "{dlq}"
             .flush(Duration::from_secs(60))
             .context("preloading the input")?;
         let expected: u64 = (0..self.workload.events.len())
-            .map(|i| system.outputs(&self.workload, i))
+            .map(|i| system.outputs(&self.workload, i, self.stateful_deriver))
             .sum();
 
         let mut tail = Tail::new(&self.args.brokers, &topics)?;
@@ -735,8 +809,12 @@ dlq = "{dlq}"
         self.create_topics(&topics)?;
         let events = self.workload.events.len();
         let warm = WARM_UP.min(events / 10);
-        let expected_warm: u64 = (0..warm).map(|i| system.outputs(&self.workload, i)).sum();
-        let expected: u64 = (0..events).map(|i| system.outputs(&self.workload, i)).sum();
+        let expected_warm: u64 = (0..warm)
+            .map(|i| system.outputs(&self.workload, i, self.stateful_deriver))
+            .sum();
+        let expected: u64 = (0..events)
+            .map(|i| system.outputs(&self.workload, i, self.stateful_deriver))
+            .sum();
 
         let mut tail = Tail::new(&self.args.brokers, &topics)?;
         let mut child = self.start(system, &topics, "lat")?;

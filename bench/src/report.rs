@@ -63,9 +63,10 @@ pub fn machine() -> String {
 }
 
 impl Report {
-    pub fn new(args: &RunArgs, workload: &Workload) -> Report {
+    /// `stateful`: weir's reminder-deriver keeps state (issue 18).
+    pub fn new(args: &RunArgs, workload: &Workload, stateful: bool) -> Report {
         let header = format!(
-            "Machine: {}. Broker: {}.\n\nWorkload: {} task events ({} invalid, {:.1}%), mean value {} bytes, {} users as keys, 6 partitions. Throughput: {}. Date: {}.\n",
+            "Machine: {}. Broker: {}.\n\nWorkload: {} task events ({} invalid, {:.1}%), mean value {} bytes, {} users as keys, 6 partitions, event times from {} on. weir's reminder-deriver: {}. Throughput: {}. Date: {}.\n",
             machine(),
             match &args.broker_name {
                 Some(name) => format!("{name} at {}", args.brokers),
@@ -76,6 +77,12 @@ impl Report {
             100.0 * workload.invalid() as f64 / workload.events.len().max(1) as f64,
             workload.mean_size(),
             args.users,
+            workload.start.format("%Y-%m-%d %H:%M UTC"),
+            if stateful {
+                "stateful (none of its timers is due during the run)"
+            } else {
+                "stateless"
+            },
             match args.runs {
                 0 => "not measured in this run (--runs 0)".to_owned(),
                 n => format!("median of {n} runs on a preloaded input"),
@@ -181,30 +188,45 @@ impl Report {
             );
         }
         let weir = "weir run, reminders";
-        let ratio = |other: &str| -> String {
-            match (self.median_throughput(weir), self.median_throughput(other)) {
-                (Some(w), Some(o)) if o > 0.0 => format!("{:.2}×", w / o),
-                _ => "-".into(),
+        let mut ratios = Vec::new();
+        for (other, what) in [
+            ("passthrough (rdkafka loop)", "passthrough"),
+            ("native validator+deriver", "native"),
+            ("aiokafka + Pydantic", "aiokafka"),
+        ] {
+            if let (Some(w), Some(o)) =
+                (self.median_throughput(weir), self.median_throughput(other))
+                && o > 0.0
+            {
+                ratios.push(format!("- `{weir}`: throughput / {what}: {:.2}×", w / o));
             }
-        };
-        let _ = writeln!(out, "\nRatios of `{weir}`:\n");
-        let _ = writeln!(
-            out,
-            "- throughput / passthrough: {}",
-            ratio("passthrough (rdkafka loop)")
-        );
-        let _ = writeln!(
-            out,
-            "- throughput / native: {}",
-            ratio("native validator+deriver")
-        );
-        let _ = writeln!(
-            out,
-            "- throughput / aiokafka: {}",
-            ratio("aiokafka + Pydantic")
-        );
+        }
         if let (Some(w), Some(p)) = (self.p99(weir), self.p99("passthrough (rdkafka loop)")) {
-            let _ = writeln!(out, "- p99 latency / passthrough's: {:.2}×", w / p);
+            ratios.push(format!(
+                "- `{weir}`: p99 latency / passthrough's: {:.2}×",
+                w / p
+            ));
+        }
+        let (todo, stateless) = (
+            "weir run, Todo deployment",
+            "weir run, Todo deployment, stateless deriver",
+        );
+        if let (Some(t), Some(s)) = (
+            self.median_throughput(todo),
+            self.median_throughput(stateless),
+        ) {
+            let cpu = |label| self.median_of(label, |r| r.cpu_per_100k.as_secs_f64());
+            ratios.push(format!(
+                "- `{todo}` / `{stateless}`: throughput {:.2}×, CPU per event {}",
+                t / s,
+                match (cpu(todo), cpu(stateless)) {
+                    (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+                    _ => "-".into(),
+                }
+            ));
+        }
+        if !ratios.is_empty() {
+            let _ = writeln!(out, "\nRatios:\n\n{}", ratios.join("\n"));
         }
         let samples: Vec<String> = self
             .rows
