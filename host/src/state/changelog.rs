@@ -155,11 +155,25 @@ pub enum RestoreError {
         offset: i64,
         source: Malformed,
     },
+    #[error(
+        "changelog {topic} partition {partition}: what is committed ends at offset {end}, the log at {high}, and no transaction ended in time (a producer that died leaves one open until the coordinator aborts it, after its transaction.timeout.ms)"
+    )]
+    OpenTransaction {
+        topic: String,
+        partition: i32,
+        end: i64,
+        high: i64,
+    },
     #[error("stopped")]
     Stopped,
 }
 
-/// A changelog partition's first and next offsets.
+/// How long a restore waits for open transactions on its changelog partition to
+/// end (weir's own producers abort theirs after 10 s).
+const OPEN_TRANSACTION_WAIT: Duration = Duration::from_secs(60);
+
+/// A changelog partition's first and next offsets: the log's real end (its high
+/// watermark, `read_uncommitted`), not the end of what is committed so far.
 pub fn watermarks(
     client: &ClientConfig,
     topic: &str,
@@ -173,6 +187,7 @@ pub fn watermarks(
     let consumer: BaseConsumer<Reader> = client
         .clone()
         .set("group.id", "weir-state-restore")
+        .set("isolation.level", "read_uncommitted")
         .create_with_context(Reader)
         .map_err(kafka)?;
     consumer
@@ -209,6 +224,10 @@ pub fn restore(
         // The broker answers a fetch at the end of a partition at once, so that
         // the end (EOF) is seen without waiting out the default 500 ms.
         .set("fetch.wait.max.ms", "10")
+        // Whole batches of a partition per fetch: the default 1 MiB holds a
+        // restore to a fraction of what the broker can send.
+        .set("max.partition.fetch.bytes", "52428800")
+        .set("fetch.max.bytes", "52428800")
         .create_with_context(Reader)
         .map_err(kafka)?;
     let mut tpl = TopicPartitionList::new();
@@ -216,13 +235,44 @@ pub fn restore(
     tpl.add_partition_offset(topic, partition, start)
         .map_err(kafka)?;
     consumer.assign(&tpl).map_err(kafka)?;
+    // Read up to the log's end as it is now, not only to the end of what is
+    // committed: a transaction left open by a process that died (until the
+    // coordinator aborts it) holds back what is committed after it, and a restore
+    // that stopped there would miss changes committed since, and fire their timers
+    // again. `read_committed` delivers those changes once the transaction ends.
+    let (_, high) = watermarks(client, topic, partition)?;
     let mut records = 0u64;
     let mut end = from.unwrap_or(0);
+    let mut waiting_since: Option<Instant> = None;
     loop {
         if stopped() {
             return Err(RestoreError::Stopped);
         }
+        if let Some(since) = waiting_since
+            && since.elapsed() > OPEN_TRANSACTION_WAIT
+        {
+            return Err(RestoreError::OpenTransaction {
+                topic: topic.to_owned(),
+                partition,
+                end,
+                high,
+            });
+        }
         match consumer.poll(Duration::from_millis(200)) {
+            None if waiting_since.is_some() => {
+                // Aborted records and transaction markers are skipped without
+                // being delivered; the position still moves past them.
+                if let Ok(position) = consumer.position()
+                    && let Some(at) = position
+                        .find_partition(topic, partition)
+                        .and_then(|p| p.offset().to_raw())
+                {
+                    end = end.max(at);
+                }
+                if end >= high {
+                    break;
+                }
+            }
             None => continue,
             Some(Err(KafkaError::PartitionEOF(_))) => {
                 if let Ok(position) = consumer.position()
@@ -230,9 +280,23 @@ pub fn restore(
                         .find_partition(topic, partition)
                         .and_then(|p| p.offset().to_raw())
                 {
-                    end = at;
+                    end = end.max(at);
                 }
-                break;
+                if end >= high {
+                    break;
+                }
+                // The committed end is short of the log's end: an open
+                // transaction; wait until it ends.
+                let since = *waiting_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_secs(1) {
+                    tracing::debug!(
+                        topic,
+                        partition,
+                        end,
+                        high,
+                        "restore waits for an open transaction to end"
+                    );
+                }
             }
             Some(Err(error)) if is_transient(&error) => {
                 tracing::debug!(topic, partition, %error, "restoring");
