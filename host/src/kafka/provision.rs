@@ -31,18 +31,7 @@ impl Brokers {
                 cleanup: Cleanup::Delete,
             });
         }
-        if let Some(cluster) = &self.embedded {
-            for (name, topic) in &wanted {
-                cluster
-                    .create_topic(name, topic.partitions, 1)
-                    .map_err(|e| BrokerError::CreateTopic {
-                        topic: name.clone(),
-                        reason: e.to_string(),
-                    })?;
-            }
-        } else {
-            self.create_topics(config, &wanted)?;
-        }
+        self.create_missing(config, &wanted)?;
         let consumer: BaseConsumer = self
             .client_config(config)
             .create()
@@ -127,18 +116,7 @@ impl Brokers {
                 },
             );
         }
-        if let Some(cluster) = &self.embedded {
-            for (name, topic) in &wanted {
-                cluster
-                    .create_topic(name, topic.partitions, 1)
-                    .map_err(|e| BrokerError::CreateTopic {
-                        topic: name.clone(),
-                        reason: e.to_string(),
-                    })?;
-            }
-        } else {
-            self.create_topics(config, &wanted)?;
-        }
+        self.create_missing(config, &wanted)?;
         for (input, changelog) in changelogs {
             let (Some(wants), Some(has)) = (wanted.get(changelog), shape(changelog)?) else {
                 continue;
@@ -151,6 +129,27 @@ impl Brokers {
                     wants: wants.partitions as usize,
                 });
             }
+        }
+        Ok(())
+    }
+
+    /// Creates the topics of `wanted` that are missing: in the embedded cluster, or
+    /// through the admin API.
+    fn create_missing(
+        &self,
+        config: &WeirConfig,
+        wanted: &BTreeMap<String, TopicConfig>,
+    ) -> Result<(), BrokerError> {
+        let Some(cluster) = &self.embedded else {
+            return self.create_topics(config, wanted);
+        };
+        for (name, topic) in wanted {
+            cluster
+                .create_topic(name, topic.partitions, 1)
+                .map_err(|e| BrokerError::CreateTopic {
+                    topic: name.clone(),
+                    reason: e.to_string(),
+                })?;
         }
         Ok(())
     }
