@@ -64,7 +64,9 @@ pub struct Timer {
 /// order holds the payload.
 #[derive(Default)]
 pub struct Table {
-    entries: HashMap<ScopeKey, BTreeMap<String, Vec<u8>>>,
+    /// Per key, its entries sorted by name (a key has few: a small vector costs
+    /// far less than a map per key).
+    entries: HashMap<ScopeKey, Vec<(String, Vec<u8>)>>,
     /// Due order: `(due, id) -> payload`.
     due: BTreeMap<DueId, Box<[u8]>>,
     /// `id -> due`.
@@ -109,9 +111,17 @@ impl Table {
         match change {
             Change::Entry { key, name, value } => {
                 let entries = self.entries.entry(key.clone()).or_default();
-                let old = match value {
-                    Some(value) => entries.insert(name.clone(), value.clone()),
-                    None => entries.remove(name),
+                let at = entries.binary_search_by(|(n, _)| n.as_str().cmp(name));
+                let old = match (value, at) {
+                    (Some(value), Ok(i)) => {
+                        Some(std::mem::replace(&mut entries[i].1, value.clone()))
+                    }
+                    (Some(value), Err(i)) => {
+                        entries.insert(i, (name.clone(), value.clone()));
+                        None
+                    }
+                    (None, Ok(i)) => Some(entries.remove(i).1),
+                    (None, Err(_)) => None,
                 };
                 if let Some(old) = &old {
                     self.bytes -= old.len() + name.len();
@@ -140,12 +150,16 @@ impl Table {
     }
 
     pub fn get(&self, key: &ScopeKey, name: &str) -> Option<&Vec<u8>> {
-        self.entries.get(key)?.get(name)
+        let entries = self.entries.get(key)?;
+        let i = entries
+            .binary_search_by(|(n, _)| n.as_str().cmp(name))
+            .ok()?;
+        entries.get(i).map(|(_, v)| v)
     }
 
     /// Every entry of `key`, by name.
-    pub fn entries_of(&self, key: &ScopeKey) -> Option<&BTreeMap<String, Vec<u8>>> {
-        self.entries.get(key)
+    pub fn entries_of(&self, key: &ScopeKey) -> &[(String, Vec<u8>)] {
+        self.entries.get(key).map_or(&[], Vec::as_slice)
     }
 
     /// When the timer `name` of `key` is due, if it is pending.
@@ -318,11 +332,8 @@ impl SlotState {
 
     /// The current key's entries with this record's changes applied.
     fn view(&self) -> BTreeMap<String, Vec<u8>> {
-        let mut view = self
-            .table
-            .entries_of(&self.scope)
-            .cloned()
-            .unwrap_or_default();
+        let mut view: BTreeMap<String, Vec<u8>> =
+            self.table.entries_of(&self.scope).iter().cloned().collect();
         for change in &self.pending {
             if let Change::Entry { key, name, value } = change
                 && key == &self.scope
@@ -498,6 +509,31 @@ mod tests {
         assert_eq!(s.entries(Some("a"), 10), vec![("b".into(), b"2".to_vec())]);
         s.delete("b".into());
         assert_eq!(s.entries(None, 10), vec![("a".into(), b"1".to_vec())]);
+    }
+
+    #[test]
+    fn a_keys_entries_stay_sorted_and_counted() {
+        let mut t = Table::default();
+        let key = Some(b"k".to_vec());
+        for (name, value) in [("c", "3"), ("a", "1"), ("b", "2"), ("a", "11")] {
+            t.apply(&Change::Entry {
+                key: key.clone(),
+                name: name.into(),
+                value: Some(value.as_bytes().to_vec()),
+            });
+        }
+        let names: Vec<&str> = t.entries_of(&key).iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(t.get(&key, "a"), Some(&b"11".to_vec()));
+        assert_eq!((t.entry_count(), t.bytes()), (3, 3 + 4));
+        t.apply(&Change::Entry {
+            key: key.clone(),
+            name: "b".into(),
+            value: None,
+        });
+        assert_eq!(t.get(&key, "b"), None);
+        assert_eq!((t.entry_count(), t.bytes()), (2, 2 + 3));
+        assert!(t.entries_of(&None).is_empty());
     }
 
     #[test]
