@@ -244,11 +244,7 @@ impl PartitionRunner {
             return Handled::Done;
         };
         let pipeline = &self.pipeline;
-        if pipeline.refresh(snapshot) {
-            for version in instances.sync(snapshot) {
-                tracing::info!(pipeline = %pipeline.name(), partition = self.unit.partition, plugin = %version.label, "now running the reloaded plugin");
-            }
-        }
+        self.refresh(snapshot, instances);
         let lateness = (now - timer.due_ms).max(0);
         pipeline.metrics().timer_fired(lateness as f64 / 1000.0);
         handle.lock().fire(&timer);
@@ -281,45 +277,78 @@ impl PartitionRunner {
             return Handled::Abandoned;
         };
         let mut work = Work::timer(&record, snapshot, spec.place, spec.stage, &fired);
+        let Some(mut verdicts) = self.verdicts(&mut work, &record, snapshot, instances, site)
+        else {
+            return Handled::Abandoned;
+        };
+        for verdict in &mut verdicts {
+            if let Verdict::Deliver(routed) = verdict {
+                for r in routed {
+                    r.output
+                        .headers
+                        .push(text("weir.timer.lateness-ms", lateness.to_string()));
+                }
+            }
+        }
+        let changes = state.finish(&verdicts, None);
+        let source = Source::timer(record);
+        let sink = pipeline.sink();
+        let Ok(outcome) = sink.deliver(&source, verdicts, changes, &self.unit, &self.stop) else {
+            return Handled::Abandoned;
+        };
+        pipeline
+            .metrics()
+            .timer_done(outcome == crate::policy::Outcome::DeadLettered);
+        pipeline.record(admission, outcome, snapshot);
+        Handled::Done
+    }
+
+    /// Moves to the current snapshot (a record boundary) and its plugin versions.
+    fn refresh(&self, snapshot: &mut Arc<Snapshot>, instances: &mut Instances) {
+        let pipeline = &self.pipeline;
+        if pipeline.refresh(snapshot) {
+            for version in instances.sync(snapshot) {
+                tracing::info!(pipeline = %pipeline.name(), partition = self.unit.partition, plugin = %version.label, "now running the reloaded plugin");
+            }
+        }
+    }
+
+    /// Processes `work` (about `event`) until every branch has its verdict,
+    /// sleeping through retries; `None` if asked to stop meanwhile.
+    fn verdicts(
+        &self,
+        work: &mut Work<'_>,
+        event: &Event,
+        snapshot: &Arc<Snapshot>,
+        instances: &mut Instances,
+        site: &CallSite,
+    ) -> Option<Vec<Verdict>> {
+        let pipeline = &self.pipeline;
         loop {
-            match process(&mut work, snapshot, instances, site, fastrand::f64()) {
+            match process(work, snapshot, instances, site, fastrand::f64()) {
+                Disposition::Done(verdicts) => return Some(verdicts),
                 Disposition::Retry {
                     delay,
                     failure,
                     attempt,
                 } => {
-                    tracing::debug!(
-                        pipeline = %pipeline.name(), partition = self.unit.partition, timer = %timer.name,
-                        plugin = %failure.plugin.label, attempt, retry_in = ?delay,
-                        "{}: {}", failure.error.kind(), failure.error.message()
-                    );
+                    let kind = failure.error.kind();
+                    if kind.is_hosts() {
+                        tracing::warn!(
+                            pipeline = %pipeline.name(), partition = event.partition, offset = event.offset,
+                            plugin = %failure.plugin.label, attempt, retry_in = ?delay,
+                            "{kind}: {}; the partition waits", failure.error.message()
+                        );
+                    } else {
+                        tracing::debug!(
+                            pipeline = %pipeline.name(), partition = event.partition, offset = event.offset,
+                            plugin = %failure.plugin.label, attempt, retry_in = ?delay,
+                            "{kind}: {}", failure.error.message()
+                        );
+                    }
                     if !self.stop.sleep(delay) {
-                        return Handled::Abandoned;
+                        return None;
                     }
-                }
-                Disposition::Done(mut verdicts) => {
-                    for verdict in &mut verdicts {
-                        if let Verdict::Deliver(routed) = verdict {
-                            for r in routed {
-                                r.output
-                                    .headers
-                                    .push(text("weir.timer.lateness-ms", lateness.to_string()));
-                            }
-                        }
-                    }
-                    let changes = state.finish(&verdicts, None);
-                    let source = Source::timer(record);
-                    let sink = pipeline.sink();
-                    let Ok(outcome) =
-                        sink.deliver(&source, verdicts, changes, &self.unit, &self.stop)
-                    else {
-                        return Handled::Abandoned;
-                    };
-                    pipeline
-                        .metrics()
-                        .timer_done(outcome == crate::policy::Outcome::DeadLettered);
-                    pipeline.record(admission, outcome, snapshot);
-                    return Handled::Done;
                 }
             }
         }
@@ -373,54 +402,22 @@ impl PartitionRunner {
                     .entered()
             });
         let pipeline = &self.pipeline;
-        if pipeline.refresh(snapshot) {
-            for version in instances.sync(snapshot) {
-                tracing::info!(pipeline = %pipeline.name(), partition = event.partition, offset = event.offset, plugin = %version.label, "now running the reloaded plugin");
-            }
-        }
+        self.refresh(snapshot, instances);
         // Dropped on any early return (or a panic), it goes back to the circuit.
         let Some(admission) = self.admit() else {
             return Handled::Abandoned;
         };
         let mut work = Work::new(event, snapshot);
-        loop {
-            match process(&mut work, snapshot, instances, site, fastrand::f64()) {
-                Disposition::Retry {
-                    delay,
-                    failure,
-                    attempt,
-                } => {
-                    let kind = failure.error.kind();
-                    if kind.is_hosts() {
-                        tracing::warn!(
-                            pipeline = %pipeline.name(), partition = event.partition, offset = event.offset,
-                            plugin = %failure.plugin.label, attempt, retry_in = ?delay,
-                            "{kind}: {}; the partition waits", failure.error.message()
-                        );
-                    } else {
-                        tracing::debug!(
-                            pipeline = %pipeline.name(), partition = event.partition, offset = event.offset,
-                            plugin = %failure.plugin.label, attempt, retry_in = ?delay,
-                            "{kind}: {}", failure.error.message()
-                        );
-                    }
-                    if !self.stop.sleep(delay) {
-                        return Handled::Abandoned;
-                    }
-                }
-                Disposition::Done(verdicts) => {
-                    let changes = state.finish(&verdicts, Some(event.offset));
-                    let sink = pipeline.sink();
-                    let Ok(outcome) =
-                        sink.deliver(source, verdicts, changes, &self.unit, &self.stop)
-                    else {
-                        return Handled::Abandoned;
-                    };
-                    pipeline.record(admission, outcome, snapshot);
-                    return Handled::Done;
-                }
-            }
-        }
+        let Some(verdicts) = self.verdicts(&mut work, event, snapshot, instances, site) else {
+            return Handled::Abandoned;
+        };
+        let changes = state.finish(&verdicts, Some(event.offset));
+        let sink = pipeline.sink();
+        let Ok(outcome) = sink.deliver(source, verdicts, changes, &self.unit, &self.stop) else {
+            return Handled::Abandoned;
+        };
+        pipeline.record(admission, outcome, snapshot);
+        Handled::Done
     }
 }
 

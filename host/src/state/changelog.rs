@@ -262,11 +262,7 @@ pub fn restore(
             None if waiting_since.is_some() => {
                 // Aborted records and transaction markers are skipped without
                 // being delivered; the position still moves past them.
-                if let Ok(position) = consumer.position()
-                    && let Some(at) = position
-                        .find_partition(topic, partition)
-                        .and_then(|p| p.offset().to_raw())
-                {
+                if let Some(at) = position(&consumer, topic, partition) {
                     end = end.max(at);
                 }
                 if end >= high {
@@ -275,11 +271,7 @@ pub fn restore(
             }
             None => continue,
             Some(Err(KafkaError::PartitionEOF(_))) => {
-                if let Ok(position) = consumer.position()
-                    && let Some(at) = position
-                        .find_partition(topic, partition)
-                        .and_then(|p| p.offset().to_raw())
-                {
+                if let Some(at) = position(&consumer, topic, partition) {
                     end = end.max(at);
                 }
                 if end >= high {
@@ -323,6 +315,12 @@ pub fn restore(
         seconds: started.elapsed().as_secs_f64(),
         end,
     })
+}
+
+/// Where `consumer` stands in `topic`/`partition`: the next offset it delivers.
+fn position(consumer: &BaseConsumer<Reader>, topic: &str, partition: i32) -> Option<i64> {
+    let position = consumer.position().ok()?;
+    position.find_partition(topic, partition)?.offset().to_raw()
 }
 
 /// The changelog reader's client context: the end of a partition is what a restore
