@@ -12,33 +12,11 @@ use common::kafka::*;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Message, OwnedMessage};
 
-fn text(m: &OwnedMessage) -> String {
-    String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned()
-}
-
-fn keyed(key: &str, values: &[&str]) -> Vec<Record> {
-    values
-        .iter()
-        .map(|v| {
-            (
-                Some(key.to_owned()),
-                Some(v.as_bytes().to_vec()),
-                Vec::new(),
-            )
-        })
-        .collect()
-}
-
-/// The counter plugin's pipeline on fresh topics with 2 partitions.
-fn counter_config(brokers: &str, policy: &str) -> (String, String, String, String, String) {
-    one_plugin_config(brokers, "counter", &wasm("counter_plugin"), "", 2, policy)
-}
-
 /// The outputs whose value starts with `prefix`.
 fn with_prefix<'m>(messages: &'m [OwnedMessage], prefix: &str) -> Vec<&'m OwnedMessage> {
     messages
         .iter()
-        .filter(|m| text(m).starts_with(prefix))
+        .filter(|m| value_text(m).starts_with(prefix))
         .collect()
 }
 
@@ -82,12 +60,12 @@ fn state_and_timers_survive_a_kill(policy: &str) {
         pong.len(),
         1,
         "bob's timer fired once: {:?}",
-        got.iter().map(text).collect::<Vec<_>>()
+        got.iter().map(value_text).collect::<Vec<_>>()
     );
     assert!(
-        text(pong[0]).contains("count=1 payload=pong"),
+        value_text(pong[0]).contains("count=1 payload=pong"),
         "{}",
-        text(pong[0])
+        value_text(pong[0])
     );
     assert_eq!(pong[0].key(), Some(&b"bob"[..]));
     assert!(header(pong[0], "weir.timer.lateness-ms").is_some());
@@ -117,13 +95,17 @@ fn state_and_timers_survive_a_kill(policy: &str) {
     let ping = with_prefix(&got, "fired ping");
     assert!(!ping.is_empty());
     for m in &ping {
-        assert!(text(m).contains("count=2 payload=ping"), "{}", text(m));
+        assert!(
+            value_text(m).contains("count=2 payload=ping"),
+            "{}",
+            value_text(m)
+        );
     }
     assert_eq!(
         with_prefix(&got, "count=3").len(),
         1,
         "alice's count was restored: {:?}",
-        got.iter().map(text).collect::<Vec<_>>()
+        got.iter().map(value_text).collect::<Vec<_>>()
     );
     let metrics = http_get(&weir.ops_address(), "/metrics").1;
     assert!(
@@ -181,7 +163,7 @@ fn exactly_once_timers_fire_once_across_kills() {
     let mut fired: HashMap<Vec<u8>, usize> = HashMap::new();
     for m in with_prefix(&got, "fired t") {
         *fired.entry(m.key().unwrap().to_vec()).or_default() += 1;
-        let due: i64 = text(m)
+        let due: i64 = value_text(m)
             .split_whitespace()
             .find_map(|w| w.strip_prefix("due="))
             .unwrap()
@@ -205,7 +187,7 @@ fn exactly_once_timers_fire_once_across_kills() {
         got.len(),
         expected,
         "{:?}",
-        got.iter().map(text).collect::<Vec<_>>()
+        got.iter().map(value_text).collect::<Vec<_>>()
     );
     weir.terminate_cleanly();
 }
@@ -227,7 +209,7 @@ fn a_write_past_a_state_limit_is_dead_lettered() {
         &keyed("k", &["count", "big 2000", "count"]),
     );
     let got = read_topic(brokers, &output, 2, Duration::from_secs(30));
-    let values: Vec<String> = got.iter().map(text).collect();
+    let values: Vec<String> = got.iter().map(value_text).collect();
     assert_eq!(values, ["count=1", "count=2"]);
     let dead = read_topic(brokers, &dlq, 1, Duration::from_secs(30));
     assert_eq!(dead.len(), 1);
@@ -302,7 +284,7 @@ fn the_local_store_makes_a_restart_read_only_the_tail_and_a_bad_one_is_rebuilt()
     weir.wait_ready(1);
     produce(brokers, &input, &keyed("k", &["count"]));
     let got = read_topic(brokers, &output, 41, Duration::from_secs(30));
-    assert_eq!(text(got.last().unwrap()), "count=41");
+    assert_eq!(value_text(got.last().unwrap()), "count=41");
     assert_eq!(
         metric(&weir, restored),
         0.0,
@@ -318,7 +300,7 @@ fn the_local_store_makes_a_restart_read_only_the_tail_and_a_bad_one_is_rebuilt()
     weir.wait_ready(1);
     produce(brokers, &input, &keyed("k", &["count"]));
     let got = read_topic(brokers, &output, 42, Duration::from_secs(30));
-    assert_eq!(text(got.last().unwrap()), "count=42");
+    assert_eq!(value_text(got.last().unwrap()), "count=42");
     assert!(
         metric(&weir, restored) >= 41.0,
         "the changelog was read whole"
@@ -336,7 +318,7 @@ fn the_local_store_makes_a_restart_read_only_the_tail_and_a_bad_one_is_rebuilt()
     weir.wait_ready(1);
     produce(brokers, &input, &keyed("k", &["count"]));
     let got = read_topic(brokers, &output, 43, Duration::from_secs(30));
-    assert_eq!(text(got.last().unwrap()), "count=43");
+    assert_eq!(value_text(got.last().unwrap()), "count=43");
     assert!(metric(&weir, restored) >= 42.0);
     weir.terminate_cleanly();
 }
@@ -394,7 +376,7 @@ fn the_survivor_of_a_kill_restores_the_taken_partitions_and_fires_their_timers()
         by_key
             .entry(m.key().unwrap().to_vec())
             .or_default()
-            .push(text(m));
+            .push(value_text(m));
     }
     for key in &keys {
         let texts = by_key
@@ -440,11 +422,15 @@ fn a_hot_reload_keeps_state_and_timers() {
     });
     produce(brokers, &input, &keyed("k", &["count"]));
     let got = read_topic(brokers, &output, 5, Duration::from_secs(30));
-    let values: Vec<String> = got.iter().map(text).collect();
+    let values: Vec<String> = got.iter().map(value_text).collect();
     assert!(values.contains(&"count=3".to_owned()), "{values:?}");
     let fired = with_prefix(&got, "fired later");
     assert_eq!(fired.len(), 1, "{values:?}");
-    assert!(text(fired[0]).contains("count=3"), "{}", text(fired[0]));
+    assert!(
+        value_text(fired[0]).contains("count=3"),
+        "{}",
+        value_text(fired[0])
+    );
     weir.terminate_cleanly();
 }
 

@@ -12,35 +12,16 @@ use std::time::Duration;
 
 use common::kafka::*;
 use common::{run, stderr, weir};
-use rdkafka::message::{Message, OwnedMessage};
 use serde_json::Value;
-
-fn text(m: &OwnedMessage) -> String {
-    String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned()
-}
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn keyed(key: &str, values: &[&str]) -> Vec<Record> {
-    values
-        .iter()
-        .map(|v| {
-            (
-                Some(key.to_owned()),
-                Some(v.as_bytes().to_vec()),
-                Vec::new(),
-            )
-        })
-        .collect()
-}
-
 /// The counter plugin's pipeline `counter` on fresh topics with 2 partitions, its
 /// local stores under `stores`.
-fn counter_config(brokers: &str, stores: &Path) -> (String, String, String, String, String) {
-    let (text, input, output, dlq, group) =
-        one_plugin_config(brokers, "counter", &wasm("counter_plugin"), "", 2, "");
+fn counter_config_in(brokers: &str, stores: &Path) -> (String, String, String, String, String) {
+    let (text, input, output, dlq, group) = counter_config(brokers, "");
     let text = format!("{text}\n[state]\ndir = \"{}\"\n", stores.display());
     (text, input, output, dlq, group)
 }
@@ -105,7 +86,7 @@ fn inspect_shows_a_stopped_weirs_state_and_reset_clears_it() {
     let brokers = shared_broker();
     let dir = tempfile::tempdir().unwrap();
     let stores = dir.path().join("stores");
-    let (text_config, input, output, _dlq, group) = counter_config(brokers, &stores);
+    let (text_config, input, output, _dlq, group) = counter_config_in(brokers, &stores);
     let config = write_config(dir.path(), &text_config);
     let changelog = format!("{group}.counter.0.changelog");
 
@@ -116,7 +97,7 @@ fn inspect_shows_a_stopped_weirs_state_and_reset_clears_it() {
     records.extend(keyed("bob", &["count"]));
     produce(brokers, &input, &records);
     let got = read_topic(brokers, &output, 4, Duration::from_secs(30));
-    let mut values: Vec<String> = got.iter().map(text).collect();
+    let mut values: Vec<String> = got.iter().map(value_text).collect();
     values.sort();
     assert_eq!(values, ["count=1", "count=1", "count=2", "set ping"]);
 
@@ -222,7 +203,7 @@ fn inspect_shows_a_stopped_weirs_state_and_reset_clears_it() {
     weir_run.wait_ready(1);
     produce(brokers, &input, &keyed("alice", &["count"]));
     let got = read_topic(brokers, &output, 5, Duration::from_secs(30));
-    let values: Vec<String> = got.iter().map(text).collect();
+    let values: Vec<String> = got.iter().map(value_text).collect();
     assert_eq!(
         values.iter().filter(|v| *v == "count=1").count(),
         3,
@@ -244,7 +225,7 @@ fn a_missing_changelog_and_bad_input_are_explained() {
     let brokers = shared_broker();
     let dir = tempfile::tempdir().unwrap();
     let (text_config, _input, _output, _dlq, group) =
-        counter_config(brokers, &dir.path().join("stores"));
+        counter_config_in(brokers, &dir.path().join("stores"));
     let config = write_config(dir.path(), &text_config);
     let out = succeeded(&state(&config, &["inspect"]));
     assert!(

@@ -778,3 +778,28 @@ pub fn commands(values: &[&str]) -> Vec<Record> {
         })
         .collect()
 }
+
+/// A message's value as text (lossy).
+pub fn value_text(m: &OwnedMessage) -> String {
+    String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned()
+}
+
+/// Records with key `key`, one per value.
+pub fn keyed(key: &str, values: &[&str]) -> Vec<Record> {
+    values
+        .iter()
+        .map(|v| {
+            (
+                Some(key.to_owned()),
+                Some(v.as_bytes().to_vec()),
+                Vec::new(),
+            )
+        })
+        .collect()
+}
+
+/// The counter test plugin's pipeline `counter` (plugins/testing/counter) on fresh
+/// topics with 2 partitions: (config, input, output, dlq, group).
+pub fn counter_config(brokers: &str, policy: &str) -> (String, String, String, String, String) {
+    one_plugin_config(brokers, "counter", &wasm("counter_plugin"), "", 2, policy)
+}
