@@ -24,6 +24,7 @@ pub mod bindings {
             with: {
                 "weir:plugin/types": super::weir::plugin::types,
                 "weir:plugin/host": super::weir::plugin::host,
+                "weir:plugin/span": super::weir::plugin::span,
             },
         });
     }

@@ -17,6 +17,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::weir::plugin::host::{Host as LogHost, Level};
+use super::bindings::weir::plugin::span::Host as SpanHost;
 use super::bindings::weir::plugin::state::Host as StateHost;
 use super::bindings::weir::plugin::timers::Host as TimersHost;
 use super::bindings::weir::plugin::types::Host as TypesHost;
@@ -195,6 +196,20 @@ impl TimersHost for InstanceState {
             Some(slot) => slot.lock().now_ms(),
             None => crate::state::clock::wall_ms(),
         }
+    }
+}
+
+impl SpanHost for InstanceState {
+    fn recording(&mut self) -> bool {
+        false
+    }
+
+    fn set_attribute(&mut self, key: String, value: String) {
+        let _ = (key, value);
+    }
+
+    fn add_event(&mut self, name: String, attributes: Vec<(String, String)>) {
+        let _ = (name, attributes);
     }
 }
 
