@@ -14,11 +14,14 @@ use crate::pipeline::{Runtime, install_signal_handlers, load_plugins};
 use crate::plugin::{LoadError, PluginEngine, PluginVersion};
 use crate::reload::{self, Reloader};
 use crate::shutdown::Shutdown;
+use crate::telemetry::trace::{self, Settings};
 use crate::telemetry::{Health, Metrics, OpsEndpoint};
 
 /// A config with its plugins loaded and initialised.
 pub struct Loaded {
     pub config: WeirConfig,
+    /// Tracing as `[tracing]` and the `OTEL_*` variables ask (`None`: off).
+    pub tracing: Option<Settings>,
     pub engine: PluginEngine,
     /// Per pipeline, in `all_plugins` order.
     pub plugins: Vec<Vec<Arc<PluginVersion>>>,
@@ -33,6 +36,7 @@ pub fn load(config_path: &Path, hint: &str) -> anyhow::Result<Loaded> {
 
 /// Loads every plugin `config` names.
 pub fn load_config(config: WeirConfig, hint: &str) -> anyhow::Result<Loaded> {
+    let tracing = Settings::of_process(&config.tracing)?;
     let engine = PluginEngine::new()?;
     let plugins = load_plugins(&config, &engine).map_err(|e| {
         let missing = e
@@ -47,6 +51,7 @@ pub fn load_config(config: WeirConfig, hint: &str) -> anyhow::Result<Loaded> {
     })?;
     Ok(Loaded {
         config,
+        tracing,
         engine,
         plugins,
     })
@@ -76,9 +81,14 @@ impl Loaded {
     pub fn start(self, options: Options) -> anyhow::Result<Running> {
         let Loaded {
             config,
+            tracing,
             engine,
             plugins,
         } = self;
+        if let Some(settings) = &tracing {
+            // Before the pipelines: they are traced from their first record.
+            trace::start(settings).map_err(|e| anyhow::anyhow!("tracing: {e}"))?;
+        }
         let brokers = Brokers::connect(&config)?;
         if !brokers.is_embedded() {
             brokers.check_reachable(&config)?;
@@ -151,6 +161,8 @@ impl Running {
         if let Some(reloader) = self.reloader {
             reloader.join(deadline);
         }
+        // The last records' spans.
+        trace::shutdown(Duration::from_secs(2));
         Ok(result?)
     }
 }

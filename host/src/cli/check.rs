@@ -11,6 +11,7 @@ use crate::plugin::{GuestLanguage, LoadError, PluginEngine, PluginVersion, size_
 
 pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = WeirConfig::load(config_path)?;
+    let tracing = crate::telemetry::trace::Settings::of_process(&config.tracing)?;
     let engine = PluginEngine::new()?;
     let mut failed = false;
     for pipeline in &config.pipelines {
@@ -35,6 +36,10 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         config.pipelines.len(),
         config.topics.len(),
         config.kafka.brokers
+    );
+    println!(
+        "{}",
+        crate::telemetry::trace::Settings::describe(tracing.as_ref())
     );
     Ok(ExitCode::SUCCESS)
 }

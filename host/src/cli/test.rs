@@ -97,6 +97,7 @@ pub fn run(args: TestArgs) -> anyhow::Result<ExitCode> {
         pipeline: Arc::from("weir-test"),
         partition: 0,
         offset: 0,
+        ..CallSite::default()
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

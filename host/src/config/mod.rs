@@ -65,6 +65,10 @@ pub struct WeirConfig {
     /// Where stateful plugins keep their local stores.
     #[serde(default)]
     pub state: StateConfig,
+    /// Distributed tracing (OpenTelemetry over OTLP); off unless an endpoint is
+    /// set here or in the environment.
+    #[serde(default)]
+    pub tracing: TracingConfig,
     #[serde(default)]
     pub topics: BTreeMap<String, Spanned<TopicConfig>>,
     #[serde(default, rename = "pipeline")]
@@ -195,6 +199,36 @@ impl StateConfig {
         }
         env("HOME").map(|home| PathBuf::from(home).join(".local/state/weir"))
     }
+}
+
+/// `[tracing]`: OpenTelemetry traces, exported over OTLP. Every key is optional;
+/// one left out takes its standard `OTEL_*` environment variable, then the
+/// default (telemetry::trace resolves them). Tracing is on when an endpoint is
+/// known from either.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TracingConfig {
+    /// The collector's OTLP base address, as `OTEL_EXPORTER_OTLP_ENDPOINT` takes
+    /// it: `http://host:4317` for gRPC, `http://host:4318` for HTTP (weir adds
+    /// `/v1/traces`).
+    #[serde(default)]
+    pub endpoint: Option<EnvString>,
+    /// `grpc` or `http/protobuf` (`OTEL_EXPORTER_OTLP_PROTOCOL`; default
+    /// `http/protobuf`).
+    #[serde(default)]
+    pub protocol: Option<EnvString>,
+    /// The share of new traces sampled, 0.0 to 1.0 (`OTEL_TRACES_SAMPLER_ARG`
+    /// with a ratio sampler; default 1.0). A record that arrives with a
+    /// `traceparent` keeps its parent's decision.
+    #[serde(default)]
+    pub sample_ratio: Option<f64>,
+    /// `service.name` of weir's spans (`OTEL_SERVICE_NAME`; default `weir`).
+    #[serde(default)]
+    pub service_name: Option<EnvString>,
+    /// Finished spans waiting for export at most; more are dropped and counted
+    /// (default 4096).
+    #[serde(default)]
+    pub queue: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -69,6 +69,15 @@ pub enum Trouble {
 }
 
 impl Trouble {
+    /// Its name in spans and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trouble::Broker => "broker",
+            Trouble::Refused => "refused",
+            Trouble::NotAllowed => "not-allowed",
+        }
+    }
+
     pub fn of(code: Option<RDKafkaErrorCode>) -> Trouble {
         use RDKafkaErrorCode as C;
         match code {

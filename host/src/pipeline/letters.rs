@@ -23,29 +23,79 @@ use crate::policy::DeadLetter;
 use crate::policy::circuit::Outcome;
 use crate::policy::dlq::header;
 use crate::record::{Event, Header};
+use crate::telemetry::trace::{RecordTrace, SendSpan};
+
+/// With tracing on: gives every output of `verdicts` its send span (sampled
+/// records) and its `traceparent`, and the record's `changes` theirs (the
+/// record's span: changelog records get no span of their own).
+pub fn trace_writes(
+    trace: Option<&RecordTrace>,
+    verdicts: &mut [Verdict],
+    changes: &mut [OwnedRecord],
+) {
+    let Some(trace) = trace else {
+        return;
+    };
+    for verdict in verdicts {
+        if let Verdict::Deliver(routed) = verdict {
+            for r in routed {
+                r.send = trace.send(&r.route.topic, &r.route.branch.name);
+                trace.stamp(&mut r.output.headers, r.send.as_ref());
+            }
+        }
+    }
+    for change in changes {
+        trace.stamp(&mut change.headers, None);
+    }
+}
 
 /// A failed record's dead letter, cut to fit in `max` bytes (the producer's
-/// `message.max.bytes`).
-pub fn dead_letter(event: &Event, failed: &Failed, max: usize) -> OwnedRecord {
-    let letter = letter(
+/// `message.max.bytes`), with its send span when `trace` is sampled.
+pub fn dead_letter(
+    event: &Event,
+    trace: Option<&RecordTrace>,
+    failed: &Failed,
+    max: usize,
+) -> (OwnedRecord, Option<SendSpan>) {
+    let message = failed.failure.error.message();
+    let mut letter = letter(
         event,
         &failed.branch,
         failed.reason,
-        &failed.failure.error.message(),
+        &message,
         failed.failure.plugin.identity(),
         failed.attempts,
     );
-    fit(letter, max)
+    let span = trace_letter(trace, &mut letter, &failed.branch, failed.reason, &message);
+    (fit(letter, max), span)
+}
+
+/// A dead letter's send span and `traceparent`, with tracing on.
+fn trace_letter(
+    trace: Option<&RecordTrace>,
+    letter: &mut OwnedRecord,
+    branch: &BranchInfo,
+    reason: DlqReason,
+    message: &str,
+) -> Option<SendSpan> {
+    let trace = trace?;
+    let span = trace.send(&letter.topic, &branch.name);
+    if let Some(span) = &span {
+        span.dead_letter(reason.as_str(), message);
+    }
+    trace.stamp(&mut letter.headers, span.as_ref());
+    span
 }
 
 /// The dead letter of a record one of whose outputs the broker refused.
 pub fn refused_letter(
     event: &Event,
+    trace: Option<&RecordTrace>,
     branch: &BranchInfo,
     message: &str,
     max: usize,
-) -> OwnedRecord {
-    let letter = letter(
+) -> (OwnedRecord, Option<SendSpan>) {
+    let mut letter = letter(
         event,
         branch,
         DlqReason::ProduceRejected,
@@ -53,7 +103,14 @@ pub fn refused_letter(
         &branch.last_plugin,
         1,
     );
-    fit(letter, max)
+    let span = trace_letter(
+        trace,
+        &mut letter,
+        branch,
+        DlqReason::ProduceRejected,
+        message,
+    );
+    (fit(letter, max), span)
 }
 
 fn letter(
@@ -120,19 +177,28 @@ pub fn fit(mut letter: OwnedRecord, max: usize) -> OwnedRecord {
 
 /// Logs and counts the dead letters among `verdicts` (the final ones, after any
 /// refusal was applied), and says how the record went, for the circuit.
-pub fn report(event: &Event, verdicts: &[Verdict]) -> Outcome {
+pub fn report(event: &Event, trace: Option<&RecordTrace>, verdicts: &[Verdict]) -> Outcome {
     let mut outcome = Outcome::Delivered;
     for verdict in verdicts {
         match verdict {
             Verdict::Deliver(_) => {}
             Verdict::Refused { branch, message } => {
                 outcome = Outcome::DeadLettered;
-                dead_lettered(event, branch, DlqReason::ProduceRejected, None, 1, message);
+                dead_lettered(
+                    event,
+                    trace,
+                    branch,
+                    DlqReason::ProduceRejected,
+                    None,
+                    1,
+                    message,
+                );
             }
             Verdict::DeadLetter(failed) => {
                 outcome = Outcome::DeadLettered;
                 dead_lettered(
                     event,
+                    trace,
                     &failed.branch,
                     failed.reason,
                     Some(&failed.failure.plugin.label),
@@ -150,6 +216,7 @@ pub fn report(event: &Event, verdicts: &[Verdict]) -> Outcome {
 /// `weir dlq inspect`: a warning each would flood the log at scale).
 pub fn dead_lettered(
     event: &Event,
+    trace: Option<&RecordTrace>,
     branch: &BranchInfo,
     reason: DlqReason,
     plugin: Option<&str>,
@@ -158,6 +225,22 @@ pub fn dead_lettered(
 ) {
     branch.dead_letters.dead_lettered(reason);
     let plugin = plugin.unwrap_or(&branch.last_plugin);
+    if let Some(trace) = trace {
+        trace.fail(message);
+        trace.event("dead-letter", || {
+            vec![
+                opentelemetry::KeyValue::new("weir.error.reason", reason.as_str()),
+                opentelemetry::KeyValue::new("weir.error.message", message.to_owned()),
+                opentelemetry::KeyValue::new("weir.branch", branch.name.to_string()),
+                opentelemetry::KeyValue::new("weir.plugin", plugin.to_owned()),
+                opentelemetry::KeyValue::new("weir.attempts", i64::from(attempts)),
+                opentelemetry::KeyValue::new(
+                    "messaging.destination.name",
+                    branch.dlq_topic.to_string(),
+                ),
+            ]
+        });
+    }
     if reason.is_expected() {
         tracing::debug!(
             pipeline = %branch.name, partition = event.partition, offset = event.offset,

@@ -15,6 +15,7 @@ use crate::policy::{Admission, Change, CircuitBreaker, Outcome};
 use crate::shutdown::Shutdown;
 use crate::telemetry::PipelineMetrics;
 use crate::telemetry::health::StallWatch;
+use crate::telemetry::trace::ConsumeNames;
 
 pub struct LivePipeline {
     name: Arc<str>,
@@ -33,6 +34,8 @@ pub struct LivePipeline {
     stop: Shutdown,
     /// Its stateful plugin slots (none for most pipelines).
     stateful: Arc<StatefulSlots>,
+    /// The names of its records' spans, with tracing on.
+    trace: Option<ConsumeNames>,
 }
 
 impl LivePipeline {
@@ -56,7 +59,22 @@ impl LivePipeline {
             stall,
             stop,
             stateful: Arc::new(StatefulSlots::none()),
+            trace: None,
         }
+    }
+
+    /// The pipeline, traced when tracing is on in this process; `group` is its
+    /// consumer group.
+    pub fn with_tracing(mut self, group: &str) -> LivePipeline {
+        if crate::telemetry::trace::enabled() {
+            self.trace = Some(ConsumeNames::new(&self.name, group, &self.input));
+        }
+        self
+    }
+
+    /// The names of its records' spans; `None` with tracing off.
+    pub fn trace(&self) -> Option<&ConsumeNames> {
+        self.trace.as_ref()
     }
 
     /// The pipeline with these stateful slots.

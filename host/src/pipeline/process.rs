@@ -22,6 +22,7 @@ use crate::plugin::{
     CallError, CallSite, Event, FiredTimer, LoadError, Output, Plugin, PluginVersion,
 };
 use crate::policy::{Decision, decide};
+use crate::telemetry::trace::SendSpan;
 
 /// What becomes of a record.
 pub enum Disposition<P: Plugin = PluginVersion> {
@@ -57,6 +58,8 @@ pub enum Verdict<P: Plugin = PluginVersion> {
 pub struct Routed {
     pub route: Arc<Route>,
     pub output: Output,
+    /// Its send span, once the sink stamped it (sampled records only).
+    pub send: Option<SendSpan>,
 }
 
 /// Why a record is dead-lettered, and where to.
@@ -220,6 +223,7 @@ fn run_prefix<P: Plugin>(
     }
     let record = work.record;
     work.prefix_attempts += 1;
+    site.attempt.set(work.prefix_attempts);
     instances.prefix.discard_changes();
     let result = if let Some((Place::Prefix, stage, timer)) = work.timer {
         instances
@@ -287,6 +291,7 @@ fn run_branches<P: Plugin>(
             continue;
         }
         work.branch_attempts[b] += 1;
+        site.attempt.set(work.branch_attempts[b]);
         let chain = &mut instances.branches[b];
         chain.discard_changes();
         let result = if let Some((stage, timer)) = work.timer_in(b) {
@@ -371,6 +376,7 @@ fn route<P: Plugin>(
             Some(route) => routed.push(Routed {
                 route: route.clone(),
                 output,
+                send: None,
             }),
             None => {
                 return Err(ChainFailure {

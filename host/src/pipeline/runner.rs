@@ -26,6 +26,7 @@ use crate::shutdown::Shutdown;
 use crate::state::Timer;
 use crate::state::changelog::RestoreError;
 use crate::state::clock::wall_ms;
+use crate::telemetry::trace::RecordTrace;
 
 /// How long a poll of the partition queue waits before looking at the stop signal.
 const POLL: Duration = Duration::from_millis(100);
@@ -106,6 +107,7 @@ impl PartitionRunner {
             pipeline: self.pipeline.name().clone(),
             partition: self.unit.partition,
             offset: 0,
+            ..CallSite::default()
         };
         while !self.stop.is_triggered() {
             let wait = match self.timers(&state, &mut snapshot, &mut instances, &site) {
@@ -273,6 +275,21 @@ impl PartitionRunner {
                 text("weir.timer.due-ms", timer.due_ms.to_string()),
             ],
         };
+        let trace = pipeline.trace().and_then(|names| {
+            RecordTrace::timer(
+                names,
+                self.unit.partition,
+                &timer.name,
+                timer.due_ms,
+                lateness,
+                None,
+            )
+        });
+        let _logs = log_span(&record, trace.as_ref()).entered();
+        let site = &CallSite {
+            trace: trace.clone(),
+            ..site.clone()
+        };
         let Some(admission) = self.admit() else {
             return Handled::Abandoned;
         };
@@ -291,7 +308,7 @@ impl PartitionRunner {
             }
         }
         let changes = state.finish(&verdicts, None);
-        let source = Source::timer(record);
+        let source = Source::timer(record, trace);
         let sink = pipeline.sink();
         let Ok(outcome) = sink.deliver(&source, verdicts, changes, &self.unit, &self.stop) else {
             return Handled::Abandoned;
@@ -333,6 +350,26 @@ impl PartitionRunner {
                     attempt,
                 } => {
                     let kind = failure.error.kind();
+                    if let Some(trace) = &site.trace {
+                        trace.event("retry", || {
+                            vec![
+                                opentelemetry::KeyValue::new("weir.attempt", i64::from(attempt)),
+                                opentelemetry::KeyValue::new("weir.error.kind", kind.as_str()),
+                                opentelemetry::KeyValue::new(
+                                    "weir.error.message",
+                                    failure.error.message(),
+                                ),
+                                opentelemetry::KeyValue::new(
+                                    "weir.plugin",
+                                    failure.plugin.label.to_string(),
+                                ),
+                                opentelemetry::KeyValue::new(
+                                    "weir.retry.delay-ms",
+                                    delay.as_millis() as i64,
+                                ),
+                            ]
+                        });
+                    }
                     if kind.is_hosts() {
                         tracing::warn!(
                             pipeline = %pipeline.name(), partition = event.partition, offset = event.offset,
@@ -360,7 +397,11 @@ impl PartitionRunner {
             Ok(message) => {
                 self.pipeline.metrics().consumed();
                 self.unit.started_at(message.offset());
-                Some(Source::new(to_event(&message)))
+                let event = to_event(&message);
+                let trace = self.pipeline.trace().and_then(|names| {
+                    RecordTrace::consume(names, event.partition, event.offset, &event.headers)
+                });
+                Some(Source::new(event, trace))
             }
             Err(error) => {
                 tracing::warn!(pipeline = %self.pipeline.name(), partition = self.unit.partition, %error, "consume error");
@@ -392,15 +433,12 @@ impl PartitionRunner {
         site: &CallSite,
     ) -> Handled {
         let event = &source.event;
-        // Lines about this record (plugin logs included) carry its correlation id.
-        let _span = event
-            .headers
-            .iter()
-            .find(|h| h.key == "correlation_id")
-            .map(|h| {
-                tracing::info_span!("record", correlation_id = %String::from_utf8_lossy(&h.value))
-                    .entered()
-            });
+        let _logs = log_span(event, source.trace.as_ref()).entered();
+        // The record's trace, for its plugin calls' spans; gone with the record.
+        let site = &CallSite {
+            trace: source.trace.clone(),
+            ..site.clone()
+        };
         let pipeline = &self.pipeline;
         self.refresh(snapshot, instances);
         // Dropped on any early return (or a panic), it goes back to the circuit.
@@ -419,6 +457,33 @@ impl PartitionRunner {
         pipeline.record(admission, outcome, snapshot);
         Handled::Done
     }
+}
+
+/// Lines about a record (plugin logs included) carry its correlation id and, with
+/// tracing on, its trace and span ids.
+fn log_span(event: &Event, trace: Option<&RecordTrace>) -> tracing::Span {
+    let correlation = event.headers.iter().find(|h| h.key == "correlation_id");
+    if correlation.is_none() && trace.is_none() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "record",
+        correlation_id = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty
+    );
+    if let Some(h) = correlation {
+        span.record(
+            "correlation_id",
+            tracing::field::display(String::from_utf8_lossy(&h.value)),
+        );
+    }
+    if let Some(trace) = trace {
+        let (trace_id, span_id) = trace.ids();
+        span.record("trace_id", tracing::field::display(trace_id));
+        span.record("span_id", tracing::field::display(span_id));
+    }
+    span
 }
 
 /// Copies a consumed message into an event.

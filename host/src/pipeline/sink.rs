@@ -18,7 +18,7 @@ use rdkafka::Offset;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::topic_partition_list::TopicPartitionList;
 
-use super::letters::{dead_letter, dead_lettered, fit, refused_letter, report};
+use super::letters::{dead_letter, dead_lettered, fit, refused_letter, report, trace_writes};
 use super::process::{Routed, Verdict};
 use super::snapshot::{BranchInfo, Route};
 use super::unit::{PartitionUnit, Source};
@@ -30,6 +30,7 @@ use crate::outcome::DlqReason;
 use crate::policy::Outcome;
 use crate::shutdown::Shutdown;
 use crate::telemetry::Health;
+use crate::telemetry::trace::SendSpan;
 
 /// Why offsets are being committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,13 +124,14 @@ impl<P: Produce<RecordTicket>> Sink for AtLeastOnce<P> {
     fn deliver(
         &self,
         source: &Arc<Source>,
-        verdicts: Vec<Verdict>,
-        changes: Vec<OwnedRecord>,
+        mut verdicts: Vec<Verdict>,
+        mut changes: Vec<OwnedRecord>,
         unit: &Arc<PartitionUnit>,
         stop: &Shutdown,
     ) -> Result<Outcome, Stopped> {
         let event = &source.event;
-        let outcome = report(event, &verdicts);
+        trace_writes(source.trace.as_ref(), &mut verdicts, &mut changes);
+        let outcome = report(event, source.trace.as_ref(), &verdicts);
         let deliveries: usize = verdicts.iter().map(Verdict::deliveries).sum();
         if !source.timer {
             let all = deliveries + changes.len();
@@ -140,15 +142,18 @@ impl<P: Produce<RecordTicket>> Sink for AtLeastOnce<P> {
         }
         // The changes wait for the outputs (and go out in order): send_ready.
         unit.hold(source, deliveries, changes);
-        for (_, produced) in produced(event, &verdicts, self.max_record, 0) {
-            let (record, target) = match &produced {
-                Produced::Output(r) => (r.as_out(), Target::Output(r.route.clone())),
-                Produced::Letter(letter, branch) => (
+        for (_, produced) in produced(source, &verdicts, self.max_record, 0) {
+            let (record, target, span) = match &produced {
+                Produced::Output(r) => {
+                    (r.as_out(), Target::Output(r.route.clone()), r.send.clone())
+                }
+                Produced::Letter(letter, branch, span) => (
                     letter.as_out(),
                     Target::DeadLetter {
                         branch: branch.clone(),
                         cut: false,
                     },
+                    span.clone(),
                 ),
             };
             let ticket = RecordTicket {
@@ -156,6 +161,7 @@ impl<P: Produce<RecordTicket>> Sink for AtLeastOnce<P> {
                 source: source.clone(),
                 target,
                 max_record: self.max_record,
+                span,
             };
             self.producer.send(record, ticket, stop)?;
         }
@@ -170,6 +176,7 @@ impl<P: Produce<RecordTicket>> Sink for AtLeastOnce<P> {
                     source: source.clone(),
                     target: Target::Changelog,
                     max_record: self.max_record,
+                    span: None,
                 };
                 self.producer.send(change.as_out(), ticket, stop)?;
             }
@@ -232,19 +239,20 @@ impl Routed {
 pub enum Produced<'v> {
     /// An output, to its route.
     Output(&'v Routed),
-    /// A dead letter, to the branch's dead-letter topic.
-    Letter(OwnedRecord, Arc<BranchInfo>),
+    /// A dead letter, to the branch's dead-letter topic, with its send span.
+    Letter(OwnedRecord, Arc<BranchInfo>, Option<SendSpan>),
 }
 
 /// Every record `verdicts` ask for, each with its branch's position. Dead letters
 /// are cut to fit in `max` bytes; those of the branches in the bit set `cut` (their
 /// dead-letter topic refused the whole letter before) are cut to the least.
 pub fn produced<'v>(
-    event: &'v crate::record::Event,
+    source: &'v Source,
     verdicts: &'v [Verdict],
     max: usize,
     cut: u64,
 ) -> impl Iterator<Item = (usize, Produced<'v>)> + 'v {
+    let (event, trace) = (&source.event, source.trace.as_ref());
     verdicts
         .iter()
         .enumerate()
@@ -256,14 +264,14 @@ pub fn produced<'v>(
             };
             let records: Vec<Produced<'v>> = match verdict {
                 Verdict::Deliver(routed) => routed.iter().map(Produced::Output).collect(),
-                Verdict::DeadLetter(failed) => vec![Produced::Letter(
-                    dead_letter(event, failed, max),
-                    failed.branch.clone(),
-                )],
-                Verdict::Refused { branch, message } => vec![Produced::Letter(
-                    refused_letter(event, branch, message, max),
-                    branch.clone(),
-                )],
+                Verdict::DeadLetter(failed) => {
+                    let (letter, span) = dead_letter(event, trace, failed, max);
+                    vec![Produced::Letter(letter, failed.branch.clone(), span)]
+                }
+                Verdict::Refused { branch, message } => {
+                    let (letter, span) = refused_letter(event, trace, branch, message, max);
+                    vec![Produced::Letter(letter, branch.clone(), span)]
+                }
             };
             records.into_iter().map(move |p| (branch, p))
         })
@@ -286,10 +294,15 @@ pub struct RecordTicket {
     target: Target,
     /// The producer's `message.max.bytes`, for a dead letter made in a callback.
     max_record: usize,
+    /// Its send span (sampled records only).
+    span: Option<SendSpan>,
 }
 
 impl Ticket for RecordTicket {
     fn delivered(self) {
+        if let Some(span) = &self.span {
+            span.delivered();
+        }
         match &self.target {
             Target::Output(route) => route.metrics.delivered(),
             Target::DeadLetter { branch, .. } => branch.dlq_metrics.delivered(),
@@ -300,6 +313,9 @@ impl Ticket for RecordTicket {
     }
 
     fn failed(&self, trouble: Trouble) {
+        if let Some(span) = &self.span {
+            span.failed(trouble.as_str());
+        }
         match &self.target {
             Target::Output(route) => route.metrics.failed(),
             Target::DeadLetter { branch, .. } => branch.dlq_metrics.failed(),
@@ -313,6 +329,10 @@ impl Ticket for RecordTicket {
 
     fn refused(self, record: OwnedRecord, error: &str) -> Replacement<RecordTicket> {
         let event = &self.source.event;
+        let trace = self.source.trace.as_ref();
+        if let Some(span) = &self.span {
+            span.refused(error);
+        }
         match &self.target {
             Target::Output(route) => {
                 let branch = route.branch.clone();
@@ -324,14 +344,20 @@ impl Ticket for RecordTicket {
                 let message = format!("the broker refused an output to {}: {error}", record.topic);
                 dead_lettered(
                     event,
+                    trace,
                     &branch,
                     DlqReason::ProduceRejected,
                     None,
                     1,
                     &message,
                 );
-                let letter = refused_letter(event, &branch, &message, self.max_record);
-                Replacement::Send(letter, self.retarget(branch, false))
+                let (letter, span) =
+                    refused_letter(event, trace, &branch, &message, self.max_record);
+                let ticket = RecordTicket {
+                    span,
+                    ..self.retarget(branch, false)
+                };
+                Replacement::Send(letter, ticket)
             }
             Target::DeadLetter { branch, cut: false } => {
                 tracing::warn!(

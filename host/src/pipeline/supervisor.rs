@@ -275,7 +275,8 @@ impl PipelineStarter<'_> {
                 stall,
                 self.shutdown.child(),
             )
-            .with_state(stateful),
+            .with_state(stateful)
+            .with_tracing(&pipeline.group()),
         );
         health.pipeline_assigned(name, false);
         let set = Arc::new(PartitionSet::new(live.clone(), health.clone()));

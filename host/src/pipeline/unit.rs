@@ -13,6 +13,7 @@ use crate::kafka::OffsetTracker;
 use crate::record::Event;
 use crate::telemetry::health::StallWatch;
 use crate::telemetry::metrics::Latency;
+use crate::telemetry::trace::RecordTrace;
 
 /// One assigned partition of a pipeline.
 pub struct PartitionUnit {
@@ -135,6 +136,8 @@ pub struct Source {
     pub event: Event,
     /// A fired timer: it has no offset to register.
     pub timer: bool,
+    /// Its place in its trace, with tracing on.
+    pub trace: Option<RecordTrace>,
     /// At-least-once: its outputs not acknowledged yet, while it holds changes.
     pub(super) outputs_left: AtomicU64,
     /// Bits of the branches that dead-lettered it because the broker refused one of
@@ -143,20 +146,22 @@ pub struct Source {
 }
 
 impl Source {
-    pub fn new(event: Event) -> Arc<Source> {
+    pub fn new(event: Event, trace: Option<RecordTrace>) -> Arc<Source> {
         Arc::new(Source {
             event,
             timer: false,
+            trace,
             outputs_left: AtomicU64::new(0),
             refused: AtomicU64::new(0),
         })
     }
 
     /// A fired timer, `event` standing for its source.
-    pub fn timer(event: Event) -> Arc<Source> {
+    pub fn timer(event: Event, trace: Option<RecordTrace>) -> Arc<Source> {
         Arc::new(Source {
             event,
             timer: true,
+            trace,
             outputs_left: AtomicU64::new(0),
             refused: AtomicU64::new(0),
         })

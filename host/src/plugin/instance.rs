@@ -227,7 +227,7 @@ impl PluginInstance {
     /// make a new one with [`PluginVersion::instantiate`].
     pub fn handle(&mut self, event: &Event, site: &CallSite) -> CallOutcome {
         let limits = self.version.limits;
-        self.store.data_mut().begin_call(site);
+        self.begin_call(site, "handle-event");
         self.store
             .set_epoch_deadline(deadline_ticks(limits.timeout));
         let result = match &self.bindings {
@@ -235,6 +235,12 @@ impl PluginInstance {
             Exports::Stateful(b) => b.call_handle_event(&mut self.store, event),
         };
         self.finish_call(result, limits)
+    }
+
+    /// Readies the store for a call of `export`: budgets, and the call's span
+    /// when the record is sampled.
+    fn begin_call(&mut self, site: &CallSite, export: &str) {
+        begin_call(&mut self.store, &self.version, site, export);
     }
 
     /// Calls `handle-timer` under the deadline and memory cap, as
@@ -247,7 +253,7 @@ impl PluginInstance {
                 timer.name
             ))));
         };
-        self.store.data_mut().begin_call(site);
+        begin_call(&mut self.store, &self.version, site, "handle-timer");
         self.store
             .set_epoch_deadline(deadline_ticks(limits.timeout));
         let result = bindings.call_handle_timer(&mut self.store, timer);
@@ -261,6 +267,23 @@ impl PluginInstance {
         limits: Limits,
     ) -> CallOutcome {
         let last_output = self.store.data_mut().end_call();
+        let span = self.store.data_mut().span.take();
+        let outcome = self.outcome(result, limits, last_output);
+        if let Some(span) = span {
+            span.finish(match &outcome {
+                Ok(outputs) => Ok(outputs.len()),
+                Err(error) => Err((error.kind().as_str(), error.message())),
+            });
+        }
+        outcome
+    }
+
+    fn outcome(
+        &mut self,
+        result: wasmtime::Result<Result<Vec<Output>, Failure>>,
+        limits: Limits,
+        last_output: Option<String>,
+    ) -> CallOutcome {
         match result {
             Ok(Ok(outputs)) => {
                 if let Some(slot) = &self.store.data().slot
@@ -299,6 +322,27 @@ impl PluginInstance {
             None => trap,
         })
     }
+}
+
+/// Readies `store` for a call of `export` of `version`: budgets, and the call's
+/// span when the record is sampled.
+fn begin_call(
+    store: &mut Store<InstanceState>,
+    version: &PluginVersion,
+    site: &CallSite,
+    export: &str,
+) {
+    let span = site.trace.as_ref().and_then(|trace| {
+        trace.call(
+            export,
+            &version.name,
+            &version.sha256,
+            site.attempt.get().max(1),
+        )
+    });
+    let data = store.data_mut();
+    data.begin_call(site);
+    data.span = span;
 }
 
 /// Rejects outputs that could never be produced to Kafka as they are.

@@ -22,6 +22,7 @@ use super::bindings::weir::plugin::state::Host as StateHost;
 use super::bindings::weir::plugin::timers::Host as TimersHost;
 use super::bindings::weir::plugin::types::Host as TypesHost;
 use crate::state::SlotHandle;
+use crate::telemetry::trace::{CallSpan, RecordTrace};
 
 /// Bytes of guest stdout+stderr kept per call; the rest is counted and dropped.
 const OUTPUT_BUDGET: usize = 16 * 1024;
@@ -38,6 +39,11 @@ pub struct CallSite {
     pub pipeline: Arc<str>,
     pub partition: i32,
     pub offset: i64,
+    /// The record's trace, with tracing on: each call gets a span in it.
+    pub trace: Option<RecordTrace>,
+    /// The attempt of the part of the pipeline being called (1-based), for the
+    /// call's span.
+    pub attempt: std::cell::Cell<u32>,
 }
 
 /// The data of one plugin instance's `Store`.
@@ -58,6 +64,8 @@ pub struct InstanceState {
     log_lines: u32,
     /// The slot's state on the partition, for a stateful plugin.
     pub(crate) slot: Option<SlotHandle>,
+    /// The current call's span, when its record is sampled.
+    pub(crate) span: Option<CallSpan>,
 }
 
 impl InstanceState {
@@ -79,6 +87,7 @@ impl InstanceState {
             site: CallSite::default(),
             log_lines: 0,
             slot: None,
+            span: None,
         }
     }
 
@@ -201,15 +210,19 @@ impl TimersHost for InstanceState {
 
 impl SpanHost for InstanceState {
     fn recording(&mut self) -> bool {
-        false
+        self.span.is_some()
     }
 
     fn set_attribute(&mut self, key: String, value: String) {
-        let _ = (key, value);
+        if let Some(span) = &mut self.span {
+            span.set_attribute(&key, &value);
+        }
     }
 
     fn add_event(&mut self, name: String, attributes: Vec<(String, String)>) {
-        let _ = (name, attributes);
+        if let Some(span) = &mut self.span {
+            span.add_event(&name, &attributes);
+        }
     }
 }
 

@@ -125,6 +125,7 @@ impl Metrics {
         for metric in [
             Box::new(compiles.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(compile_seconds.clone()),
+            Box::new(super::trace::SPANS.clone()),
         ] {
             registry.register(metric).expect("metric names are unique");
         }

@@ -44,6 +44,7 @@ pub(super) fn run_chain(
             pipeline: pipeline.clone(),
             partition: 0,
             offset: i as i64,
+            ..CallSite::default()
         };
         let mut rows = Vec::new();
         let (at, event) = match input {

@@ -53,6 +53,9 @@ impl ProducerContext for TxnContext {
                 if let Some(metrics) = &ticket.metrics {
                     metrics.delivered();
                 }
+                if let Some(span) = &ticket.span {
+                    span.delivered();
+                }
                 return;
             }
             Err(failed) => failed,
@@ -75,6 +78,9 @@ impl ProducerContext for TxnContext {
         }
         let topic = message.topic();
         let trouble = Trouble::of(code);
+        if let Some(span) = &ticket.span {
+            span.refused(&error.to_string());
+        }
         if trouble != Trouble::Broker {
             self.stall.answered();
         }

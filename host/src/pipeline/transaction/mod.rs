@@ -48,7 +48,7 @@ mod rewind;
 use self::context::TxnContext;
 use self::failure::{ErrorFacts, TxnFailure, classify};
 use self::refusals::{Applied, Refusals, TxnTicket, apply_refusals};
-use super::letters::report;
+use super::letters::{report, trace_writes};
 use super::process::Verdict;
 use super::sink::{Commit, Committed, Produced, Sink, produced};
 use super::unit::{PartitionUnit, Source};
@@ -62,6 +62,7 @@ use crate::shutdown::Shutdown;
 use crate::telemetry::Health;
 use crate::telemetry::health::StallWatch;
 use crate::telemetry::metrics::TransactionMetrics;
+use crate::telemetry::trace::RecordTrace;
 
 /// How long one transactional call may take before it counts as failed.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -98,6 +99,9 @@ pub struct Transactional {
     /// The records of the open transaction, with their timestamps: their
     /// end-to-end latency ends when it commits.
     in_transaction: Mutex<Vec<(Arc<PartitionUnit>, Option<i64>)>>,
+    /// The traces of the open transaction's sampled records: their spans end
+    /// with it, with its outcome as an event.
+    traces: Mutex<Vec<RecordTrace>>,
 }
 
 impl Transactional {
@@ -140,6 +144,7 @@ impl Transactional {
             stall,
             max_record,
             in_transaction: Mutex::new(Vec::new()),
+            traces: Mutex::new(Vec::new()),
         })
     }
 
@@ -149,16 +154,24 @@ impl Transactional {
     fn abort(&self, open: &mut Open) -> Result<(), KafkaError> {
         self.halted.store(true, Ordering::SeqCst);
         let result = open.producer.abort_transaction(CALL_TIMEOUT);
-        self.end(open);
+        self.end(open, "transaction.abort");
         self.metrics.aborted();
         result?;
         open.producer.begin_transaction()
     }
 
     /// Bookkeeping after a commit or an abort.
-    fn end(&self, open: &mut Open) {
+    fn end(&self, open: &mut Open, outcome: &'static str) {
         if let Some(since) = open.since.take() {
             self.metrics.ended(since.elapsed().as_secs_f64());
+        }
+        for trace in self
+            .traces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            trace.event(outcome, Vec::new);
         }
         self.in_transaction
             .lock()
@@ -195,7 +208,7 @@ impl Transactional {
         ) {
             Ok(producer) => {
                 open.producer = producer;
-                self.end(open);
+                self.end(open, "transaction.abort");
             }
             Err(error) => {
                 tracing::error!(pipeline = %self.pipeline, %error, "cannot make a new transactional producer; trying again at the next commit");
@@ -224,37 +237,42 @@ impl Transactional {
         stop: &Shutdown,
     ) -> Result<(), Stopped> {
         let event = &source.event;
-        let ticket = |branch, letter, metrics| TxnTicket {
+        let ticket = |branch, letter, metrics, span| TxnTicket {
             partition: event.partition,
             offset: event.offset,
             branch,
             letter,
             alone: applied.alone,
             metrics,
+            span,
         };
         for change in changes {
             if !self.send_one(
                 producer,
                 event,
                 change.as_out(),
-                ticket(0, false, None),
+                ticket(0, false, None, None),
                 stop,
             )? {
                 return Ok(());
             }
         }
-        for (branch, produced) in produced(event, &applied.verdicts, self.max_record, applied.cut) {
-            let (record, letter, metrics) = match &produced {
-                Produced::Output(r) => (r.as_out(), false, r.route.metrics.clone()),
-                Produced::Letter(letter, branch) => {
-                    (letter.as_out(), true, branch.dlq_metrics.clone())
-                }
+        for (branch, produced) in produced(source, &applied.verdicts, self.max_record, applied.cut)
+        {
+            let (record, letter, metrics, span) = match &produced {
+                Produced::Output(r) => (r.as_out(), false, r.route.metrics.clone(), r.send.clone()),
+                Produced::Letter(letter, branch, span) => (
+                    letter.as_out(),
+                    true,
+                    branch.dlq_metrics.clone(),
+                    span.clone(),
+                ),
             };
             if !self.send_one(
                 producer,
                 event,
                 record,
-                ticket(branch, letter, Some(metrics)),
+                ticket(branch, letter, Some(metrics), span),
                 stop,
             )? {
                 return Ok(());
@@ -368,20 +386,27 @@ impl Sink for Transactional {
         &self,
         source: &Arc<Source>,
         verdicts: Vec<Verdict>,
-        changes: Vec<OwnedRecord>,
+        mut changes: Vec<OwnedRecord>,
         unit: &Arc<PartitionUnit>,
         stop: &Shutdown,
     ) -> Result<Outcome, Stopped> {
-        let applied = if source.timer {
+        let mut applied = if source.timer {
             // A fired timer has no offset that refusals could be known by.
             apply_refusals(None, verdicts)
         } else {
             self.apply_refusals(source, verdicts)
         };
+        trace_writes(source.trace.as_ref(), &mut applied.verdicts, &mut changes);
         // The record's offset is registered before the gate opens again, so that no
         // transaction commits its outputs without its offset.
         let register = || {
             self.records.fetch_add(1, Ordering::SeqCst);
+            if let Some(trace) = source.trace.as_ref().filter(|t| t.sampled()) {
+                self.traces
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(trace.clone());
+            }
             if source.timer {
                 return;
             }
@@ -411,7 +436,11 @@ impl Sink for Transactional {
             self.produce(&open.producer, source, &applied, &changes, stop)?;
             register();
         }
-        Ok(report(&source.event, &applied.verdicts))
+        Ok(report(
+            &source.event,
+            source.trace.as_ref(),
+            &applied.verdicts,
+        ))
     }
 
     fn in_flight(&self, _units: &[&Arc<PartitionUnit>]) -> usize {
@@ -480,7 +509,7 @@ impl Sink for Transactional {
                     {
                         unit.done_at(timestamp_ms);
                     }
-                    self.end(&mut open);
+                    self.end(&mut open, "transaction.commit");
                     self.health.broker_ok();
                     tracing::trace!(pipeline = %self.pipeline, ?offsets, "transaction committed");
                     if let Err(error) = open.producer.begin_transaction() {

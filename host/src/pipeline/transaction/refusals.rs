@@ -86,6 +86,8 @@ pub(super) struct TxnTicket {
     pub(super) alone: bool,
     /// `weir_records_produced_total` of its topic (none in unit tests).
     pub(super) metrics: Option<RouteMetrics>,
+    /// Its send span (sampled records only).
+    pub(super) span: Option<crate::telemetry::trace::SendSpan>,
 }
 
 impl TxnTicket {
