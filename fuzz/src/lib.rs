@@ -542,6 +542,7 @@ pub fn plugin_outputs(harness: &mut Harness, data: &[u8]) {
         pipeline: Arc::from("fuzz"),
         partition: 0,
         offset: 1,
+        ..CallSite::default()
     };
     for (snapshot, instances, expect) in &mut harness.pipelines {
         let predicted = chain(data, expect.stages, expect.max_output);

@@ -282,7 +282,10 @@ impl PartitionRunner {
                 &timer.name,
                 timer.due_ms,
                 lateness,
-                None,
+                timer
+                    .link
+                    .as_ref()
+                    .and_then(crate::telemetry::trace::link_context),
             )
         });
         let _logs = log_span(&record, trace.as_ref()).entered();

@@ -490,18 +490,21 @@ mod tests {
     }
 
     fn source(offset: i64, value: &[u8]) -> Arc<Source> {
-        Source::new(Event {
-            topic: "in".into(),
-            partition: 2,
-            offset,
-            timestamp_ms: None,
-            key: Some(b"k".to_vec()),
-            value: Some(value.to_vec()),
-            headers: vec![Header {
-                key: "trace".into(),
-                value: b"t".to_vec(),
-            }],
-        })
+        Source::new(
+            Event {
+                topic: "in".into(),
+                partition: 2,
+                offset,
+                timestamp_ms: None,
+                key: Some(b"k".to_vec()),
+                value: Some(value.to_vec()),
+                headers: vec![Header {
+                    key: "trace".into(),
+                    value: b"t".to_vec(),
+                }],
+            },
+            None,
+        )
     }
 
     fn deliver(route: &Arc<Route>, values: &[&str]) -> Verdict {
@@ -509,6 +512,7 @@ mod tests {
             values
                 .iter()
                 .map(|v| Routed {
+                    send: None,
                     route: route.clone(),
                     output: Output {
                         to: "task-updates".into(),

@@ -185,7 +185,10 @@ impl StateHost for InstanceState {
 impl TimersHost for InstanceState {
     fn set(&mut self, name: String, at_ms: i64, payload: Vec<u8>) -> Result<(), String> {
         match &self.slot {
-            Some(slot) => slot.lock().set_timer(name, at_ms, payload),
+            Some(slot) => {
+                let link = self.span.as_ref().map(CallSpan::link);
+                slot.lock().set_timer(name, at_ms, payload, link)
+            }
             None => Err(NO_STATE.into()),
         }
     }

@@ -10,8 +10,12 @@
 //! key   = kind (b'S' entry, b'T' timer) || has-key (0|1) || key length (u32 BE) || key || name
 //! value = 1 || entry value                          (an entry)
 //!       = 1 || due ms (i64 BE) || payload            (a timer)
+//!       = 2 || due ms (i64 BE) || link || payload    (a timer set by a traced span)
 //!       = null                                       (deleted: a tombstone)
 //! ```
+//!
+//! `link` is the setting span's trace id (16 bytes), span id (8) and flags (1):
+//! the fired timer's span links to it, across restarts.
 //!
 //! The leading version byte keeps a set value of zero bytes from being empty.
 
@@ -29,6 +33,8 @@ use super::slot::{Change, ScopeKey};
 const ENTRY: u8 = b'S';
 const TIMER: u8 = b'T';
 const VERSION: u8 = 1;
+/// A timer value with the link of the span that set it.
+const LINKED: u8 = 2;
 
 /// The changelog topic of slot `slot` of pipeline `pipeline` in group `group`.
 pub fn topic(group: &str, pipeline: &str, slot: &str) -> String {
@@ -67,12 +73,20 @@ pub fn encode(change: &Change) -> (Vec<u8>, Option<Vec<u8>>) {
                 out
             }),
         ),
-        Change::Timer { key, name, due } => (
+        Change::Timer {
+            key,
+            name,
+            due,
+            link,
+        } => (
             encode_key(TIMER, key, name),
             due.as_ref().map(|(at, payload)| {
-                let mut out = Vec::with_capacity(9 + payload.len());
-                out.push(VERSION);
+                let mut out = Vec::with_capacity(34 + payload.len());
+                out.push(if link.is_some() { LINKED } else { VERSION });
                 out.extend_from_slice(&at.to_be_bytes());
+                if let Some(link) = link {
+                    out.extend_from_slice(link);
+                }
                 out.extend_from_slice(payload);
                 out
             }),
@@ -100,9 +114,10 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Change, Malformed> {
     let (k, name) = rest.split_at(len);
     let key = (*has_key == 1).then(|| k.to_vec());
     let name = String::from_utf8(name.to_vec()).map_err(|_| Malformed("name not UTF-8"))?;
-    let body = match value {
-        None => None,
-        Some([VERSION, body @ ..]) => Some(body),
+    let (body, linked) = match value {
+        None => (None, false),
+        Some([VERSION, body @ ..]) => (Some(body), false),
+        Some([LINKED, body @ ..]) if *kind == TIMER => (Some(body), true),
         Some(_) => return Err(Malformed("unknown value version")),
     };
     match *kind {
@@ -112,16 +127,29 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<Change, Malformed> {
             value: body.map(<[u8]>::to_vec),
         }),
         TIMER => {
+            let mut link = None;
             let due = match body {
                 None => None,
                 Some(body) => {
-                    let (at, payload) = body
+                    let (at, mut payload) = body
                         .split_first_chunk::<8>()
                         .ok_or(Malformed("timer value shorter than its due time"))?;
+                    if linked {
+                        let (l, rest) = payload
+                            .split_first_chunk::<25>()
+                            .ok_or(Malformed("timer value shorter than its link"))?;
+                        link = Some(*l);
+                        payload = rest;
+                    }
                     Some((i64::from_be_bytes(*at), payload.to_vec()))
                 }
             };
-            Ok(Change::Timer { key, name, due })
+            Ok(Change::Timer {
+                key,
+                name,
+                due,
+                link,
+            })
         }
         _ => Err(Malformed("unknown kind")),
     }
@@ -370,11 +398,19 @@ mod tests {
                 key: Some(vec![0, 1, 2]),
                 name: "t".into(),
                 due: Some((-5, b"payload".to_vec())),
+                link: None,
+            },
+            Change::Timer {
+                key: Some(vec![0, 1, 2]),
+                name: "linked".into(),
+                due: Some((7, b"payload".to_vec())),
+                link: Some([9; 25]),
             },
             Change::Timer {
                 key: Some(vec![]),
                 name: String::new(),
                 due: None,
+                link: None,
             },
         ];
         for change in changes {

@@ -40,13 +40,19 @@ pub enum Change {
         name: String,
         value: Option<Vec<u8>>,
     },
-    /// A timer set (`Some((due_ms, payload))`) or removed (`None`).
+    /// A timer set (`Some((due_ms, payload))`) or removed (`None`); `link`: the
+    /// span that set it, when that was traced and sampled.
     Timer {
         key: ScopeKey,
         name: String,
         due: Option<(i64, Vec<u8>)>,
+        link: Option<SpanLink>,
     },
 }
+
+/// The trace context of the span that set a timer: trace id (16 bytes), span id
+/// (8) and trace flags (1), so that the fired timer's span can link to it.
+pub type SpanLink = [u8; 25];
 
 /// A pending timer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +61,7 @@ pub struct Timer {
     pub name: String,
     pub due_ms: i64,
     pub payload: Vec<u8>,
+    pub link: Option<SpanLink>,
 }
 
 /// A slot's committed entries and pending timers on one partition, in memory.
@@ -71,6 +78,8 @@ pub struct Table {
     due: BTreeMap<DueId, Box<[u8]>>,
     /// `id -> due`.
     timers: HashMap<Arc<[u8]>, i64>,
+    /// `id -> link`, for the timers set by a sampled span (tracing on).
+    links: HashMap<Arc<[u8]>, SpanLink>,
     entry_count: usize,
     bytes: usize,
 }
@@ -135,14 +144,25 @@ impl Table {
                     self.entries.remove(key);
                 }
             }
-            Change::Timer { key, name, due } => {
+            Change::Timer {
+                key,
+                name,
+                due,
+                link,
+            } => {
                 let id = timer_id(key, name);
                 if let Some((id, old_due)) = self.timers.remove_entry(&id) {
                     self.due.remove(&(old_due, id));
                 }
+                if !self.links.is_empty() {
+                    self.links.remove(&id);
+                }
                 if let Some((due_ms, payload)) = due {
                     self.due
                         .insert((*due_ms, id.clone()), payload.clone().into_boxed_slice());
+                    if let Some(link) = link {
+                        self.links.insert(id.clone(), *link);
+                    }
                     self.timers.insert(id, *due_ms);
                 }
             }
@@ -176,6 +196,7 @@ impl Table {
             name,
             due_ms: *due_ms,
             payload: payload.to_vec(),
+            link: self.links.get(id).copied(),
         })
     }
 
@@ -303,6 +324,7 @@ impl SlotState {
                 key,
                 name,
                 due: None,
+                link: None,
             });
         }
         if keep {
@@ -413,7 +435,14 @@ impl SlotState {
         self.table.timer(&self.scope, name)
     }
 
-    pub fn set_timer(&mut self, name: String, at_ms: i64, payload: Vec<u8>) -> Result<(), String> {
+    /// Sets the current key's timer `name`; `link` names the span that sets it.
+    pub fn set_timer(
+        &mut self,
+        name: String,
+        at_ms: i64,
+        payload: Vec<u8>,
+        link: Option<SpanLink>,
+    ) -> Result<(), String> {
         if payload.len() > self.limits.state_value {
             return self.refuse(format!(
                 "the payload of timer {name:?} of slot {} is {} bytes, over limits.state-value ({} bytes)",
@@ -443,6 +472,7 @@ impl SlotState {
             key: self.scope.clone(),
             name,
             due: Some((at_ms, payload)),
+            link,
         });
         Ok(())
     }
@@ -454,6 +484,7 @@ impl SlotState {
                 key: self.scope.clone(),
                 name,
                 due: None,
+                link: None,
             });
         }
     }
@@ -556,10 +587,10 @@ mod tests {
         // Replacing an entry is not one more.
         s.set("a".into(), vec![1]).unwrap();
         s.discard();
-        s.set_timer("t1".into(), 5, vec![]).unwrap();
-        s.set_timer("t2".into(), 5, vec![]).unwrap();
+        s.set_timer("t1".into(), 5, vec![], None).unwrap();
+        s.set_timer("t2".into(), 5, vec![], None).unwrap();
         assert!(
-            s.set_timer("t3".into(), 5, vec![])
+            s.set_timer("t3".into(), 5, vec![], None)
                 .unwrap_err()
                 .contains("limits.timers")
         );
@@ -569,8 +600,9 @@ mod tests {
     fn timers_fire_in_due_order_and_a_fired_timer_goes_even_when_its_record_is_dropped() {
         let mut s = slot();
         s.enter(&Some(b"x".to_vec()));
-        s.set_timer("late".into(), 20, b"L".to_vec()).unwrap();
-        s.set_timer("early".into(), 10, b"E".to_vec()).unwrap();
+        s.set_timer("late".into(), 20, b"L".to_vec(), None).unwrap();
+        s.set_timer("early".into(), 10, b"E".to_vec(), None)
+            .unwrap();
         s.finish(true);
         let first = s.table().first_timer().unwrap();
         assert_eq!((first.name.as_str(), first.due_ms), ("early", 10));
@@ -586,16 +618,16 @@ mod tests {
     #[test]
     fn a_timer_that_re_arms_itself_for_now_waits_a_millisecond() {
         let mut s = slot();
-        s.set_timer("t".into(), 5, vec![]).unwrap();
+        s.set_timer("t".into(), 5, vec![], None).unwrap();
         s.finish(true);
         let t = s.table().first_timer().unwrap();
         s.fire(&t);
         // The clock stands at 1000.
-        s.set_timer("t".into(), 0, vec![]).unwrap();
+        s.set_timer("t".into(), 0, vec![], None).unwrap();
         s.finish(true);
         assert_eq!(s.table().first_timer().unwrap().due_ms, 1001);
         // Another timer may be due at once.
-        s.set_timer("u".into(), 0, vec![]).unwrap();
+        s.set_timer("u".into(), 0, vec![], None).unwrap();
         s.finish(true);
         assert_eq!(s.table().first_timer().unwrap().due_ms, 0);
     }
@@ -603,11 +635,11 @@ mod tests {
     #[test]
     fn a_timer_set_again_while_it_fires_stays() {
         let mut s = slot();
-        s.set_timer("t".into(), 10, vec![]).unwrap();
+        s.set_timer("t".into(), 10, vec![], None).unwrap();
         s.finish(true);
         let t = s.table().first_timer().unwrap();
         s.fire(&t);
-        s.set_timer("t".into(), 3000, vec![]).unwrap();
+        s.set_timer("t".into(), 3000, vec![], None).unwrap();
         s.finish(true);
         assert_eq!(s.table().first_timer().unwrap().due_ms, 3000);
         assert_eq!(s.table().timer_count(), 1);

@@ -45,8 +45,8 @@ pub mod stateful_bindings {
         export_macro_name: "export_stateful",
         // The keys name the WIT package version: update them with `wit/plugin.wit`.
         with: {
-            "weir:plugin/types@0.1.1": crate::bindings::weir::plugin::types,
-            "weir:plugin/host@0.1.1": crate::bindings::weir::plugin::host,
+            "weir:plugin/types@0.1.2": crate::bindings::weir::plugin::types,
+            "weir:plugin/host@0.1.2": crate::bindings::weir::plugin::host,
         },
         generate_all,
     });

@@ -158,6 +158,7 @@ mod tests {
 
     fn ticket(branch: usize, letter: bool, alone: bool) -> TxnTicket {
         TxnTicket {
+            span: None,
             partition: 0,
             offset: 5,
             branch,

@@ -507,11 +507,32 @@ impl CallSpan {
             .add_event(truncate(name, PLUGIN_KEY_MAX).to_owned(), attributes);
     }
 
-    /// The span context, for a timer the call sets (the fired timer links to it).
-    pub fn span_context(&self) -> SpanContext {
-        self.span.span_context().clone()
+    /// This span, for a timer the call sets (the fired timer links to it).
+    pub fn link(&self) -> [u8; 25] {
+        let sc = self.span.span_context();
+        let mut link = [0; 25];
+        link[..16].copy_from_slice(&sc.trace_id().to_bytes());
+        link[16..24].copy_from_slice(&sc.span_id().to_bytes());
+        link[24] = sc.trace_flags().to_u8();
+        link
     }
+}
 
+/// The span context a timer's link names, if valid.
+pub fn link_context(link: &[u8; 25]) -> Option<SpanContext> {
+    let trace: [u8; 16] = link[..16].try_into().ok()?;
+    let span: [u8; 8] = link[16..24].try_into().ok()?;
+    let sc = SpanContext::new(
+        TraceId::from_bytes(trace),
+        SpanId::from_bytes(span),
+        TraceFlags::new(link[24]),
+        true,
+        TraceState::default(),
+    );
+    sc.is_valid().then_some(sc)
+}
+
+impl CallSpan {
     /// Ends the span with the call's outcome: `Ok(outputs)` or the failure's kind
     /// and message.
     pub fn finish(mut self, outcome: Result<usize, (&'static str, String)>) {
