@@ -138,6 +138,7 @@ pub fn jsonl(lines: &[Value]) -> tempfile::NamedTempFile {
     file
 }
 
+pub mod jaeger;
 pub mod kafka;
 pub mod model;
 pub mod net;
