@@ -527,6 +527,18 @@ impl Weir {
 
     /// `weir run --config CONFIG` plus `extra` arguments (e.g. `--watch`).
     pub fn start_with(config: &Path, log_dir: &Path, name: &str, extra: &[&str]) -> Weir {
+        Weir::start_env(config, log_dir, name, extra, &[])
+    }
+
+    /// [`Weir::start_with`] with `env` added to weir's environment (e.g. the
+    /// `OTEL_*` variables), without touching the test process's own.
+    pub fn start_env(
+        config: &Path,
+        log_dir: &Path,
+        name: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Weir {
         let log = log_dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         let mut command = Command::new(super::weir_bin());
@@ -546,6 +558,7 @@ impl Weir {
             )
             // Local stores in the test's directory, not the user's.
             .env("WEIR_STATE_DIR", log_dir.join("state"))
+            .envs(env.iter().copied())
             .args(["run", "--config"])
             .arg(config)
             .args(extra)
