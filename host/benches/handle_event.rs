@@ -49,6 +49,7 @@ fn bench(c: &mut Criterion) {
         pipeline: Arc::from("bench"),
         partition: 3,
         offset: 1234,
+        ..CallSite::default()
     };
     assert_eq!(chain.process(&event(), &site).expect("chain").len(), 1);
     println!("event value: {} bytes", EVENT.len());

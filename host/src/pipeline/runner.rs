@@ -475,6 +475,9 @@ fn log_span(event: &Event, trace: Option<&RecordTrace>) -> tracing::Span {
         trace_id = tracing::field::Empty,
         span_id = tracing::field::Empty
     );
+    if span.is_disabled() {
+        return span;
+    }
     if let Some(h) = correlation {
         span.record(
             "correlation_id",

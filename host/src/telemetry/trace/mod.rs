@@ -288,10 +288,11 @@ impl RecordTrace {
         self.cx.span().span_context().is_sampled()
     }
 
-    /// The trace and span ids, in hex, for log lines.
-    pub fn ids(&self) -> (String, String) {
-        let sc = self.cx.span().span_context().clone();
-        (sc.trace_id().to_string(), sc.span_id().to_string())
+    /// The trace and span ids (shown in hex), for log lines.
+    pub fn ids(&self) -> (TraceId, SpanId) {
+        let span = self.cx.span();
+        let sc = span.span_context();
+        (sc.trace_id(), sc.span_id())
     }
 
     /// Adds an event to the consume span (sampled records only).

@@ -404,7 +404,9 @@ mod tests {
     #[test]
     fn bad_settings_name_the_key_or_variable_and_the_fix() {
         let endpoint = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318")];
-        let cases: &[(&[(&str, &str)], &str, &str)] = &[
+        // (variables, the one named, a word of the fix)
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: &[Case] = &[
             (
                 &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")],
                 "OTEL_EXPORTER_OTLP_PROTOCOL",
