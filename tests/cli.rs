@@ -130,3 +130,55 @@ fn test_stops_quietly_when_its_reader_goes_away() {
     assert!(status.success(), "{status}: {err}");
     assert!(!err.contains("error"), "no error for a closed pipe: {err}");
 }
+
+#[test]
+fn check_says_whether_tracing_is_on_and_names_a_bad_setting() {
+    plugin("task_validator");
+    let off = run(weir()
+        .args(["check", "--config", "pipelines.toml"])
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"));
+    let out = String::from_utf8_lossy(&off.stdout);
+    assert!(off.status.success(), "{}", stderr(&off));
+    assert!(out.contains("tracing off"), "{out}");
+
+    let on = run(weir()
+        .args(["check", "--config", "pipelines.toml"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")
+        .env("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+        .env("OTEL_TRACES_SAMPLER_ARG", "0.01"));
+    let out = String::from_utf8_lossy(&on.stdout);
+    assert!(on.status.success(), "{}", stderr(&on));
+    assert!(
+        out.contains("tracing on: http/protobuf to http://collector:4318/v1/traces")
+            && out.contains("0.01 of new traces sampled"),
+        "{out}"
+    );
+
+    let bad = run(weir()
+        .args(["check", "--config", "pipelines.toml"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")
+        .env("OTEL_TRACES_SAMPLER", "sometimes"));
+    assert_eq!(bad.status.code(), Some(1));
+    let err = stderr(&bad);
+    assert!(
+        err.contains("OTEL_TRACES_SAMPLER") && err.contains("parentbased_traceidratio"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(root().join("pipelines.toml")).unwrap();
+    let path = dir.path().join("traced.toml");
+    std::fs::write(
+        &path,
+        format!("[tracing]\nendpoint = \"http://collector:4317\"\nprotocol = \"thrift\"\n\n{text}"),
+    )
+    .unwrap();
+    let bad = run(weir().arg("check").arg("--config").arg(&path));
+    assert_eq!(bad.status.code(), Some(1));
+    let err = stderr(&bad);
+    assert!(
+        err.contains("[tracing] protocol") && err.contains("grpc"),
+        "{err}"
+    );
+}
