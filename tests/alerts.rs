@@ -593,7 +593,7 @@ fn promtool_tests_catch_broken_expressions() {
             )
         })
         .collect();
-    assert_eq!(alerts.len(), 5, "{alerts:?}");
+    assert_eq!(alerts.len(), 6, "{alerts:?}");
     for (alert, expr) in &alerts {
         fails_with(alert, &broken(expr));
     }

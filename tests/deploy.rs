@@ -74,7 +74,14 @@ fn compose_mounts_and_builds_only_files_that_exist() {
     let compose = load("docker-compose.yml");
     let services = compose["services"].as_hash().expect("services");
     let names: HashSet<&str> = services.keys().filter_map(Yaml::as_str).collect();
-    for wanted in ["redpanda", "console", "weir", "prometheus", "grafana"] {
+    for wanted in [
+        "redpanda",
+        "console",
+        "weir",
+        "prometheus",
+        "grafana",
+        "jaeger",
+    ] {
         assert!(
             names.contains(wanted),
             "service {wanted} missing: {names:?}"
@@ -111,6 +118,64 @@ fn compose_mounts_and_builds_only_files_that_exist() {
     );
     let weir_env = &compose["services"]["weir"]["environment"];
     assert_eq!(weir_env["KAFKA_BROKERS"].as_str(), Some("redpanda:9092"));
+}
+
+/// The compose file's Jaeger takes OTLP where weir sends it, and weir's tracing,
+/// resolved by weir's own rules from the shipped pipelines.toml and the service's
+/// environment, is on and pointed at it.
+#[test]
+fn compose_traces_weir_into_jaeger() {
+    use weir::telemetry::trace::Settings;
+    use weir::telemetry::trace::settings::Protocol;
+
+    let compose = load("docker-compose.yml");
+    let jaeger = &compose["services"]["jaeger"];
+    let image = jaeger["image"].as_str().expect("jaeger has an image");
+    // Jaeger v2, the release of the v1.75.0 that tests/jaeger/go.mod pins for the
+    // tracing tests (v1.75.0 and v2.12.0 were released together).
+    assert_eq!(image, "jaegertracing/jaeger:2.12.0");
+    let go_mod = std::fs::read_to_string(root().join("tests/jaeger/go.mod")).unwrap();
+    assert!(
+        go_mod.contains("github.com/jaegertracing/jaeger v1.75.0"),
+        "tests/jaeger/go.mod moved off v1.75.0: move the compose image with it"
+    );
+    let ports = strings(&jaeger["ports"]);
+    for port in ["16686:16686", "4317:4317", "4318:4318"] {
+        assert!(
+            ports.iter().any(|p| p == port),
+            "jaeger does not publish {port}: {ports:?}"
+        );
+    }
+
+    let weir = &compose["services"]["weir"];
+    let env = &weir["environment"];
+    assert_eq!(
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"].as_str(),
+        Some("http://jaeger:4318")
+    );
+    assert!(
+        env["OTEL_SERVICE_NAME"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "weir names its service"
+    );
+    assert!(
+        weir["depends_on"]["jaeger"].as_hash().is_some(),
+        "weir starts after jaeger"
+    );
+    let config = weir::config::WeirConfig::load(&root().join("pipelines.toml"))
+        .unwrap_or_else(|e| panic!("pipelines.toml: {e}"));
+    let settings = Settings::resolve(&config.tracing, |name| {
+        env[name].as_str().map(str::to_owned)
+    })
+    .unwrap_or_else(|e| panic!("weir's tracing settings in docker-compose.yml: {e}"))
+    .expect("tracing is on in docker-compose.yml");
+    assert_eq!(settings.endpoint, "http://jaeger:4318/v1/traces");
+    assert_eq!(settings.protocol, Protocol::HttpProtobuf);
+    assert_eq!(
+        Some(settings.service_name.as_str()),
+        env["OTEL_SERVICE_NAME"].as_str()
+    );
 }
 
 #[test]
@@ -213,6 +278,7 @@ fn alert_rules_parse_and_use_exported_metrics() {
         "WeirDeadLettersGrowing",
         "WeirCircuitOpen",
         "WeirNotReady",
+        "WeirTracesDropped",
     ] {
         assert!(names.contains(wanted), "alert {wanted} missing");
     }
@@ -246,6 +312,7 @@ fn the_grafana_dashboard_charts_exported_metrics() {
         "weir_consumer_lag",
         "weir_dlq_records_total",
         "weir_circuit_open",
+        "weir_trace_spans_total",
     ] {
         assert!(
             charted.contains(wanted),
