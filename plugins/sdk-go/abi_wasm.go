@@ -1,14 +1,15 @@
 //go:build wasm
 
 // The canonical ABI of the weir:plugin worlds, by hand: the worlds are small (three
-// exports, three imported interfaces), so this is all the binding code they need.
+// exports, four imported interfaces), so this is all the binding code they need.
 // The layouts it relies on are the constants below, and the core signatures of the
 // //go:wasmimport and //go:wasmexport functions, which abicheck also checks.
 //
 // Which world a module is built against follows from its imports (cmd/weir-go-link):
 // the Go linker keeps only the imports that something refers to, so a plugin that
 // never refers to state or timers imports neither, and the build drops its
-// handle-timer export and embeds it in the plain `plugin` world.
+// handle-timer export and embeds it in the plain `plugin` world. Both worlds import
+// `span`; likewise a plugin imports it only if it calls a Span* function.
 //
 // Memory handed to the host stays reachable from Go until the host's post-return
 // call, so the (non-moving) garbage collector never frees it too early.
@@ -88,17 +89,22 @@ const (
 	dueResultSize          = 16 // option<s64>, timers.due's
 	dueResultAlign         = 8
 	dueResultPayloadOffset = 8
+
+	attributeSize        = 16 // tuple<string, string>, one of span.add-event's attributes
+	attributeAlign       = 4
+	attributeKeyOffset   = 0
+	attributeValueOffset = 8
 )
 
 // What Go allocates for the host (retArea, headers, outputs) is made of uint32s, so
 // it is 4-byte aligned, and importRet is made of uint64s, so 8-byte aligned: these
 // fail to compile if a layout ever needs more.
 const (
-	_ = uint(4 - max(headerAlign, outputAlign, handleResultAlign, initResultAlign))
+	_ = uint(4 - max(headerAlign, outputAlign, handleResultAlign, initResultAlign, attributeAlign))
 	_ = uint(8 - max(getResultAlign, writeResultAlign, entriesResultAlign, dueResultAlign))
 )
 
-//go:wasmimport weir:plugin/host@0.1.1 log
+//go:wasmimport weir:plugin/host@0.1.2 log
 func wasmLog(level uint32, ptr uint32, length uint32)
 
 func hostLog(level Level, message string) {
@@ -406,31 +412,31 @@ var timersLinked func() int64
 
 func linkTimers() { timersLinked = wasmTimersNowMs }
 
-//go:wasmimport weir:plugin/state@0.1.1 get
+//go:wasmimport weir:plugin/state@0.1.2 get
 func wasmStateGet(namePtr, nameLen, ret uint32)
 
-//go:wasmimport weir:plugin/state@0.1.1 set
+//go:wasmimport weir:plugin/state@0.1.2 set
 func wasmStateSet(namePtr, nameLen, valuePtr, valueLen, ret uint32)
 
-//go:wasmimport weir:plugin/state@0.1.1 delete
+//go:wasmimport weir:plugin/state@0.1.2 delete
 func wasmStateDelete(namePtr, nameLen uint32)
 
-//go:wasmimport weir:plugin/state@0.1.1 exists
+//go:wasmimport weir:plugin/state@0.1.2 exists
 func wasmStateExists(namePtr, nameLen uint32) uint32
 
-//go:wasmimport weir:plugin/state@0.1.1 entries
+//go:wasmimport weir:plugin/state@0.1.2 entries
 func wasmStateEntries(afterSome, afterPtr, afterLen, max, ret uint32)
 
-//go:wasmimport weir:plugin/timers@0.1.1 set
+//go:wasmimport weir:plugin/timers@0.1.2 set
 func wasmTimersSet(namePtr, nameLen uint32, atMs int64, payloadPtr, payloadLen, ret uint32)
 
-//go:wasmimport weir:plugin/timers@0.1.1 cancel
+//go:wasmimport weir:plugin/timers@0.1.2 cancel
 func wasmTimersCancel(namePtr, nameLen uint32)
 
-//go:wasmimport weir:plugin/timers@0.1.1 due
+//go:wasmimport weir:plugin/timers@0.1.2 due
 func wasmTimersDue(namePtr, nameLen, ret uint32)
 
-//go:wasmimport weir:plugin/timers@0.1.1 now-ms
+//go:wasmimport weir:plugin/timers@0.1.2 now-ms
 func wasmTimersNowMs() int64
 
 // collectorOff stops the garbage collector (waiting out a cycle under way) before an
@@ -538,3 +544,49 @@ func timerDue(name string) (int64, bool) {
 }
 
 func nowMs() int64 { return wasmTimersNowMs() }
+
+// --- span (both worlds) -------------------------------------------------------------
+//
+// Arguments only, passed as pointers into Go memory that the host reads during the
+// call; nothing comes back but recording's bool.
+
+//go:wasmimport weir:plugin/span@0.1.2 recording
+func wasmSpanRecording() uint32
+
+//go:wasmimport weir:plugin/span@0.1.2 set-attribute
+func wasmSpanSetAttribute(keyPtr, keyLen, valuePtr, valueLen uint32)
+
+//go:wasmimport weir:plugin/span@0.1.2 add-event
+func wasmSpanAddEvent(namePtr, nameLen, attributesPtr, attributesLen uint32)
+
+func spanRecording() bool { return wasmSpanRecording() != 0 }
+
+func spanSetAttribute(key, value string) {
+	wasmSpanSetAttribute(strPtr(key), uint32(len(key)), strPtr(value), uint32(len(value)))
+	runtime.KeepAlive(key)
+	runtime.KeepAlive(value)
+}
+
+// spanAddEvent lowers the attributes as list<tuple<string, string>>: one element of
+// (key ptr, key len, value ptr, value len) each, in a Go buffer. The buffer holds the
+// strings' addresses as plain numbers, so the strings are kept alive, with it, until
+// the host returns.
+func spanAddEvent(name string, attributes []SpanAttribute) {
+	var list, n uint32
+	var buf []uint32
+	if len(attributes) > 0 {
+		buf = make([]uint32, attributeSize/4*len(attributes))
+		list, n = addr(unsafe.Pointer(&buf[0])), uint32(len(attributes))
+		for i, a := range attributes {
+			e := list + uint32(attributeSize*i)
+			store32(e+attributeKeyOffset, strPtr(a.Key))
+			store32(e+attributeKeyOffset+4, uint32(len(a.Key)))
+			store32(e+attributeValueOffset, strPtr(a.Value))
+			store32(e+attributeValueOffset+4, uint32(len(a.Value)))
+		}
+	}
+	wasmSpanAddEvent(strPtr(name), uint32(len(name)), list, n)
+	runtime.KeepAlive(name)
+	runtime.KeepAlive(attributes)
+	runtime.KeepAlive(buf)
+}

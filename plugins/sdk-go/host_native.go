@@ -5,7 +5,8 @@ package weir
 import "weir.local/weir/internal/fakehost"
 
 // Natively the host is stderr for the log, and the in-memory fake of
-// internal/fakehost (driven by weir.local/weir/weirtest) for state and timers.
+// internal/fakehost (driven by weir.local/weir/weirtest) for state, timers and the
+// span.
 
 func hostLog(level Level, message string) { stderrLog(level, message) }
 
@@ -38,6 +39,18 @@ func timerCancel(name string) { fakehost.CancelTimer(name) }
 func timerDue(name string) (int64, bool) { return fakehost.Due(name) }
 
 func nowMs() int64 { return fakehost.NowMs() }
+
+func spanRecording() bool { return fakehost.SpanRecording() }
+
+func spanSetAttribute(key, value string) { fakehost.SpanSetAttribute(key, value) }
+
+func spanAddEvent(name string, attributes []SpanAttribute) {
+	pairs := make([][2]string, len(attributes))
+	for i, a := range attributes {
+		pairs[i] = [2]string{a.Key, a.Value}
+	}
+	fakehost.SpanAddEvent(name, pairs)
+}
 
 func limitError(refused string) error {
 	if refused == "" {

@@ -1,7 +1,7 @@
 // Package weir is the weir plugin SDK for Go: the types of the weir:plugin worlds
 // (wit/plugin.wit, whose doc comments are the reference), the host's log, keyed
-// state and timers, and the glue that exports a plugin's functions as the world's
-// `init`, `handle-event` and (world `stateful-plugin`) `handle-timer`.
+// state and timers, the call span, and the glue that exports a plugin's functions as
+// the world's `init`, `handle-event` and (world `stateful-plugin`) `handle-timer`.
 //
 // A plugin is a main package built with standard Go for wasip1 as a reactor
 // (-buildmode=c-shared) and made a component with wasm-tools and the WASI reactor
@@ -35,9 +35,13 @@
 // and the build (cmd/weir-go-link) picks the world from that. Any other plugin is
 // built against the plain `plugin` world, as before.
 //
+// Any plugin may add attributes and events to the span the host opens around each
+// call (SpanRecording, SpanSetAttribute, SpanAddEvent); that does not change the
+// world.
+//
 // Everything but the glue (abi_wasm.go) builds natively, so plugin logic can be
-// unit-tested with `go test`; natively, state and timers are an in-memory fake that
-// package weir.local/weir/weirtest drives.
+// unit-tested with `go test`; natively, state, timers and the span are an in-memory
+// fake that package weir.local/weir/weirtest drives.
 package weir
 
 import (

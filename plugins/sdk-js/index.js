@@ -11,14 +11,15 @@
 //
 // A stateful plugin also uses `state` and `timers` (both scoped to the key of the
 // record being handled) and may export a third function, `handleTimer(timer)`,
-// called when one of its timers comes due.
+// called when one of its timers comes due. Any plugin may add attributes and events
+// to the span the host opens around each call with `span`.
 //
 // `scripts/build-plugin DIR OUT.wasm` bundles it with this SDK and turns it into a
 // component of the weir:plugin world, or of `stateful-plugin` when the plugin exports
 // handleTimer or imports `state` or `timers` (build/bundle.mjs decides; wit/plugin.wit
 // has the reference docs). This module imports only the SDK's own testing.js, so a
 // plugin can be unit-tested with plain Node.js: `log` then writes to stderr, and
-// `state` and `timers` use the in-memory host of 'weir-plugin/testing'.
+// `state`, `timers` and `span` use the in-memory host of 'weir-plugin/testing'.
 import { FakeHost } from './testing.js';
 //
 // Failures map onto the WIT `failure` variant: Invalid (the event is bad and never
@@ -177,7 +178,7 @@ function host() {
   return backend;
 }
 
-/** (For 'weir-plugin/testing'.) Puts `fake` behind `state` and `timers`, natively. */
+/** (For 'weir-plugin/testing'.) Puts `fake` behind `state`, `timers` and `span`, natively. */
 export function _install(fake) {
   if (inComponent) throw new Error('weir-plugin/testing is for native tests, not inside a component');
   backend = fake;
@@ -276,6 +277,55 @@ export const timers = Object.freeze({
   },
 });
 
+/** A string argument of `span`, or a TypeError naming it. */
+function spanText(what, value) {
+  if (typeof value !== 'string') throw new TypeError(`span: ${what} must be a string, not ${typeof value}`);
+  return value;
+}
+
+/**
+ * The plugin's call span (WIT `span`, both worlds): the host opens an OpenTelemetry
+ * span around each call of handleEvent or handleTimer, and these add attributes and
+ * events to it. With tracing off, or a record that is not sampled, they do nothing;
+ * ask `recording()` first when an attribute is expensive to make. The host keeps at
+ * most 32 attributes and 32 events per call (keys and names up to 256 bytes, values
+ * up to 4 KiB) and drops the rest. Keys, names and values are strings.
+ */
+export const span = Object.freeze({
+  /** Whether the current call's span is sampled: whether what is added here reaches the trace. */
+  recording() {
+    return spanHost.spanRecording();
+  },
+  /** Sets an attribute of the call span (a later value for the same key replaces the earlier one). */
+  setAttribute(key, value) {
+    spanHost.spanSetAttribute(spanText('the key', key), spanText('the value', value));
+  },
+  /**
+   * Adds an event named `name`, timestamped now, with its attributes: an object, a
+   * Map, or an array of [key, value] pairs, in order.
+   */
+  addEvent(name, attributes = []) {
+    const entries = Array.isArray(attributes) ? attributes : attributes instanceof Map ? [...attributes] : Object.entries(attributes);
+    const pairs = entries.map(([k, v]) => [spanText('an attribute key', k), spanText('an attribute value', v)]);
+    spanHost.spanAddEvent(spanText('the event name', name), pairs);
+  },
+});
+
+// What `span` calls: natively the same FakeHost as `state` and `timers`; in a
+// component, its `span` import (or, if the glue is given none, nothing: a span that
+// is never sampled).
+let spanHost = {
+  spanRecording: () => host().spanRecording(),
+  spanSetAttribute: (key, value) => host().spanSetAttribute(key, value),
+  spanAddEvent: (name, attributes) => host().spanAddEvent(name, attributes),
+};
+
+const NO_SPAN = Object.freeze({
+  spanRecording: () => false,
+  spanSetAttribute() {},
+  spanAddEvent() {},
+});
+
 /** The stateful-plugin world's imports, with the SDK's types. */
 function imported(witState, witTimers) {
   const limited = (call) => {
@@ -342,14 +392,22 @@ function call(handler, arg, what) {
 
 /**
  * The component glue (used by the build, not by plugins): the world's exports on top
- * of the plugin module `app`, the host's log function and, for the stateful-plugin
- * world, its `state` and `timers` imports (`{ state, timers }`; absent for the plain
- * world, which refuses a plugin exporting handleTimer).
+ * of the plugin module `app`, the host's log function, for the stateful-plugin
+ * world its `state` and `timers` imports (`{ state, timers }`; absent for the plain
+ * world, which refuses a plugin exporting handleTimer) and the `span` import, which
+ * both worlds have (absent: `span` does nothing and is never recording).
  */
-export function _component(app, hostLogFn, stateful) {
+export function _component(app, hostLogFn, stateful, witSpan) {
   hostLog = hostLogFn;
   inComponent = true;
   backend = stateful ? imported(stateful.state, stateful.timers) : PLAIN_WORLD;
+  spanHost = witSpan
+    ? {
+        spanRecording: () => witSpan.recording(),
+        spanSetAttribute: (key, value) => witSpan.setAttribute(key, value),
+        spanAddEvent: (name, attributes) => witSpan.addEvent(name, attributes),
+      }
+    : NO_SPAN;
   if (typeof app.handleEvent !== 'function') {
     throw new Error('the plugin module must export a function handleEvent(event)');
   }

@@ -1,8 +1,8 @@
-// An in-memory host for native tests of stateful plugins ('weir-plugin/testing').
+// An in-memory host for native tests of plugins ('weir-plugin/testing').
 //
-// Natively (outside a component) `state` and `timers` use a FakeHost. It keeps
-// entries and timers per key, has a clock that tests set, and hands out the timers
-// that came due:
+// Natively (outside a component) `state`, `timers` and `span` use a FakeHost. It keeps
+// entries and timers per key, has a clock that tests set, hands out the timers that
+// came due, and records what the plugin adds to its span:
 //
 //   import { Event } from 'weir-plugin';
 //   import { reset } from 'weir-plugin/testing';
@@ -19,12 +19,35 @@
 // key, as the host does, and put the state back as it was when the handler throws
 // (a dead-lettered record leaves no trace). To call plugin functions directly, set
 // `host.key` first.
+//
+// `host.span` is the call span: `attributes` (a Map, in the order first set) and
+// `events` ({ name, attributes: Map }, in order). `handle` and `fireDue` give each
+// call a fresh one, as the host does (after `fireDue`, the last timer's); direct calls
+// add to the same one. It records at first; `host.span.recording = false` makes it an
+// unsampled span, which drops everything:
+//
+//   host.handle(plugin.handleEvent, event);
+//   assert.equal(host.span.attributes.get('todo.task_id'), taskId);
+//   assert.deepEqual(host.span.events.map((e) => e.name), ['reminder.scheduled']);
 import { FiredTimer, StateLimit, _install, bytes } from './index.js';
 
 const hex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
 /** A Map key for a record key (bytes, a string or undefined: no key). */
 const slot = (key) => (key === undefined || key === null ? '-' : `k${hex(bytes(key))}`);
 const copy = (b) => new Uint8Array(b);
+
+/**
+ * The call span of a FakeHost: whether it is sampled (`recording`), and the
+ * `attributes` (Map key -> value) and `events` ({ name, attributes: Map }) the plugin
+ * added (none while not recording).
+ */
+export class FakeSpan {
+  constructor({ recording = true } = {}) {
+    this.recording = recording;
+    this.attributes = new Map();
+    this.events = [];
+  }
+}
 
 /**
  * State, timers and a clock in memory, with the host's semantics: entries and timers
@@ -47,6 +70,8 @@ export class FakeHost {
     this._entries = new Map(); // slot -> Map name -> bytes
     this._timers = new Map(); // `${slot} ${name}` -> { name, key, dueMs, order, payload, topic, partition }
     this._order = 0;
+    /** The call span (see the module's comment). */
+    this.span = new FakeSpan();
   }
 
   /** The clock of timers.nowMs and of fireDue: a bigint (a number is converted). */
@@ -128,6 +153,20 @@ export class FakeHost {
     return this._now;
   }
 
+  // --- what `span` calls -----------------------------------------------------------
+
+  spanRecording() {
+    return this.span.recording;
+  }
+
+  spanSetAttribute(key, value) {
+    if (this.span.recording) this.span.attributes.set(key, value);
+  }
+
+  spanAddEvent(name, attributes) {
+    if (this.span.recording) this.span.events.push({ name, attributes: new Map(attributes) });
+  }
+
   // --- for tests ---------------------------------------------------------------------
 
   /** Moves the clock forward by `ms` milliseconds (a number or a bigint). */
@@ -146,7 +185,7 @@ export class FakeHost {
     });
   }
 
-  /** Calls `handleEvent(event)` scoped to `event.key`, as the host does; returns its outputs (an array). */
+  /** Calls `handleEvent(event)` scoped to `event.key`, in a fresh span, as the host does; returns its outputs (an array). */
   handle(handleEvent, event) {
     this.key = event.key;
     this.topic = event.topic;
@@ -156,8 +195,8 @@ export class FakeHost {
 
   /**
    * Fires every timer due by `nowMs`, oldest first: calls `handleTimer(timer)` scoped
-   * to the timer's key and returns all the outputs in order. A timer set while firing
-   * fires too if it is due.
+   * to the timer's key, each in a fresh span, and returns all the outputs in order. A
+   * timer set while firing fires too if it is due.
    */
   fireDue(handleTimer) {
     const outputs = [];
@@ -173,6 +212,7 @@ export class FakeHost {
   }
 
   _call(handler, arg) {
+    this.span = new FakeSpan({ recording: this.span.recording });
     const entries = new Map([...this._entries].map(([s, m]) => [s, new Map(m)]));
     const timers = new Map(this._timers);
     try {
@@ -201,14 +241,14 @@ export class FakeHost {
 }
 
 /**
- * Installs a fresh FakeHost behind `state` and `timers` and returns it. Options:
- * `nowMs`, `valueLimit`, `entriesLimit`, `timersLimit`.
+ * Installs a fresh FakeHost behind `state`, `timers` and `span` and returns it.
+ * Options: `nowMs`, `valueLimit`, `entriesLimit`, `timersLimit`.
  */
 export function reset(options = {}) {
   return _install(new FakeHost(options));
 }
 
-/** Puts `host` behind `state` and `timers` (natively only). */
+/** Puts `host` behind `state`, `timers` and `span` (natively only). */
 export function install(host) {
   return _install(host);
 }

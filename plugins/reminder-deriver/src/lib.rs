@@ -27,13 +27,18 @@
 //! timer fired again gives the same bytes.
 //!
 //! Config: `lead-time` (humantime, default `15m`), `output` (default `reminders`).
+//!
+//! Span: when the call's span is sampled, each reminder emitted is also an event of
+//! it, named after its type (`reminder.scheduled`, `reminder.cancelled`,
+//! `reminder.triggered`), with the task id, the reminder id and when it is (or was)
+//! due.
 
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use todo_events::{EventType, Rejection, TaskEvent, derive_id, format_utc};
-use weir_plugin_sdk::{state, timers};
+use weir_plugin_sdk::{span, state, timers};
 
 pub const DEFAULT_OUTPUT: &str = "reminders";
 pub const DEFAULT_LEAD_TIME: Duration = Duration::from_secs(15 * 60);
@@ -258,6 +263,7 @@ pub fn handle_task_event(value: &[u8], lead_time: Duration) -> Result<Vec<Remind
             timers::cancel(&name);
         }
     }
+    trace(&outputs);
     Ok(outputs)
 }
 
@@ -272,7 +278,29 @@ pub fn handle_timer(name: &str, payload: &[u8]) -> Vec<Reminder> {
         return vec![];
     }
     state::delete(name);
-    vec![triggered(&entry)]
+    let outputs = vec![triggered(&entry)];
+    trace(&outputs);
+    outputs
+}
+
+/// Adds an event to the call's span for each reminder, when it is recording: named
+/// after the reminder's type, with `todo.task_id`, `todo.reminder_id` and
+/// `todo.scheduled_time` (when the reminder is, or was, due).
+fn trace(reminders: &[Reminder]) {
+    if reminders.is_empty() || !span::recording() {
+        return;
+    }
+    for r in reminders {
+        let p = &r.value.payload;
+        span::add_event(
+            r.event_type,
+            &[
+                ("todo.task_id", &p.task_id),
+                ("todo.reminder_id", &p.reminder_id),
+                ("todo.scheduled_time", &p.scheduled_time),
+            ],
+        );
+    }
 }
 
 /// The `reminder.scheduled` an event asks for, and when it is due (ms since the
@@ -1154,5 +1182,83 @@ mod stateful {
         ));
         assert_eq!(kinds(&out), [SCHEDULED]);
         assert!(stored().is_some(), "replaced by a readable entry");
+    }
+
+    /// The span's events as (name, task id, reminder id, scheduled time).
+    fn span_events() -> Vec<(String, String, String, String)> {
+        testing::span_events()
+            .into_iter()
+            .map(|e| {
+                let attribute = |key| e.attribute(key).unwrap_or_default().to_owned();
+                (
+                    e.name.clone(),
+                    attribute("todo.task_id"),
+                    attribute("todo.reminder_id"),
+                    attribute("todo.scheduled_time"),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_reminder_is_an_event_of_the_span() {
+        fresh();
+        let first = schedule(1, "2026-11-27T17:00:00Z");
+        let s = |t: &str| t.to_owned();
+        assert_eq!(
+            span_events(),
+            [(
+                s(SCHEDULED),
+                s(TASK),
+                reminder_id_of(&first),
+                s("2026-11-27T16:45:00.000Z")
+            )]
+        );
+
+        // One call, one span: rescheduling cancels, then schedules.
+        testing::clear_span();
+        let out = handle(&event(
+            2,
+            "task.updated",
+            "pending",
+            Some("2026-11-28T17:00:00Z"),
+        ));
+        let second = reminder_id_of(&out[1]);
+        assert_eq!(
+            span_events(),
+            [
+                (
+                    s(CANCELLED),
+                    s(TASK),
+                    reminder_id_of(&first),
+                    s("2026-11-27T16:45:00.000Z")
+                ),
+                (
+                    s(SCHEDULED),
+                    s(TASK),
+                    second.clone(),
+                    s("2026-11-28T16:45:00.000Z")
+                ),
+            ]
+        );
+
+        testing::clear_span();
+        assert_eq!(kinds(&fire_at(ms("2026-11-28T16:45:00Z"))), [TRIGGERED]);
+        assert_eq!(
+            span_events(),
+            [(s(TRIGGERED), s(TASK), second, s("2026-11-28T16:45:00.000Z"))]
+        );
+        assert!(testing::span_attributes().is_empty());
+    }
+
+    #[test]
+    fn an_unsampled_span_gets_no_events_and_the_same_outputs() {
+        fresh();
+        let value = event(1, "task.created", "pending", Some("2026-11-27T17:00:00Z"));
+        let sampled = handle(&value);
+        fresh();
+        testing::set_recording(false);
+        assert_eq!(handle(&value), sampled);
+        assert!(testing::span_events().is_empty());
     }
 }

@@ -8,6 +8,13 @@
 // does when the clock has moved. HandleEvent and HandleTimer also keep the host's
 // rule that a failed call writes nothing.
 //
+// The fake's span records what the plugin adds with weir.SpanSetAttribute and
+// weir.SpanAddEvent: SpanAttributes and SpanEvents read it back. HandleEvent and
+// HandleTimer start each call with a fresh span, as the host does (after FireDue, the
+// span is that of the last timer's call); direct calls add to the same one until
+// Reset or ClearSpan. It starts recording; SetRecording(false) makes it an unsampled
+// span, which drops everything.
+//
 //	func TestReminderFires(t *testing.T) {
 //		weirtest.Reset()
 //		weir.Init(nil)
@@ -37,8 +44,8 @@ const (
 // `limits.timers`); 0 is no limit, the fake's default.
 type Limits = fakehost.Limits
 
-// Reset forgets every entry and timer, and sets the key back to nil, the clock to 0
-// and the limits to none.
+// Reset forgets every entry and timer and the span's attributes and events, and sets
+// the key back to nil, the clock to 0, the limits to none and the span to recording.
 func Reset() { fakehost.Reset() }
 
 // SetKey scopes later calls of weir.State* and weir.Timer* to key (nil: records
@@ -55,18 +62,20 @@ func Advance(ms int64) { fakehost.SetNow(fakehost.NowMs() + ms) }
 func SetLimits(l Limits) { fakehost.SetLimits(l) }
 
 // HandleEvent calls the registered event handler as the host does: with the calls
-// scoped to e.Key, and, if the handler fails, or returns successfully after a write
+// scoped to e.Key, in a fresh span, and, if the handler fails, or returns successfully after a write
 // was refused (the host then dead-letters the record as state-limit, and the error
 // is a *weir.LimitError), with its writes undone.
 func HandleEvent(e weir.Event) ([]weir.Output, error) {
 	fakehost.SetKey(e.Key)
+	fakehost.ClearSpan()
 	return call(func() ([]weir.Output, error) { return weir.HandleEvent(e) })
 }
 
-// HandleTimer calls the registered timer handler as the host does, scoped to t.Key;
-// as HandleEvent.
+// HandleTimer calls the registered timer handler as the host does, scoped to t.Key,
+// in a fresh span; as HandleEvent.
 func HandleTimer(t weir.FiredTimer) ([]weir.Output, error) {
 	fakehost.SetKey(t.Key)
+	fakehost.ClearSpan()
 	return call(func() ([]weir.Output, error) { return weir.HandleTimer(t) })
 }
 
@@ -137,4 +146,60 @@ func (e *TimerError) Unwrap() error { return e.Err }
 
 func firedTimer(t fakehost.Timer) weir.FiredTimer {
 	return weir.FiredTimer{Name: t.Name, Key: t.Key, DueMs: t.DueMs, Payload: t.Payload, Topic: Topic, Partition: Partition}
+}
+
+// SpanEvent is one event the plugin added to its span.
+type SpanEvent struct {
+	Name       string
+	Attributes []weir.SpanAttribute
+}
+
+// Attribute returns the value of the event's attribute key, if it has one.
+func (e SpanEvent) Attribute(key string) (string, bool) {
+	for _, a := range e.Attributes {
+		if a.Key == key {
+			return a.Value, true
+		}
+	}
+	return "", false
+}
+
+// SetRecording sets what weir.SpanRecording says (true after Reset). An unsampled
+// span drops what is added to it, as the host's does.
+func SetRecording(recording bool) { fakehost.SetSpanRecording(recording) }
+
+// ClearSpan forgets the span's attributes and events (the recording setting stays).
+func ClearSpan() { fakehost.ClearSpan() }
+
+// SpanAttributes returns the span's attributes in the order first set (a key set
+// again keeps its place and has its last value).
+func SpanAttributes() []weir.SpanAttribute {
+	var out []weir.SpanAttribute
+	for _, a := range fakehost.SpanAttributes() {
+		out = append(out, weir.SpanAttribute{Key: a[0], Value: a[1]})
+	}
+	return out
+}
+
+// SpanAttribute returns the value of the span's attribute key, if it was set.
+func SpanAttribute(key string) (string, bool) {
+	for _, a := range fakehost.SpanAttributes() {
+		if a[0] == key {
+			return a[1], true
+		}
+	}
+	return "", false
+}
+
+// SpanEvents returns the events added to the span, in order.
+func SpanEvents() []SpanEvent {
+	var out []SpanEvent
+	for _, e := range fakehost.SpanEvents() {
+		event := SpanEvent{Name: e.Name}
+		for _, a := range e.Attributes {
+			event.Attributes = append(event.Attributes, weir.SpanAttribute{Key: a[0], Value: a[1]})
+		}
+		out = append(out, event)
+	}
+	return out
 }

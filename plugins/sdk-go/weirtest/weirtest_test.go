@@ -262,3 +262,53 @@ func TestATimerWithoutAHandlerIsInvalid(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestTheSpanRecordsEachCallAndDropsWhenNotSampled(t *testing.T) {
+	Reset()
+	if !weir.SpanRecording() {
+		t.Fatal("a fresh fake is not recording")
+	}
+	weir.SpanSetAttribute("a", "1")
+	weir.SpanSetAttribute("b", "2")
+	weir.SpanSetAttribute("a", "3") // replaces, in place
+	weir.SpanAddEvent("e", weir.SpanAttribute{Key: "k", Value: "v"})
+	weir.SpanAddEvent("bare")
+	want := []weir.SpanAttribute{{Key: "a", Value: "3"}, {Key: "b", Value: "2"}}
+	if got := SpanAttributes(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("attributes: got %v, want %v", got, want)
+	}
+	if v, ok := SpanAttribute("b"); !ok || v != "2" {
+		t.Fatalf("b: got %q, %v", v, ok)
+	}
+	events := SpanEvents()
+	if len(events) != 2 || events[0].Name != "e" || events[1].Name != "bare" || len(events[1].Attributes) != 0 {
+		t.Fatalf("events: got %+v", events)
+	}
+	if v, ok := events[0].Attribute("k"); !ok || v != "v" {
+		t.Fatalf("event attribute k: got %q, %v", v, ok)
+	}
+
+	// Each handled event gets a fresh span.
+	weir.Register(nil, func(e weir.Event) ([]weir.Output, error) {
+		if weir.SpanRecording() {
+			weir.SpanSetAttribute("value", string(e.Value))
+		}
+		return nil, nil
+	})
+	HandleEvent(weir.Event{Value: []byte("x")})
+	want = []weir.SpanAttribute{{Key: "value", Value: "x"}}
+	if got := SpanAttributes(); !reflect.DeepEqual(got, want) || len(SpanEvents()) != 0 {
+		t.Fatalf("after HandleEvent: got %v, %v", got, SpanEvents())
+	}
+
+	SetRecording(false)
+	HandleEvent(weir.Event{Value: []byte("y")})
+	weir.SpanAddEvent("e")
+	if len(SpanAttributes()) != 0 || len(SpanEvents()) != 0 {
+		t.Fatalf("an unsampled span kept %v, %v", SpanAttributes(), SpanEvents())
+	}
+	Reset()
+	if !weir.SpanRecording() {
+		t.Fatal("Reset does not record again")
+	}
+}

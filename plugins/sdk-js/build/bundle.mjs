@@ -7,7 +7,9 @@
 //
 // It also picks the world, and prints it on stdout for --world-name: `stateful-plugin`
 // when the plugin (after tree-shaking) exports handleTimer or imports `state` or
-// `timers` from 'weir-plugin', else `plugin`. The reason goes to stderr.
+// `timers` from 'weir-plugin', else `plugin`. The reason goes to stderr. The entry
+// imports `weir:plugin/span` in either world (both have it; componentize-js imports
+// every interface of the world anyway), so `span` never changes the world.
 import { createRequire } from 'node:module';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -89,13 +91,14 @@ try {
   const imports = reason
     ? `import * as state from 'weir:plugin/state@${version}';
 import * as timers from 'weir:plugin/timers@${version}';
-const plugin = _component(app, log, { state, timers });
+const plugin = _component(app, log, { state, timers }, span);
 export function handleTimer(timer) { return plugin.handleTimer(timer); }`
-    : 'const plugin = _component(app, log);';
+    : 'const plugin = _component(app, log, undefined, span);';
   await writeFile(
     entry,
     `import * as app from ${JSON.stringify(resolve(main))};
 import { log } from 'weir:plugin/host@${version}';
+import * as span from 'weir:plugin/span@${version}';
 import { _component } from 'weir-plugin';
 ${imports}
 export function init(config) { return plugin.init(config); }

@@ -38,4 +38,6 @@ test('the world follows handleTimer and the use of state or timers', { skip: !to
   // Imported but never used: tree-shaken away, so plain.
   assert.equal(world(`import { state } from 'weir-plugin';\n${PLAIN.split('\n').slice(1).join('\n')}`), 'plugin');
   assert.equal(world(`import * as weir from 'weir-plugin';\nexport function handleEvent(e) { weir.log('info', 'state'); return []; }\n`), 'plugin');
+  // Both worlds import span: using it changes nothing.
+  assert.equal(world(`import { span } from 'weir-plugin';\nexport function handleEvent(e) { span.setAttribute('k', 'v'); return []; }\n`), 'plugin');
 });

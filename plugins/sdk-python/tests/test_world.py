@@ -51,6 +51,11 @@ class WorldTest(unittest.TestCase):
             with self.subTest(text):
                 self.assertEqual(self.project(**{"app.py": PLAIN, "store.py": text}), "stateful-plugin")
 
+    def test_span_does_not_make_a_plugin_stateful(self):
+        # Both worlds import span.
+        text = "from weir_plugin import span\nimport weir_plugin.span\nimport weir_plugin as w\nw.span.recording()\n"
+        self.assertEqual(self.project(**{"app.py": PLAIN + text}), "plugin")
+
     def test_tests_and_other_names_do_not_count(self):
         files = {
             "app.py": PLAIN + "import weir_plugin\nweir_plugin.log('info', 'state')\nstate = {}\n",

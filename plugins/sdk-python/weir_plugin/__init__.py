@@ -14,15 +14,16 @@ directory) with two plain functions::
 A stateful plugin also uses ``state`` and ``timers`` (``from weir_plugin import
 state, timers``; both scoped to the key of the record being handled) and may define
 a third function, ``handle_timer(timer: FiredTimer) -> list[Output]``, called when
-one of its timers comes due.
+one of its timers comes due. Any plugin may add attributes and events to the span the
+host opens around each call with ``span`` (``from weir_plugin import span``).
 
 ``scripts/build-plugin DIR OUT.wasm`` turns the directory into a component of the
 ``weir:plugin`` world, or of ``stateful-plugin`` when the plugin defines
 ``handle_timer`` or imports ``state`` or ``timers`` (``build/world.py`` decides;
 ``wit/plugin.wit``'s doc comments are the reference). This module has no dependency
 on the generated bindings, so ``app.py`` can be imported and unit-tested with any
-Python 3.9+: ``log`` then writes to stderr, and ``state`` and ``timers`` use the
-in-memory host of ``weir_plugin.testing``.
+Python 3.9+: ``log`` then writes to stderr, and ``state``, ``timers`` and ``span``
+use the in-memory host of ``weir_plugin.testing``.
 
 Failures map onto the WIT ``failure`` variant: ``Invalid`` (the event is bad and
 never will be good: dead-letter queue at once) and ``Transient`` (retry with
@@ -36,7 +37,8 @@ import sys
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 # `state` and `timers` (submodules) are left out on purpose: the build picks the
-# stateful world from an explicit import of them, which `import *` would hide.
+# stateful world from an explicit import of them, which `import *` would hide. `span`
+# is a submodule like them.
 __all__ = [
     "Config",
     "Event",
@@ -315,4 +317,39 @@ def _host_backend():
     return _backend
 
 
-from . import state, timers  # noqa: E402  (they use the names above)
+# What `span` calls: the component's import (both worlds have it), or natively the
+# same FakeHost as `state` and `timers`.
+_span_imports = None
+
+if _IN_COMPONENT:
+    try:
+        from wit_world.imports import span as _wit_span  # type: ignore
+
+        class _SpanImports:
+            span_recording = staticmethod(_wit_span.recording)
+            span_set_attribute = staticmethod(_wit_span.set_attribute)
+            span_add_event = staticmethod(_wit_span.add_event)
+
+    except ImportError:  # a WIT without `span` (before 0.1.2): a span that is never sampled
+
+        class _SpanImports:
+            @staticmethod
+            def span_recording():
+                return False
+
+            @staticmethod
+            def span_set_attribute(key, value):
+                pass
+
+            @staticmethod
+            def span_add_event(name, attributes):
+                pass
+
+    _span_imports = _SpanImports()
+
+
+def _span_backend():
+    return _span_imports if _IN_COMPONENT else _host_backend()
+
+
+from . import span, state, timers  # noqa: E402  (they use the names above)

@@ -1,8 +1,8 @@
-"""An in-memory host for native tests of stateful plugins.
+"""An in-memory host for native tests of plugins.
 
-Natively (outside a component) ``state`` and ``timers`` use a ``FakeHost``. It
-keeps entries and timers per key, has a clock that tests set, and hands out the
-timers that came due::
+Natively (outside a component) ``state``, ``timers`` and ``span`` use a ``FakeHost``.
+It keeps entries and timers per key, has a clock that tests set, hands out the
+timers that came due, and records what the plugin adds to its span::
 
     from weir_plugin import Event, testing
     import app
@@ -18,14 +18,44 @@ timers that came due::
 timer's) key, as the host does, and put the state back as it was when the handler
 raises (a dead-lettered record leaves no trace). To call plugin functions directly,
 set ``host.key`` first.
+
+``host.span`` is the call span: ``attributes`` (a dict, in the order first set) and
+``events`` (``SpanEvent(name, attributes)``, in order). ``handle`` and ``fire_due``
+give each call a fresh one, as the host does (after ``fire_due``, the last timer's);
+direct calls add to the same one. It records at first; ``host.span.recording =
+False`` makes it an unsampled span, which drops everything::
+
+    host.handle(app.handle_event, event)
+    assert host.span.attributes["todo.task_id"] == task_id
+    assert [e.name for e in host.span.events] == ["reminder.scheduled"]
 """
 
 import copy
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from . import Bytes, Event, FiredTimer, Output, StateLimit, _as_bytes
 
 Key = Optional[bytes]
+
+
+class SpanEvent(NamedTuple):
+    """One event added to the span: its name and its attributes (a dict)."""
+
+    name: str
+    attributes: Dict[str, str]
+
+
+class FakeSpan:
+    """The call span of a ``FakeHost``: whether it is sampled (``recording``), and the
+    ``attributes`` and ``events`` the plugin added (none while not recording)."""
+
+    def __init__(self, recording: bool = True):
+        self.recording = recording
+        self.attributes: Dict[str, str] = {}
+        self.events: List[SpanEvent] = []
+
+    def __repr__(self):
+        return f"FakeSpan(recording={self.recording}, attributes={self.attributes!r}, events={self.events!r})"
 
 
 class FakeHost:
@@ -54,6 +84,7 @@ class FakeHost:
         # (key, name) -> (due_ms, order set, payload, topic, partition)
         self._timers: Dict[Tuple[Key, str], Tuple[int, int, bytes, str, int]] = {}
         self._order = 0
+        self.span = FakeSpan()  # the call span (see the module's doc)
 
     @property
     def key(self) -> Key:
@@ -107,6 +138,19 @@ class FakeHost:
     def timer_now(self) -> int:
         return self.now_ms
 
+    # --- what weir_plugin.span calls ----------------------------------------------
+
+    def span_recording(self) -> bool:
+        return self.span.recording
+
+    def span_set_attribute(self, key: str, value: str) -> None:
+        if self.span.recording:
+            self.span.attributes[key] = value
+
+    def span_add_event(self, name: str, attributes: List[Tuple[str, str]]) -> None:
+        if self.span.recording:
+            self.span.events.append(SpanEvent(name, dict(attributes)))
+
     # --- for tests --------------------------------------------------------------
 
     def advance(self, ms: int) -> None:
@@ -124,14 +168,16 @@ class FakeHost:
         return fired
 
     def handle(self, handle_event: Callable[[Event], List[Output]], event: Event) -> List[Output]:
-        """Calls ``handle_event(event)`` scoped to ``event.key``, as the host does."""
+        """Calls ``handle_event(event)`` scoped to ``event.key``, in a fresh span, as
+        the host does."""
         self.key, self.topic, self.partition = event.key, event.topic, event.partition
         return self._call(handle_event, event)
 
     def fire_due(self, handle_timer: Callable[[FiredTimer], List[Output]]) -> List[Output]:
         """Fires every timer due by ``now_ms``, oldest first: calls
-        ``handle_timer(timer)`` scoped to the timer's key and returns all the outputs
-        in order. A timer set while firing fires too if it is due."""
+        ``handle_timer(timer)`` scoped to the timer's key, each in a fresh span, and
+        returns all the outputs in order. A timer set while firing fires too if it is
+        due."""
         outputs: List[Output] = []
         while True:
             fired = self.take_due()
@@ -142,6 +188,7 @@ class FakeHost:
                 outputs.extend(self._call(handle_timer, timer))
 
     def _call(self, handler, arg) -> List[Output]:
+        self.span = FakeSpan(self.span.recording)
         saved = copy.deepcopy((self._entries, self._timers))
         try:
             return list(handler(arg) or [])
@@ -161,13 +208,13 @@ class FakeHost:
 
 
 def reset(now_ms: int = 0, **limits) -> FakeHost:
-    """Installs a fresh ``FakeHost`` behind ``state`` and ``timers`` and returns it.
-    ``limits``: ``value_limit``, ``entries_limit``, ``timers_limit``."""
+    """Installs a fresh ``FakeHost`` behind ``state``, ``timers`` and ``span`` and
+    returns it. ``limits``: ``value_limit``, ``entries_limit``, ``timers_limit``."""
     return install(FakeHost(now_ms, **limits))
 
 
 def install(host) -> FakeHost:
-    """Puts ``host`` behind ``state`` and ``timers`` (natively only)."""
+    """Puts ``host`` behind ``state``, ``timers`` and ``span`` (natively only)."""
     import weir_plugin
 
     if weir_plugin._IN_COMPONENT:

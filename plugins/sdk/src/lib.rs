@@ -7,11 +7,14 @@
 //! `stateful-plugin`); it reads and writes through [`state`] and [`timers`]. Either
 //! export is guarded by `#[cfg(target_arch = "wasm32")]` so that the plugin's logic
 //! still builds and tests natively, where [`state`] and [`timers`] run against the
-//! in-memory fake of the `testing` module (native targets only).
+//! in-memory fake of the `testing` module (native targets only). Both worlds import
+//! [`span`], which adds attributes and events to the span the host opens around each
+//! call (natively: to the fake's recorder).
 //!
 //! The WIT file (`wit/plugin.wit`) is the API reference; this crate adds only small
 //! conveniences on top of the generated types.
 
+pub mod span;
 pub mod state;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
@@ -31,7 +34,7 @@ pub mod bindings {
 }
 
 /// The generated bindings of world `stateful-plugin`. The shared interfaces (`types`,
-/// `host`) are those of [`bindings`], so both worlds use the same `Event`, `Output`
+/// `host`, `span`) are those of [`bindings`], so both worlds use the same `Event`, `Output`
 /// and `Failure`. Each world's generated code declares only its imports; its exports
 /// are declared by its export macro, in the plugin's crate. So a stateless plugin
 /// neither imports `state`/`timers` nor has to export `handle-timer`.
@@ -47,6 +50,7 @@ pub mod stateful_bindings {
         with: {
             "weir:plugin/types@0.1.2": crate::bindings::weir::plugin::types,
             "weir:plugin/host@0.1.2": crate::bindings::weir::plugin::host,
+            "weir:plugin/span@0.1.2": crate::bindings::weir::plugin::span,
         },
         generate_all,
     });

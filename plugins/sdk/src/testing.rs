@@ -1,5 +1,6 @@
-//! The in-memory fake behind [`state`](crate::state) and [`timers`](crate::timers) on
-//! native targets, so that a stateful plugin's logic runs under `cargo test`.
+//! The in-memory fake behind [`state`](crate::state), [`timers`](crate::timers) and
+//! [`span`](crate::span) on native targets, so that a plugin's logic runs under
+//! `cargo test`.
 //!
 //! The fake plays the host for one partition, per thread (`cargo test` runs each test
 //! on its own thread, so tests do not share it). Entries and timers are kept per key;
@@ -22,6 +23,22 @@
 //! testing::set_key(fired[0].key.as_deref());
 //! assert_eq!(state::get("count").as_deref(), Some(&b"1"[..]));
 //! assert_eq!(timers::due("wake"), None); // a fired timer is gone
+//! ```
+//!
+//! The fake's span records what the plugin adds to its call span: [`span_attributes`]
+//! and [`span_events`] read it back. It starts recording (as a sampled call's span);
+//! [`set_recording`]`(false)` makes it an unsampled one, which drops everything.
+//! There is one span, not one per call: [`clear_span`] starts a new one, as the host
+//! does for each call.
+//!
+//! ```
+//! use weir_plugin_sdk::{span, testing};
+//!
+//! testing::reset();
+//! span::set_attribute("todo.task_id", "t-1");
+//! span::add_event("reminder.scheduled", &[("todo.task_id", "t-1")]);
+//! assert_eq!(testing::span_attribute("todo.task_id").as_deref(), Some("t-1"));
+//! assert_eq!(testing::span_events()[0].name, "reminder.scheduled");
 //! ```
 
 use std::cell::RefCell;
@@ -58,6 +75,43 @@ impl Default for Limits {
 
 type Key = Option<Vec<u8>>;
 
+/// One event added to the span, as [`span::add_event`](crate::span::add_event) gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpanEvent {
+    /// The event's name.
+    pub name: String,
+    /// Its attributes, in the order given.
+    pub attributes: Vec<(String, String)>,
+}
+
+impl SpanEvent {
+    /// The value of the event's attribute `key`, if it has one.
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The fake's call span.
+struct Span {
+    recording: bool,
+    /// In the order first set; a key set again keeps its place.
+    attributes: Vec<(String, String)>,
+    events: Vec<SpanEvent>,
+}
+
+impl Default for Span {
+    fn default() -> Span {
+        Span {
+            recording: true,
+            attributes: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Fake {
     /// The key that calls are scoped to.
@@ -67,6 +121,7 @@ struct Fake {
     /// Pending timers: (key, name) -> (due, payload).
     timers: BTreeMap<(Key, String), (i64, Vec<u8>)>,
     limits: Limits,
+    span: Span,
 }
 
 thread_local! {
@@ -77,8 +132,8 @@ fn with<R>(f: impl FnOnce(&mut Fake) -> R) -> R {
     FAKE.with(|fake| f(&mut fake.borrow_mut()))
 }
 
-/// Forgets every entry and timer, and sets the key back to `None`, the clock to 0
-/// and the limits to none.
+/// Forgets every entry and timer and the span's attributes and events, and sets the
+/// key back to `None`, the clock to 0, the limits to none and the span to recording.
 pub fn reset() {
     with(|fake| *fake = Fake::default());
 }
@@ -127,6 +182,43 @@ pub fn take_due_timers() -> Vec<FiredTimer> {
             })
             .collect()
     })
+}
+
+/// Whether [`span::recording`](crate::span::recording) says the span is sampled
+/// (`true` at first). An unsampled span drops what is added to it, as the host's does.
+pub fn set_recording(recording: bool) {
+    with(|fake| fake.span.recording = recording);
+}
+
+/// Forgets the span's attributes and events (the recording setting stays): a fresh
+/// span, as the host opens one for each call.
+pub fn clear_span() {
+    with(|fake| {
+        fake.span.attributes.clear();
+        fake.span.events.clear();
+    });
+}
+
+/// The span's attributes, in the order first set (a key set again keeps its place
+/// and has its last value).
+pub fn span_attributes() -> Vec<(String, String)> {
+    with(|fake| fake.span.attributes.clone())
+}
+
+/// The value of the span's attribute `key`, if it was set.
+pub fn span_attribute(key: &str) -> Option<String> {
+    with(|fake| {
+        fake.span
+            .attributes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    })
+}
+
+/// The events added to the span, in order.
+pub fn span_events() -> Vec<SpanEvent> {
+    with(|fake| fake.span.events.clone())
 }
 
 fn check_value(what: &str, len: usize, limits: &Limits) -> Result<(), String> {
@@ -235,10 +327,47 @@ pub(crate) mod fake_timers {
     }
 }
 
+/// `span`, on the fake; reached through [`crate::span`].
+pub(crate) mod fake_span {
+    use super::{SpanEvent, with};
+
+    pub fn recording() -> bool {
+        with(|fake| fake.span.recording)
+    }
+
+    pub fn set_attribute(key: &str, value: &str) {
+        with(|fake| {
+            let span = &mut fake.span;
+            if !span.recording {
+                return;
+            }
+            match span.attributes.iter_mut().find(|(k, _)| k == key) {
+                Some((_, old)) => value.clone_into(old),
+                None => span.attributes.push((key.to_owned(), value.to_owned())),
+            }
+        });
+    }
+
+    pub fn add_event(name: &str, attributes: &[(&str, &str)]) {
+        with(|fake| {
+            if !fake.span.recording {
+                return;
+            }
+            fake.span.events.push(SpanEvent {
+                name: name.to_owned(),
+                attributes: attributes
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            });
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{state, timers};
+    use crate::{span, state, timers};
 
     #[test]
     fn entries_are_scoped_to_the_key() {
@@ -358,5 +487,38 @@ mod tests {
 
         reset();
         state::set("big", &[0; 100]).unwrap();
+    }
+
+    #[test]
+    fn the_span_records_until_cleared_and_drops_when_not_sampled() {
+        reset();
+        assert!(span::recording());
+        span::set_attribute("a", "1");
+        span::set_attribute("b", "2");
+        span::set_attribute("a", "3"); // replaces, in place
+        span::add_event("e", &[("k", "v"), ("k2", "v2")]);
+        span::add_event("e", &[]);
+        assert_eq!(
+            span_attributes(),
+            [("a".to_owned(), "3".to_owned()), ("b".into(), "2".into())]
+        );
+        assert_eq!(span_attribute("b").as_deref(), Some("2"));
+        assert_eq!(span_attribute("c"), None);
+        let events = span_events();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].name, "e");
+        assert_eq!(events[0].attribute("k2"), Some("v2"));
+        assert!(events[1].attributes.is_empty());
+
+        clear_span();
+        assert!(span_attributes().is_empty() && span_events().is_empty());
+        set_recording(false);
+        assert!(!span::recording());
+        span::set_attribute("a", "1");
+        span::add_event("e", &[]);
+        assert!(span_attributes().is_empty() && span_events().is_empty());
+
+        reset();
+        assert!(span::recording(), "reset records again");
     }
 }

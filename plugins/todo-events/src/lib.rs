@@ -39,6 +39,16 @@ impl EventType {
             _ => return None,
         })
     }
+
+    /// The name on the wire (`event_type`), such as `task.created`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Created => "task.created",
+            EventType::Updated => "task.updated",
+            EventType::Completed => "task.completed",
+            EventType::Deleted => "task.deleted",
+        }
+    }
 }
 
 /// A task event that passed validation. Borrowed fields keep the original text.
@@ -478,6 +488,14 @@ mod tests {
             Some("2026-11-27T18:00:00+01:00")
         );
         assert_eq!(e.task.description, None);
+    }
+
+    #[test]
+    fn event_type_names_round_trip() {
+        let names: Vec<&str> = EventType::NAMES.split('|').collect();
+        for name in names {
+            assert_eq!(EventType::parse(name).map(EventType::as_str), Some(name));
+        }
     }
 
     #[test]

@@ -84,6 +84,7 @@ type Reminder struct {
 	Key           string
 	Value         []byte // reminder.schema.json, keys in sorted order, as serde_json writes it
 	CorrelationID string
+	p             payload // what Value holds, for the span
 }
 
 // payload is a reminder event's payload.
@@ -119,7 +120,7 @@ func newReminder(eventType, correlationID, eventID string, p payload, timestamp,
 	out = append(out, ',')
 	field("version", version)
 	out = append(out, '}')
-	return &Reminder{EventType: eventType, Key: p.userID, Value: out, CorrelationID: correlationID}
+	return &Reminder{EventType: eventType, Key: p.userID, Value: out, CorrelationID: correlationID, p: p}
 }
 
 // fromEvent is a reminder caused by a task event: its correlation id, timestamp and
@@ -379,6 +380,7 @@ func HandleTaskEvent(value []byte, s *Settings) ([]*Reminder, error) {
 		weir.StateDelete(name)
 		weir.TimerCancel(name)
 	}
+	trace(outputs)
 	return outputs, nil
 }
 
@@ -395,7 +397,24 @@ func HandleTimer(name string, payload []byte) []*Reminder {
 		return nil
 	}
 	weir.StateDelete(name)
-	return []*Reminder{triggered(entry)}
+	reminders := []*Reminder{triggered(entry)}
+	trace(reminders)
+	return reminders
+}
+
+// trace adds an event to the call's span for each reminder, when it is recording:
+// named after the reminder's type, with todo.task_id, todo.reminder_id and
+// todo.scheduled_time (when the reminder is, or was, due).
+func trace(reminders []*Reminder) {
+	if len(reminders) == 0 || !weir.SpanRecording() {
+		return
+	}
+	for _, r := range reminders {
+		weir.SpanAddEvent(r.EventType,
+			weir.SpanAttribute{Key: "todo.task_id", Value: r.p.taskID},
+			weir.SpanAttribute{Key: "todo.reminder_id", Value: r.p.reminderID},
+			weir.SpanAttribute{Key: "todo.scheduled_time", Value: r.p.scheduledTime})
+	}
 }
 
 func configure(config weir.Config) error {

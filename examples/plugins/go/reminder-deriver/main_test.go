@@ -434,3 +434,33 @@ func TestConfigIsChecked(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// Each reminder is also an event of the call's span, with the task, the reminder and
+// when it is due; an unsampled span gets nothing.
+func TestEachReminderIsAnEventOfTheSpan(t *testing.T) {
+	setUp(t)
+	send(t, event("task.created", "pending", "Buy milk", due17))
+	first := stored(t).ReminderID
+	send(t, event("task.updated", "pending", "Buy milk", due18))
+	second := stored(t).ReminderID
+	var got []string
+	for _, e := range weirtest.SpanEvents() {
+		taskID, _ := e.Attribute("todo.task_id")
+		reminderID, _ := e.Attribute("todo.reminder_id")
+		at, _ := e.Attribute("todo.scheduled_time")
+		got = append(got, e.Name+" "+taskID+" "+reminderID+" "+at)
+	}
+	want := []string{
+		Cancelled + " " + task + " " + first + " 2026-11-27T16:45:00.000Z",
+		Scheduled + " " + task + " " + second + " 2026-11-27T17:45:00.000Z",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("span events of the reschedule:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	weirtest.SetRecording(false)
+	send(t, event("task.deleted", "pending", "Buy milk", due18))
+	if events := weirtest.SpanEvents(); len(events) != 0 {
+		t.Fatalf("an unsampled span got %+v", events)
+	}
+}

@@ -15,7 +15,10 @@
 //
 // Config: `lead-time` (a humantime duration, default `15m`), `output` (default
 // `reminders`). Unknown keys are refused, so a typo fails at start-up.
-import { Header, Invalid, Output, Transient, state, timers } from 'weir-plugin';
+//
+// Span: when the call's span is sampled, each reminder emitted is also an event of it,
+// named after its type, with the task id, the reminder id and when it is (or was) due.
+import { Header, Invalid, Output, Transient, span, state, timers } from 'weir-plugin';
 import { Rejection, compare, deriveId, formatUtc, minus, parse } from '../todo-events/todo-events.js';
 import { parseDuration } from './humantime.js';
 
@@ -221,6 +224,22 @@ export function triggered(name, reminderId) {
   };
 }
 
+/**
+ * Adds an event to the call's span for each reminder, when it is recording: named
+ * after its type, with `todo.task_id`, `todo.reminder_id` and `todo.scheduled_time`
+ * (when the reminder is, or was, due).
+ */
+function trace(reminders) {
+  if (reminders.length === 0 || !span.recording()) return;
+  for (const r of reminders) {
+    span.addEvent(r.event_type, {
+      'todo.task_id': r.payload.task_id,
+      'todo.reminder_id': r.payload.reminder_id,
+      'todo.scheduled_time': r.payload.scheduled_time,
+    });
+  }
+}
+
 export function handleEvent(event) {
   if (settings === null) throw new Transient('handle-event called before init');
   if (event.value === undefined) throw new Invalid('a tombstone (null value) is not a task event');
@@ -231,11 +250,14 @@ export function handleEvent(event) {
     if (e instanceof Rejection) throw new Invalid(e.message);
     throw e;
   }
+  trace(reminders);
   return reminders.map((r) => reminderOutput(r, settings.output));
 }
 
 export function handleTimer(timer) {
   if (settings === null) throw new Transient('handle-timer called before init');
   const reminder = triggered(timer.name, timer.payload);
-  return reminder === null ? [] : [reminderOutput(reminder, settings.output)];
+  const reminders = reminder === null ? [] : [reminder];
+  trace(reminders);
+  return reminders.map((r) => reminderOutput(r, settings.output));
 }

@@ -247,6 +247,29 @@ test('a reminder due already is timed at the event', () => {
   assert.equal(JSON.parse(fired[2]).timestamp, '2026-11-26T09:00:00.000Z');
 });
 
+// --- the span
+
+/** The span's events as [name, { attribute: value }]. */
+const spanEvents = () => host.span.events.map((e) => [e.name, Object.fromEntries(e.attributes)]);
+
+test('each reminder is an event of the span', () => {
+  scheduleR1();
+  handle(taskEvent('task.updated', { due: '2026-11-28T18:00:00+01:00', eventId: SECOND }));
+  const r1 = { 'todo.task_id': TASK, 'todo.reminder_id': R1, 'todo.scheduled_time': '2026-11-27T16:45:00.000Z' };
+  const r2 = { 'todo.task_id': TASK, 'todo.reminder_id': R2, 'todo.scheduled_time': '2026-11-28T16:45:00.000Z' };
+  assert.deepEqual(spanEvents(), [['reminder.cancelled', r1], ['reminder.scheduled', r2]]);
+  host.nowMs = R2_AT;
+  fire();
+  assert.deepEqual(spanEvents(), [['reminder.triggered', r2]]);
+  assert.equal(host.span.attributes.size, 0);
+});
+
+test('an unsampled span gets nothing and the outputs are the same', () => {
+  host.span.recording = false;
+  scheduleR1();
+  assert.deepEqual(host.span.events, []);
+});
+
 // --- scope and failures
 
 test('each user has their own reminders', () => {

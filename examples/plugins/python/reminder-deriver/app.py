@@ -15,13 +15,16 @@ emits `reminder.triggered` and forgets the task.
 
 Config: `lead-time` (a humantime duration, default `15m`), `output` (default
 `reminders`). Unknown keys are refused, so a typo fails at start-up.
+
+Span: when the call's span is sampled, each reminder emitted is also an event of it,
+named after its type, with the task id, the reminder id and when it is (or was) due.
 """
 
 import json
 
 from humantime import parse_duration
 from todo_events import Rejection, derive_id, format_utc, minus, parse
-from weir_plugin import Header, Invalid, Output, Transient, state, timers
+from weir_plugin import Header, Invalid, Output, Transient, span, state, timers
 
 DEFAULT_OUTPUT = "reminders"
 DEFAULT_LEAD_TIME = (15 * 60, 0)  # (seconds, nanoseconds)
@@ -199,6 +202,20 @@ def triggered(name, reminder_id):
     }
 
 
+def trace(reminders):
+    """Adds an event to the call's span for each reminder (a dict), when it is
+    recording: named after its type, with `todo.task_id`, `todo.reminder_id` and
+    `todo.scheduled_time` (when the reminder is, or was, due)."""
+    if not reminders or not span.recording():
+        return
+    for r in reminders:
+        p = r["payload"]
+        span.add_event(
+            r["event_type"],
+            {"todo.task_id": p["task_id"], "todo.reminder_id": p["reminder_id"], "todo.scheduled_time": p["scheduled_time"]},
+        )
+
+
 def handle_event(event):
     if settings is None:
         raise Transient("handle-event called before init")
@@ -209,6 +226,7 @@ def handle_event(event):
         reminders = derive(event.value, lead_time)
     except Rejection as r:
         raise Invalid(str(r)) from None
+    trace(reminders)
     return [reminder_output(r, output) for r in reminders]
 
 
@@ -216,4 +234,6 @@ def handle_timer(timer):
     if settings is None:
         raise Transient("handle-timer called before init")
     reminder = triggered(timer.name, timer.payload)
-    return [] if reminder is None else [reminder_output(reminder, settings[1])]
+    reminders = [] if reminder is None else [reminder]
+    trace(reminders)
+    return [reminder_output(r, settings[1]) for r in reminders]

@@ -256,6 +256,25 @@ class DeriverTest(unittest.TestCase):
         [fired] = self.host.fire_due(app.handle_timer)
         self.assertEqual(json.loads(fired.value)["timestamp"], "2026-11-26T09:00:00.000Z")
 
+    # --- the span
+
+    def test_each_reminder_is_an_event_of_the_span(self):
+        self.schedule_r1()
+        moved = task_event("task.updated", due="2026-11-28T18:00:00+01:00", event_id=SECOND)
+        self.handle(moved)
+        r1 = {"todo.task_id": TASK, "todo.reminder_id": R1, "todo.scheduled_time": "2026-11-27T16:45:00.000Z"}
+        r2 = {"todo.task_id": TASK, "todo.reminder_id": R2, "todo.scheduled_time": "2026-11-28T16:45:00.000Z"}
+        self.assertEqual(self.host.span.events, [("reminder.cancelled", r1), ("reminder.scheduled", r2)])
+        self.host.now_ms = R2_AT
+        self.host.fire_due(app.handle_timer)
+        self.assertEqual(self.host.span.events, [("reminder.triggered", r2)])
+        self.assertEqual(self.host.span.attributes, {})
+
+    def test_an_unsampled_span_gets_nothing_and_the_outputs_are_the_same(self):
+        self.host.span.recording = False
+        self.schedule_r1()
+        self.assertEqual(self.host.span.events, [])
+
     # --- scope and failures
 
     def test_each_user_has_its_own_reminders(self):

@@ -163,6 +163,15 @@ mod tests {
         let entry_at = offsets(entry);
         let due = result_of("timers", "due");
 
+        // The attributes span.add-event takes.
+        let span = resolve.packages[package].interfaces["span"];
+        let add_event = &resolve.interfaces[span].functions["add-event"];
+        let attribute = match kind(&add_event.params[1].ty) {
+            TypeDefKind::List(Type::Id(attribute)) => *attribute,
+            other => panic!("span.add-event takes a list of tuples, got {other:?}"),
+        };
+        let attribute_at = offsets(attribute);
+
         vec![
             ("headerSize", size(&Type::Id(header))),
             ("headerAlign", align(&Type::Id(header))),
@@ -202,6 +211,10 @@ mod tests {
             ("dueResultSize", size(&due)),
             ("dueResultAlign", align(&due)),
             ("dueResultPayloadOffset", payload(&due)),
+            ("attributeSize", size(&Type::Id(attribute))),
+            ("attributeAlign", align(&Type::Id(attribute))),
+            ("attributeKeyOffset", attribute_at["0"]),
+            ("attributeValueOffset", attribute_at["1"]),
         ]
     }
 
@@ -489,8 +502,8 @@ mod tests {
                 1,
             )
             .replacen(
+                "weir:plugin/timers@0.1.2 cancel",
                 "weir:plugin/timers@0.1.1 cancel",
-                "weir:plugin/timers@0.1.0 cancel",
                 1,
             );
         let go = go_signatures(&source).unwrap_or_else(|e| panic!("{e}"));
@@ -501,11 +514,11 @@ mod tests {
             "{problems:#?}"
         );
         assert!(
-            problems[1].starts_with("`weir:plugin/timers@0.1.1 cancel`: no //go:wasmimport"),
+            problems[1].starts_with("`weir:plugin/timers@0.1.2 cancel`: no //go:wasmimport"),
             "{problems:#?}"
         );
         assert!(
-            problems[2].starts_with("`weir:plugin/timers@0.1.0 cancel`"),
+            problems[2].starts_with("`weir:plugin/timers@0.1.1 cancel`"),
             "{problems:#?}"
         );
     }

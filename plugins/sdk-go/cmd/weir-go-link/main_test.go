@@ -65,10 +65,16 @@ func TestTheWorldFollowsTheImports(t *testing.T) {
 		exports []string
 	}{
 		{nil, "plugin", []string{"init", "cabi_realloc_adapter"}},
-		{[][2]string{{"weir:plugin/host@0.1.1", "log"}, {"wasi_snapshot_preview1", "fd_write"}},
+		{[][2]string{{"weir:plugin/host@0.1.2", "log"}, {"wasi_snapshot_preview1", "fd_write"}},
 			"plugin", []string{"init", "cabi_realloc_adapter"}},
-		{[][2]string{{"weir:plugin/host@0.1.1", "log"}, {"weir:plugin/state@0.1.1", "get"}},
+		// Both worlds import span: it does not make a plugin stateful.
+		{[][2]string{{"weir:plugin/span@0.1.2", "recording"}, {"weir:plugin/span@0.1.2", "add-event"}},
+			"plugin", []string{"init", "cabi_realloc_adapter"}},
+		{[][2]string{{"weir:plugin/host@0.1.2", "log"}, {"weir:plugin/state@0.1.2", "get"}},
 			"stateful-plugin", []string{"init", "handle-timer", "cabi_post_handle-timer", "cabi_realloc_adapter"}},
+		{[][2]string{{"weir:plugin/span@0.1.2", "set-attribute"}, {"weir:plugin/timers@0.1.2", "now-ms"}},
+			"stateful-plugin", []string{"init", "handle-timer", "cabi_post_handle-timer", "cabi_realloc_adapter"}},
+		// Any version of the package counts.
 		{[][2]string{{"weir:plugin/timers@0.1.1", "now-ms"}},
 			"stateful-plugin", []string{"init", "handle-timer", "cabi_post_handle-timer", "cabi_realloc_adapter"}},
 	} {

@@ -1,5 +1,5 @@
-// Package fakehost is the in-memory host behind package weir's state and timers
-// on native builds, and what weir.local/weir/weirtest drives. It plays the host for
+// Package fakehost is the in-memory host behind package weir's state, timers and
+// span on native builds, and what weir.local/weir/weirtest drives. It plays the host for
 // one partition: entries and timers are kept per key, and every call is scoped to
 // the current key, as the host scopes them to the record being handled. It knows
 // nothing of package weir's types, so both can import it.
@@ -53,16 +53,30 @@ type host struct {
 	// refused is the first write refused since the last Refused call: a handler that
 	// returns successfully after one has its record dead-lettered as state-limit.
 	refused string
+	span    span
+}
+
+// span is the call span: whether it is sampled, and what the plugin added to it.
+type span struct {
+	recording  bool
+	attributes [][2]string // in the order first set
+	events     []SpanEvent
+}
+
+// SpanEvent is one event added to the span.
+type SpanEvent struct {
+	Name       string
+	Attributes [][2]string
 }
 
 var h = fresh()
 
 func fresh() host {
-	return host{entries: map[scope]map[string][]byte{}, timers: map[timerID]Timer{}}
+	return host{entries: map[scope]map[string][]byte{}, timers: map[timerID]Timer{}, span: span{recording: true}}
 }
 
-// Reset forgets every entry and timer, and sets the key back to nil, the clock to 0
-// and the limits to none.
+// Reset forgets every entry and timer and the span's attributes and events, and sets
+// the key back to nil, the clock to 0, the limits to none and the span to recording.
 func Reset() { h = fresh() }
 
 // SetKey scopes later calls to key (nil: records without a key).
@@ -263,3 +277,41 @@ func TakeNext() (Timer, bool) {
 	delete(h.timers, timerID{scopeOf(t.Key), t.Name})
 	return t, true
 }
+
+// SpanRecording is span.recording.
+func SpanRecording() bool { return h.span.recording }
+
+// SetSpanRecording sets what SpanRecording says; an unsampled span drops what is
+// added to it.
+func SetSpanRecording(recording bool) { h.span.recording = recording }
+
+// SpanSetAttribute is span.set-attribute: a key set again keeps its place.
+func SpanSetAttribute(key, value string) {
+	if !h.span.recording {
+		return
+	}
+	for i, a := range h.span.attributes {
+		if a[0] == key {
+			h.span.attributes[i][1] = value
+			return
+		}
+	}
+	h.span.attributes = append(h.span.attributes, [2]string{key, value})
+}
+
+// SpanAddEvent is span.add-event.
+func SpanAddEvent(name string, attributes [][2]string) {
+	if h.span.recording {
+		h.span.events = append(h.span.events, SpanEvent{Name: name, Attributes: slices.Clone(attributes)})
+	}
+}
+
+// SpanAttributes returns the span's attributes, in the order first set.
+func SpanAttributes() [][2]string { return slices.Clone(h.span.attributes) }
+
+// SpanEvents returns the span's events, in order.
+func SpanEvents() []SpanEvent { return slices.Clone(h.span.events) }
+
+// ClearSpan forgets the span's attributes and events: a fresh span, as the host
+// opens for each call.
+func ClearSpan() { h.span.attributes, h.span.events = nil, nil }
