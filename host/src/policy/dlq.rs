@@ -108,14 +108,7 @@ const MESSAGE_MAX: usize = 8 * 1024;
 impl DeadLetter<'_> {
     /// The DLQ record's headers: the originals, in order, then the `weir.*` ones.
     pub fn headers(&self, original: &[Header]) -> Vec<Header> {
-        let mut message = self.message;
-        if message.len() > MESSAGE_MAX {
-            let mut end = MESSAGE_MAX;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            message = &message[..end];
-        }
+        let message = &self.message[..self.message.floor_char_boundary(MESSAGE_MAX)];
         // humantime writes 1970 to 9999 only, and panics outside: a clock set
         // wrong must not stop a dead letter.
         let latest = UNIX_EPOCH + Duration::from_millis(253_402_300_799_999);

@@ -311,18 +311,24 @@ impl RecordTrace {
         }
     }
 
-    /// A send span for one record to `topic` (sampled records only; an unsampled
-    /// record's writes carry its consume span's context).
-    pub fn send(&self, topic: &str, branch: &str) -> Option<SendSpan> {
+    /// A child of the record's span named `name`, for a sampled record.
+    fn child(&self, name: String, kind: SpanKind) -> Option<Span> {
         let t = tracing()?;
         if !self.sampled() {
             return None;
         }
-        let mut span = t
-            .tracer
-            .span_builder(interned(format!("send {topic}")))
-            .with_kind(SpanKind::Producer)
-            .start_with_context(&t.tracer, &self.cx);
+        Some(
+            t.tracer
+                .span_builder(interned(name))
+                .with_kind(kind)
+                .start_with_context(&t.tracer, &self.cx),
+        )
+    }
+
+    /// A send span for one record to `topic` (sampled records only; an unsampled
+    /// record's writes carry its consume span's context).
+    pub fn send(&self, topic: &str, branch: &str) -> Option<SendSpan> {
+        let mut span = self.child(format!("send {topic}"), SpanKind::Producer)?;
         span.set_attributes([
             KeyValue::new("messaging.system", "kafka"),
             KeyValue::new("messaging.operation.type", "send"),
@@ -338,15 +344,7 @@ impl RecordTrace {
     /// The span of one plugin call (`export`: `handle-event` or `handle-timer`),
     /// a child of the consume span (sampled records only).
     pub fn call(&self, export: &str, plugin: &str, sha256: &str, attempt: u32) -> Option<CallSpan> {
-        let t = tracing()?;
-        if !self.sampled() {
-            return None;
-        }
-        let mut span = t
-            .tracer
-            .span_builder(interned(format!("{export} {plugin}")))
-            .with_kind(SpanKind::Internal)
-            .start_with_context(&t.tracer, &self.cx);
+        let mut span = self.child(format!("{export} {plugin}"), SpanKind::Internal)?;
         span.set_attributes([
             KeyValue::new("weir.plugin.name", plugin.to_owned()),
             KeyValue::new("weir.plugin.sha256", sha256.to_owned()),
@@ -483,8 +481,8 @@ impl CallSpan {
         }
         self.attributes += 1;
         self.span.set_attribute(KeyValue::new(
-            truncate(key, PLUGIN_KEY_MAX).to_owned(),
-            truncate(value, PLUGIN_VALUE_MAX).to_owned(),
+            bounded(key, PLUGIN_KEY_MAX),
+            bounded(value, PLUGIN_VALUE_MAX),
         ));
     }
 
@@ -497,15 +495,10 @@ impl CallSpan {
         let attributes = attributes
             .iter()
             .take(PLUGIN_ATTRIBUTES)
-            .map(|(k, v)| {
-                KeyValue::new(
-                    truncate(k, PLUGIN_KEY_MAX).to_owned(),
-                    truncate(v, PLUGIN_VALUE_MAX).to_owned(),
-                )
-            })
+            .map(|(k, v)| KeyValue::new(bounded(k, PLUGIN_KEY_MAX), bounded(v, PLUGIN_VALUE_MAX)))
             .collect();
         self.span
-            .add_event(truncate(name, PLUGIN_KEY_MAX).to_owned(), attributes);
+            .add_event(bounded(name, PLUGIN_KEY_MAX), attributes);
     }
 
     /// This span, for a timer the call sets (the fired timer links to it).
@@ -553,15 +546,9 @@ impl CallSpan {
     }
 }
 
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn bounded(s: &str, max: usize) -> String {
+    s[..s.floor_char_boundary(max)].to_owned()
 }
 
 #[cfg(test)]
