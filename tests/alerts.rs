@@ -246,24 +246,7 @@ impl Prometheus {
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log);
-        // PDEATHSIG fires when the spawning thread ends: spawn from one that never does.
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            unsafe {
-                use std::os::unix::process::CommandExt;
-                command.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-            tx.send(command.spawn()).expect("the test waits");
-            loop {
-                std::thread::park();
-            }
-        });
-        rx.recv()
-            .expect("spawning thread")
-            .expect("start prometheus")
+        common::spawn_tied(command, Path::new("prometheus"))
     }
 
     /// Waits until Prometheus answers `/-/ready`; what went wrong, with its log, when

@@ -136,7 +136,7 @@ impl Jaeger {
                 command.env_remove(name);
             }
         }
-        let child = spawn_tied(command, bin);
+        let child = super::spawn_tied(command, bin);
         let mut jaeger = Jaeger {
             otlp_grpc: format!("127.0.0.1:{grpc}"),
             otlp_http: format!("127.0.0.1:{http}"),
@@ -466,28 +466,6 @@ exporters:
     trace_storage: memory_store
 "#
     )
-}
-
-/// Spawns `command` from a thread that never exits, so that PDEATHSIG kills the
-/// process with the test process (it fires when the spawning thread ends).
-fn spawn_tied(mut command: Command, what: &Path) -> Child {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        tx.send(command.spawn()).expect("the test waits");
-        loop {
-            std::thread::park();
-        }
-    });
-    rx.recv()
-        .expect("the spawning thread")
-        .unwrap_or_else(|e| panic!("cannot start {} ({e})", what.display()))
 }
 
 /// One HTTP/1.0 request to `address` (`host:port`), with a body of a content type

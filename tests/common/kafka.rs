@@ -168,30 +168,13 @@ fn try_launch_broker(scram_users: &[&str]) -> Result<Broker, String> {
     };
     let script = root().join("scripts/kafka-broker");
     let stdout = std::fs::File::create(dir.path().join("stdout.log")).expect("broker stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut command = Command::new(&script);
-        command
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(stdout.try_clone().expect("broker stdout"))
-            .stderr(stdout);
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {} ({e})", script.display()));
-        tx.send(child).expect("test thread waits");
-        loop {
-            std::thread::park();
-        }
-    });
-    let mut child = rx.recv().expect("broker thread");
+    let mut command = Command::new(&script);
+    command
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(stdout.try_clone().expect("broker stdout"))
+        .stderr(stdout);
+    let mut child = super::spawn_tied(command, &script);
     let log = dir.path().join("broker.log");
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {

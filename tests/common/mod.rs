@@ -151,3 +151,25 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
+
+/// Spawns `command` from a thread that never exits, so that PDEATHSIG kills the
+/// process with the test process (it fires when the spawning thread ends).
+pub fn spawn_tied(mut command: Command, what: &Path) -> std::process::Child {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        tx.send(command.spawn()).expect("the test waits");
+        loop {
+            std::thread::park();
+        }
+    });
+    rx.recv()
+        .expect("the spawning thread")
+        .unwrap_or_else(|e| panic!("cannot start {} ({e})", what.display()))
+}
