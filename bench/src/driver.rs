@@ -29,8 +29,9 @@ use rdkafka::producer::{
 };
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
+use crate::collector::{Jaeger, closed_endpoint, jaeger_bin, metrics_address, settled_span_counts};
 use crate::proc::{cpu_time, peak_rss};
-use crate::report::{LatencyResult, Report, ThroughputResult};
+use crate::report::{LatencyResult, Report, ThroughputResult, TracingResult};
 use crate::workload::{Workload, event_id, workload_start};
 
 const PARTITIONS: i32 = 6;
@@ -71,6 +72,14 @@ pub struct RunArgs {
     /// The weir binary.
     #[arg(long, default_value = "target/release/weir")]
     pub weir: PathBuf,
+    /// weir as it was just before tracing (commit 65248c0), for `weir-todo-before`
+    /// (bench/run builds it).
+    #[arg(long, default_value = "target/bench/weir-65248c0")]
+    pub weir_before: PathBuf,
+    /// The Jaeger all-in-one the traced systems export to. Default: what
+    /// scripts/install-jaeger prints (it builds Jaeger once when it is not cached).
+    #[arg(long, env = "WEIR_BENCH_JAEGER")]
+    pub jaeger: Option<PathBuf>,
     /// Where the plugin components are.
     #[arg(long, default_value = "target/wasm32-wasip2/release")]
     pub plugins: PathBuf,
@@ -111,7 +120,21 @@ enum System {
     /// input, each with its own group and its own validator (the baseline of the
     /// branched one, and a config any weir version runs).
     WeirTodoTwoPipelines,
+    /// The Todo deployment with tracing on (issue 19).
+    WeirTodoTraced(Tracing),
+    /// The Todo deployment on weir as it was just before tracing (`--weir-before`).
+    WeirTodoBefore,
     Aiokafka,
+}
+
+/// How a traced Todo deployment exports its spans. Its input records carry no
+/// `traceparent`, so each starts a new trace and the ratio decides.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Tracing {
+    /// To the benchmark's Jaeger, sampling this percentage of new traces.
+    Sampled(u32),
+    /// To a port nothing listens on (the collector is down), sampling every trace.
+    Down,
 }
 
 impl System {
@@ -124,13 +147,23 @@ impl System {
             "weir-todo-stateless" => System::WeirTodoStateless,
             "weir-todo-2p" => System::WeirTodoTwoPipelines,
             "weir-eos" => System::WeirExactlyOnce,
+            "weir-todo-trace-down" => System::WeirTodoTraced(Tracing::Down),
+            "weir-todo-before" => System::WeirTodoBefore,
             "aiokafka" => System::Aiokafka,
-            other => match other.strip_prefix("weir:").map(str::parse) {
-                Some(Ok(n)) if n > 0 => System::Weir(Some(n)),
-                _ => bail!(
-                    "unknown system {other:?} (known: passthrough, native, weir, weir:N, weir-eos, weir-todo, weir-todo-stateless, weir-todo-2p, aiokafka)"
-                ),
-            },
+            other => {
+                let workers = other.strip_prefix("weir:").map(str::parse);
+                let percent = other
+                    .strip_prefix("weir-todo-trace-")
+                    .and_then(|p| p.strip_suffix("pct"))
+                    .map(str::parse);
+                match (workers, percent) {
+                    (Some(Ok(n)), _) if n > 0 => System::Weir(Some(n)),
+                    (_, Some(Ok(p))) if p <= 100 => System::WeirTodoTraced(Tracing::Sampled(p)),
+                    _ => bail!(
+                        "unknown system {other:?} (known: passthrough, native, weir, weir:N, weir-eos, weir-todo, weir-todo-stateless, weir-todo-2p, weir-todo-trace-Npct (N from 0 to 100), weir-todo-trace-down, weir-todo-before, aiokafka)"
+                    ),
+                }
+            }
         })
     }
 
@@ -145,6 +178,13 @@ impl System {
             System::WeirTodo => "weir run, Todo deployment".into(),
             System::WeirTodoStateless => "weir run, Todo deployment, stateless deriver".into(),
             System::WeirTodoTwoPipelines => "weir run, Todo as two pipelines".into(),
+            System::WeirTodoTraced(Tracing::Sampled(p)) => {
+                format!("weir run, Todo deployment, traced {p}%")
+            }
+            System::WeirTodoTraced(Tracing::Down) => {
+                "weir run, Todo deployment, traced 100%, collector down".into()
+            }
+            System::WeirTodoBefore => "weir run, Todo deployment, 65248c0 (before tracing)".into(),
             System::Aiokafka => "aiokafka + Pydantic".into(),
         }
     }
@@ -159,6 +199,9 @@ impl System {
             System::WeirTodo => "weirtodo".into(),
             System::WeirTodoStateless => "weirtodostateless".into(),
             System::WeirTodoTwoPipelines => "weirtodo2p".into(),
+            System::WeirTodoTraced(Tracing::Sampled(p)) => format!("weirtodotrace{p}"),
+            System::WeirTodoTraced(Tracing::Down) => "weirtodotracedown".into(),
+            System::WeirTodoBefore => "weirtodobefore".into(),
             System::Aiokafka => "aiokafka".into(),
         }
     }
@@ -174,9 +217,11 @@ impl System {
         match self {
             System::Passthrough => 1,
             // Reminders or a DLQ record, plus a task-update or a second DLQ record.
-            System::WeirTodo | System::WeirTodoStateless | System::WeirTodoTwoPipelines => {
-                u64::from(reminders) + 1
-            }
+            System::WeirTodo
+            | System::WeirTodoStateless
+            | System::WeirTodoTwoPipelines
+            | System::WeirTodoTraced(_)
+            | System::WeirTodoBefore => u64::from(reminders) + 1,
             _ => u64::from(reminders),
         }
     }
@@ -184,8 +229,17 @@ impl System {
     fn is_todo(&self) -> bool {
         matches!(
             self,
-            System::WeirTodo | System::WeirTodoStateless | System::WeirTodoTwoPipelines
+            System::WeirTodo
+                | System::WeirTodoStateless
+                | System::WeirTodoTwoPipelines
+                | System::WeirTodoTraced(_)
+                | System::WeirTodoBefore
         )
+    }
+
+    /// Whether the system exports spans to the benchmark's Jaeger.
+    fn needs_jaeger(&self) -> bool {
+        matches!(self, System::WeirTodoTraced(Tracing::Sampled(_)))
     }
 
     fn is_weir(&self) -> bool {
@@ -196,6 +250,8 @@ impl System {
                 | System::WeirTodo
                 | System::WeirTodoStateless
                 | System::WeirTodoTwoPipelines
+                | System::WeirTodoTraced(_)
+                | System::WeirTodoBefore
         )
     }
 }
@@ -241,6 +297,9 @@ listen = "127.0.0.1:0"
             .collect::<String>(),
     )
 }
+
+/// What the report says about the traced systems (issue 19).
+const TRACING_NOTE: &str = "Tracing: the traced systems are the Todo deployment with `OTEL_EXPORTER_OTLP_ENDPOINT` (http/protobuf), `OTEL_TRACES_SAMPLER=parentbased_traceidratio` and `OTEL_TRACES_SAMPLER_ARG` set in weir's environment; every other weir system runs with no `OTEL_*` variable (tracing off). The input records carry no headers (no `traceparent`), so every record starts a new trace and the ratio alone decides which are sampled. \"traced N%\" exports to a Jaeger all-in-one (memory store) on the same machine, started once for the benchmark, which shares the 2 cores with weir, the broker and the driver; \"collector down\" samples every record and exports to a port of 127.0.0.1 nothing listens on. \"65248c0 (before tracing)\" is weir built from commit 65248c0, the one before tracing landed, with the same plugins. weir's CPU is its own process's only (not Jaeger's).";
 
 /// The suffix of the ui-sync pipeline's group in [`System::WeirTodoTwoPipelines`].
 const UI_GROUP: &str = "-ui";
@@ -321,6 +380,8 @@ struct Driver<'a> {
     stamp: u64,
     admin: AdminClient<DefaultClientContext>,
     producer: ThreadedProducer<DefaultProducerContext>,
+    /// The traced systems' collector, when one of them runs.
+    jaeger: Option<Jaeger>,
 }
 
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
@@ -344,6 +405,20 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         .create()?;
     let producer: ThreadedProducer<DefaultProducerContext> =
         input_producer_config(&args.brokers).create()?;
+    // One Jaeger for the whole benchmark, stopped when the driver is dropped.
+    let jaeger = if systems.iter().any(System::needs_jaeger) {
+        let bin = jaeger_bin(args.jaeger.as_deref())?;
+        let jaeger = Jaeger::start(&bin, &args.work_dir)?;
+        eprintln!(
+            "Jaeger {} takes OTLP at {} (log {})",
+            bin.display(),
+            jaeger.endpoint(),
+            jaeger.log.display()
+        );
+        Some(jaeger)
+    } else {
+        None
+    };
     let driver = Driver {
         args,
         stamp: SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs(),
@@ -351,8 +426,24 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         stateful_deriver,
         admin,
         producer,
+        jaeger,
     };
     let mut report = Report::new(args, &driver.workload, stateful_deriver);
+    if systems
+        .iter()
+        .any(|s| matches!(s, System::WeirTodoTraced(_) | System::WeirTodoBefore))
+    {
+        report.note(TRACING_NOTE.to_owned());
+    }
+    // Each traced system and the one before tracing against the same deployment
+    // with tracing off.
+    if systems.contains(&System::WeirTodo) {
+        for system in &systems {
+            if matches!(system, System::WeirTodoTraced(_) | System::WeirTodoBefore) {
+                report.compare(system.label(), System::WeirTodo.label());
+            }
+        }
+    }
 
     // Run 1 of every system, then run 2, ...: when the machine's load changes
     // during the benchmark, every system gets its share of it.
@@ -363,11 +454,15 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
                 .throughput(system, run)
                 .with_context(|| format!("{} throughput run {run}", system.label()))?;
             eprintln!(
-                "  {:<36} run {run}: {:>9.0} events/s, {:.2} CPU s/100k, peak RSS {} MiB",
+                "  {:<36} run {run}: {:>9.0} events/s, {:.2} CPU s/100k, peak RSS {} MiB{}",
                 system.label(),
                 result.events_per_second,
                 result.cpu_per_100k.as_secs_f64(),
-                result.peak_rss / (1024 * 1024)
+                result.peak_rss / (1024 * 1024),
+                result.tracing.as_ref().map_or(String::new(), |t| format!(
+                    ", spans exported {} dropped {} failed {}",
+                    t.spans.exported, t.spans.dropped, t.spans.failed
+                ))
             );
             results.push(result);
         }
@@ -430,6 +525,9 @@ fn check_inputs(args: &RunArgs, systems: &[System]) -> anyhow::Result<()> {
             &args.stateless_deriver,
             "bench/run builds it from commit 999708b",
         )?;
+    }
+    if systems.contains(&System::WeirTodoBefore) {
+        need(&args.weir_before, "bench/run builds it from commit 65248c0")?;
     }
     if systems.contains(&System::Aiokafka) {
         need(
@@ -629,15 +727,23 @@ impl Driver<'_> {
             | System::WeirExactlyOnce
             | System::WeirTodo
             | System::WeirTodoStateless
-            | System::WeirTodoTwoPipelines => {
+            | System::WeirTodoTwoPipelines
+            | System::WeirTodoTraced(_)
+            | System::WeirTodoBefore => {
                 let config = args.work_dir.join(format!("{}-{run}.toml", system.slug()));
                 std::fs::write(&config, self.weir_config(system, topics)?)?;
-                let mut command = Command::new(&args.weir);
+                let weir = if *system == System::WeirTodoBefore {
+                    &args.weir_before
+                } else {
+                    &args.weir
+                };
+                let mut command = Command::new(weir);
                 command.arg("run").arg("--config").arg(&config);
                 // Local stores of stateful plugins go here, not to the user's
                 // ~/.local/state (an environment variable, which weir versions
                 // without state ignore).
                 command.env("WEIR_STATE_DIR", args.work_dir.join("stores"));
+                self.tracing_env(&mut command, system)?;
                 command
             }
             System::Aiokafka => {
@@ -668,6 +774,82 @@ impl Driver<'_> {
             .with_context(|| format!("starting {}", system.label()))
     }
 
+    /// Tracing off (no `OTEL_*` variable from the benchmark's own environment),
+    /// or on as `system` asks: OTLP over HTTP to the benchmark's Jaeger or to a
+    /// closed port, new traces sampled at its ratio.
+    fn tracing_env(&self, command: &mut Command, system: &System) -> anyhow::Result<()> {
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("OTEL_") {
+                command.env_remove(name);
+            }
+        }
+        let System::WeirTodoTraced(tracing) = system else {
+            return Ok(());
+        };
+        let (endpoint, ratio) = match tracing {
+            Tracing::Sampled(percent) => (
+                self.jaeger
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("no Jaeger was started"))?
+                    .endpoint(),
+                f64::from(*percent) / 100.0,
+            ),
+            Tracing::Down => (closed_endpoint()?, 1.0),
+        };
+        command
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+            .env("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+            .env("OTEL_TRACES_SAMPLER_ARG", ratio.to_string())
+            .env("OTEL_SERVICE_NAME", format!("weir-bench-{}", system.slug()));
+        Ok(())
+    }
+
+    /// What became of a traced system's spans, once its export has settled, and
+    /// the CPU Jaeger spent since `jaeger_cpu` (read when the system started).
+    /// Fails when its log shows that tracing is not on.
+    fn tracing_result(
+        &self,
+        system: &System,
+        log: &Path,
+        jaeger_cpu: Option<Duration>,
+        jaeger_spans: Option<u64>,
+    ) -> anyhow::Result<Option<TracingResult>> {
+        let text =
+            std::fs::read_to_string(log).with_context(|| format!("reading {}", log.display()))?;
+        let on = text.contains("spans go to the collector");
+        if !matches!(system, System::WeirTodoTraced(_)) {
+            if on {
+                bail!(
+                    "{} traces, though no OTEL_* variable was set; see {}",
+                    system.label(),
+                    log.display()
+                );
+            }
+            return Ok(None);
+        }
+        if !on {
+            bail!(
+                "{}: weir did not log that tracing is on; see {}",
+                system.label(),
+                log.display()
+            );
+        }
+        let address = metrics_address(&text)
+            .ok_or_else(|| anyhow!("no metrics address in {}", log.display()))?;
+        let spans = settled_span_counts(&address, Duration::from_secs(15))?;
+        let jaeger = self.jaeger.as_ref().filter(|_| system.needs_jaeger());
+        let collector_cpu = jaeger
+            .and_then(|j| Some(cpu_time(j.pid())?.saturating_sub(jaeger_cpu?)))
+            .map(|cpu| cpu.mul_f64(100_000.0 / self.workload.events.len() as f64));
+        let accepted = jaeger.and_then(|j| Some(j.accepted_spans()?.saturating_sub(jaeger_spans?)));
+        Ok(Some(TracingResult {
+            spans,
+            collector_cpu_per_100k: collector_cpu,
+            collector_accepted: accepted,
+        }))
+    }
+
     fn weir_config(&self, system: &System, topics: &Topics) -> anyhow::Result<String> {
         let plugins = std::fs::canonicalize(&self.args.plugins)?;
         let plugin = |name: &str| plugins.join(format!("{name}.wasm")).display().to_string();
@@ -683,7 +865,13 @@ impl Driver<'_> {
             .map(String::as_str)
             .collect();
         let head = weir_config_head(&self.args.brokers, &names);
-        let body = if matches!(system, System::WeirTodo | System::WeirTodoStateless) {
+        let body = if matches!(
+            system,
+            System::WeirTodo
+                | System::WeirTodoStateless
+                | System::WeirTodoTraced(_)
+                | System::WeirTodoBefore
+        ) {
             let deriver = if *system == System::WeirTodoStateless {
                 std::fs::canonicalize(&self.args.stateless_deriver)?
             } else {
@@ -772,6 +960,9 @@ dlq = "{dlq}"
             .sum();
 
         let mut tail = Tail::new(&self.args.brokers, &topics)?;
+        let jaeger = self.jaeger.as_ref().filter(|_| system.needs_jaeger());
+        let jaeger_cpu = jaeger.and_then(|j| cpu_time(j.pid()));
+        let jaeger_spans = jaeger.and_then(Jaeger::accepted_spans);
         let mut child = self.start(system, &topics, &run_name)?;
         let sampler = CpuSampler::start(child.id());
         // Output timestamps are set by the system's producer when it produces, so
@@ -785,7 +976,14 @@ dlq = "{dlq}"
         })?;
         let peak_rss = peak_rss(child.id()).unwrap_or_default();
         let samples = sampler.finish();
+        let log = self
+            .args
+            .work_dir
+            .join(format!("{}-{run_name}.log", system.slug()));
+        // Stopped whatever the spans say, then their error, if any.
+        let tracing = self.tracing_result(system, &log, jaeger_cpu, jaeger_spans);
         stop(&mut child, system)?;
+        let tracing = tracing?;
         let span_ms = (last_ms - first_ms).max(1) as f64;
         let events = self.workload.events.len() as f64;
         let cpu = cpu_between(&samples, first_ms, last_ms);
@@ -801,6 +999,7 @@ dlq = "{dlq}"
             events_per_second: events * 1000.0 / span_ms,
             cpu_per_100k: cpu.mul_f64(100_000.0 / events),
             peak_rss,
+            tracing,
         })
     }
 

@@ -6,6 +6,7 @@
 //! and accounts for every input (issue 13); `weir-bench state` measures restores
 //! and timers (issue 18).
 
+mod collector;
 mod driver;
 mod proc;
 mod report;

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::collector::SpanCounts;
 use crate::driver::RunArgs;
 use crate::workload::Workload;
 
@@ -10,6 +11,18 @@ pub struct ThroughputResult {
     pub events_per_second: f64,
     pub cpu_per_100k: Duration,
     pub peak_rss: u64,
+    /// A traced system's spans (issue 19).
+    pub tracing: Option<TracingResult>,
+}
+
+/// What became of a traced system's spans in one throughput run.
+pub struct TracingResult {
+    /// weir's `weir_trace_spans_total{outcome}` once its export settled.
+    pub spans: SpanCounts,
+    /// CPU Jaeger spent from the system's start until then, per 100k events.
+    pub collector_cpu_per_100k: Option<Duration>,
+    /// Spans Jaeger's receivers took in that time.
+    pub collector_accepted: Option<u64>,
 }
 
 pub struct LatencyResult {
@@ -31,8 +44,13 @@ struct Row {
 
 pub struct Report {
     header: String,
+    /// Events in the workload.
+    events: usize,
+    notes: Vec<String>,
     rows: Vec<Row>,
     rate: u64,
+    /// (system, baseline) pairs whose throughput and CPU per event are compared.
+    comparisons: Vec<(String, String)>,
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -92,9 +110,22 @@ impl Report {
         );
         Report {
             header,
+            events: workload.events.len(),
+            notes: Vec::new(),
             rows: Vec::new(),
             rate: 0,
+            comparisons: Vec::new(),
         }
+    }
+
+    /// A paragraph after the header.
+    pub fn note(&mut self, text: String) {
+        self.notes.push(text);
+    }
+
+    /// Compares `label`'s median throughput and CPU per event with `baseline`'s.
+    pub fn compare(&mut self, label: String, baseline: String) {
+        self.comparisons.push((label, baseline));
     }
 
     fn row(&mut self, label: String) -> &mut Row {
@@ -140,6 +171,9 @@ impl Report {
     pub fn markdown(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "{}", self.header);
+        for note in &self.notes {
+            let _ = writeln!(out, "{note}\n");
+        }
         let _ = writeln!(
             out,
             "Latency: end to end (driver `send` to output at a tail consumer) at a fixed offered load of {} events/s, after a warm-up.\n",
@@ -225,9 +259,29 @@ impl Report {
                 }
             ));
         }
+        let cpu = |label: &str| self.median_of(label, |r| r.cpu_per_100k.as_secs_f64());
+        for (label, baseline) in &self.comparisons {
+            if let (Some(t), Some(b)) = (
+                self.median_throughput(label),
+                self.median_throughput(baseline),
+            ) && b > 0.0
+            {
+                ratios.push(format!(
+                    "- `{label}` / `{baseline}`: throughput {:.3}× ({:+.1}%), CPU per event {}",
+                    t / b,
+                    100.0 * (t / b - 1.0),
+                    match (cpu(label), cpu(baseline)) {
+                        (Some(a), Some(b)) if b > 0.0 =>
+                            format!("{:.3}× ({:+.1}%)", a / b, 100.0 * (a / b - 1.0)),
+                        _ => "-".into(),
+                    }
+                ));
+            }
+        }
         if !ratios.is_empty() {
             let _ = writeln!(out, "\nRatios:\n\n{}", ratios.join("\n"));
         }
+        self.tracing_table(&mut out);
         let samples: Vec<String> = self
             .rows
             .iter()
@@ -239,5 +293,53 @@ impl Report {
             .collect();
         let _ = writeln!(out, "\nLatency samples: {}.", samples.join(", "));
         out
+    }
+
+    /// The spans of the traced systems' throughput runs, when any ran.
+    fn tracing_table(&self, out: &mut String) {
+        let traced: Vec<&Row> = self
+            .rows
+            .iter()
+            .filter(|r| r.runs.iter().any(|run| run.tracing.is_some()))
+            .collect();
+        if traced.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "\nSpans of the throughput runs (weir's `weir_trace_spans_total{{outcome}}` once its export settled, per run; Jaeger's accepted spans and CPU over the same time):\n"
+        );
+        let _ = writeln!(
+            out,
+            "| system | exported | dropped | failed | spans per event | Jaeger accepted | Jaeger CPU s / 100k |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---:|---|---:|");
+        for row in traced {
+            let runs: Vec<&TracingResult> =
+                row.runs.iter().filter_map(|r| r.tracing.as_ref()).collect();
+            let join = |pick: &dyn Fn(&TracingResult) -> String| {
+                runs.iter().map(|t| pick(t)).collect::<Vec<_>>().join(" / ")
+            };
+            let spans: u64 = runs.iter().map(|t| t.spans.total()).sum();
+            let per_event = spans as f64 / (runs.len() as f64 * self.events.max(1) as f64);
+            let collector_cpu: Vec<f64> = runs
+                .iter()
+                .filter_map(|t| t.collector_cpu_per_100k.map(|c| c.as_secs_f64()))
+                .collect();
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {per_event:.3} | {} | {} |",
+                row.label,
+                join(&|t| t.spans.exported.to_string()),
+                join(&|t| t.spans.dropped.to_string()),
+                join(&|t| t.spans.failed.to_string()),
+                join(&|t| t.collector_accepted.map_or("-".into(), |a| a.to_string())),
+                if collector_cpu.is_empty() {
+                    "-".into()
+                } else {
+                    format!("{:.2}", median(collector_cpu))
+                },
+            );
+        }
     }
 }
