@@ -29,7 +29,6 @@ pub mod settings;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -187,6 +186,11 @@ impl ConsumeNames {
 #[derive(Clone)]
 pub struct RecordTrace {
     cx: Context,
+    /// The span's `traceparent`, made once: what an unsampled record's writes
+    /// carry, and the ids of its log lines.
+    header: [u8; TRACEPARENT_LEN],
+    /// The input's `tracestate`, when it had one.
+    state: Option<std::sync::Arc<[u8]>>,
 }
 
 impl std::fmt::Debug for RecordTrace {
@@ -232,9 +236,7 @@ impl RecordTrace {
                 KeyValue::new("weir.pipeline", names.pipeline.clone()),
             ]);
         }
-        Some(RecordTrace {
-            cx: Context::new().with_span(span),
-        })
+        Some(RecordTrace::of(span))
     }
 
     /// The span of a fired timer: a trace of its own, linked to the span that set
@@ -274,9 +276,19 @@ impl RecordTrace {
                 KeyValue::new("weir.timer.lateness-ms", lateness_ms),
             ]);
         }
-        Some(RecordTrace {
+        Some(RecordTrace::of(span))
+    }
+
+    /// A record's trace with `span` as its span.
+    fn of(span: Span) -> RecordTrace {
+        let sc = span.span_context();
+        let header = encode_traceparent(sc);
+        let state = sc.trace_state().header();
+        RecordTrace {
+            header,
+            state: (!state.is_empty()).then(|| state.into_bytes().into()),
             cx: Context::new().with_span(span),
-        })
+        }
     }
 
     pub fn span_context(&self) -> SpanContext {
@@ -288,11 +300,12 @@ impl RecordTrace {
         self.cx.span().span_context().is_sampled()
     }
 
-    /// The trace and span ids (shown in hex), for log lines.
-    pub fn ids(&self) -> (TraceId, SpanId) {
-        let span = self.cx.span();
-        let sc = span.span_context();
-        (sc.trace_id(), sc.span_id())
+    /// The trace and span ids in hex, for log lines.
+    pub fn ids(&self) -> (&str, &str) {
+        let hex = |range: std::ops::Range<usize>| {
+            std::str::from_utf8(&self.header[range]).unwrap_or_default()
+        };
+        (hex(3..35), hex(36..52))
     }
 
     /// Adds an event to the consume span (sampled records only).
@@ -360,48 +373,55 @@ impl RecordTrace {
     /// Writes `traceparent` (of `send` if given, else of the record's span) and the
     /// record's `tracestate` into `headers`, replacing any there.
     pub fn stamp(&self, headers: &mut Vec<Header>, send: Option<&SendSpan>) {
-        let own;
-        let sc = match send {
-            Some(s) => {
-                own = s.cx.span().span_context().clone();
-                &own
-            }
-            None => &self.span_context(),
+        let parent = match send {
+            Some(s) => encode_traceparent(s.cx.span().span_context()),
+            None => self.header,
         };
-        stamp(headers, sc);
+        stamp(headers, &parent, self.state.as_deref());
     }
 }
 
-/// Writes `sc` as `traceparent` (and its `tracestate`) into `headers`, replacing
-/// any there.
-pub fn stamp(headers: &mut Vec<Header>, sc: &SpanContext) {
+/// Writes `traceparent` (and `tracestate`) into `headers`, replacing any there.
+fn stamp(headers: &mut Vec<Header>, traceparent: &[u8], tracestate: Option<&[u8]>) {
     headers.retain(|h| {
         !h.key.eq_ignore_ascii_case(TRACEPARENT) && !h.key.eq_ignore_ascii_case(TRACESTATE)
     });
     headers.push(Header {
         key: TRACEPARENT.to_owned(),
-        value: traceparent(sc).into_bytes(),
+        value: traceparent.to_vec(),
     });
-    let state = sc.trace_state().header();
-    if !state.is_empty() {
+    if let Some(state) = tracestate {
         headers.push(Header {
             key: TRACESTATE.to_owned(),
-            value: state.into_bytes(),
+            value: state.to_vec(),
         });
     }
 }
 
+/// The length of a version-00 `traceparent`.
+const TRACEPARENT_LEN: usize = 55;
+
+/// `00-<trace id>-<span id>-<flags>`, in lowercase hex.
+fn encode_traceparent(sc: &SpanContext) -> [u8; TRACEPARENT_LEN] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [b'-'; TRACEPARENT_LEN];
+    out[0] = b'0';
+    out[1] = b'0';
+    let mut put = |at: usize, bytes: &[u8]| {
+        for (i, b) in bytes.iter().enumerate() {
+            out[at + 2 * i] = HEX[usize::from(b >> 4)];
+            out[at + 2 * i + 1] = HEX[usize::from(b & 0x0f)];
+        }
+    };
+    put(3, &sc.trace_id().to_bytes());
+    put(36, &sc.span_id().to_bytes());
+    put(53, &[sc.trace_flags().to_u8()]);
+    out
+}
+
 /// `00-<trace id>-<span id>-<flags>`.
 pub fn traceparent(sc: &SpanContext) -> String {
-    let mut out = String::with_capacity(55);
-    let _ = write!(
-        out,
-        "00-{}-{}-{:02x}",
-        sc.trace_id(),
-        sc.span_id(),
-        sc.trace_flags().to_u8()
-    );
-    out
+    String::from_utf8_lossy(&encode_traceparent(sc)).into_owned()
 }
 
 /// The span context a `traceparent` value names, if it is valid.
@@ -602,7 +622,7 @@ mod tests {
                 value: b"c".to_vec(),
             },
         ];
-        stamp(&mut headers, &sc);
+        stamp(&mut headers, &encode_traceparent(&sc), None);
         let keys: Vec<&str> = headers.iter().map(|h| h.key.as_str()).collect();
         assert_eq!(keys, ["correlation_id", "traceparent"]);
         assert_eq!(
