@@ -318,10 +318,8 @@ fn tail(log: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// Jaeger's config (see tests/common/jaeger.rs for why each part is there): OTLP
-/// receivers straight into a memory store, the query API, a health check and
-/// Jaeger's own metrics, each on its port of 127.0.0.1. Jaeger does not trace its
-/// own queries.
+/// Jaeger's config: the tracing tests' (tests/jaeger/config.yaml, which says why
+/// each part is there) with these ports and a store of [`MAX_TRACES`].
 fn config_yaml(
     otlp_grpc: u16,
     otlp_http: u16,
@@ -330,60 +328,21 @@ fn config_yaml(
     health: u16,
     metrics: u16,
 ) -> String {
-    format!(
-        r#"# Written by weir-bench (bench/src/collector.rs).
-service:
-  extensions: [jaeger_storage, jaeger_query, healthcheckv2]
-  pipelines:
-    traces:
-      receivers: [otlp]
-      exporters: [jaeger_storage_exporter]
-  telemetry:
-    resource:
-      service.name: jaeger
-    metrics:
-      level: basic
-      readers:
-        - pull:
-            exporter:
-              prometheus:
-                host: 127.0.0.1
-                port: {metrics}
-    logs:
-      level: info
-
-extensions:
-  jaeger_storage:
-    backends:
-      memory_store:
-        memory:
-          max_traces: {MAX_TRACES}
-  jaeger_query:
-    storage:
-      traces: memory_store
-    enable_tracing: false
-    http:
-      endpoint: "127.0.0.1:{query}"
-    grpc:
-      endpoint: "127.0.0.1:{query_grpc}"
-  healthcheckv2:
-    use_v2: true
-    http:
-      endpoint: "127.0.0.1:{health}"
-
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: "127.0.0.1:{otlp_grpc}"
-      http:
-        endpoint: "127.0.0.1:{otlp_http}"
-
-exporters:
-  jaeger_storage_exporter:
-    trace_storage: memory_store
-"#
-    )
+    let names = [
+        "OTLP_GRPC",
+        "OTLP_HTTP",
+        "QUERY",
+        "QUERY_GRPC",
+        "HEALTH",
+        "METRICS",
+    ];
+    let ports = [otlp_grpc, otlp_http, query, query_grpc, health, metrics];
+    let mut text = include_str!("../../tests/jaeger/config.yaml")
+        .replace("@MAX_TRACES@", &MAX_TRACES.to_string());
+    for (name, port) in names.iter().zip(ports) {
+        text = text.replace(&format!("@{name}@"), &port.to_string());
+    }
+    text
 }
 
 #[cfg(test)]

@@ -395,12 +395,8 @@ fn claim_files(dir: &Path) -> (PathBuf, PathBuf) {
     unreachable!("some N is free")
 }
 
-/// Jaeger's config: the OTLP receivers straight into a memory store (no batching,
-/// so spans can be queried as soon as they are taken), the query API, a health
-/// check and Jaeger's own metrics, each on its port of 127.0.0.1, and nothing else
-/// that listens (the all-in-one default also opens the Jaeger and Zipkin receivers,
-/// remote sampling, expvar and zpages on fixed ports). Jaeger does not trace its own
-/// queries.
+/// Jaeger's config: tests/jaeger/config.yaml (which says why each part is there)
+/// with these ports and a store of at most 100,000 traces.
 fn config_yaml(
     otlp_grpc: u16,
     otlp_http: u16,
@@ -409,63 +405,20 @@ fn config_yaml(
     health: u16,
     metrics: u16,
 ) -> String {
-    format!(
-        r#"# Written by tests/common/jaeger.rs.
-service:
-  extensions: [jaeger_storage, jaeger_query, healthcheckv2]
-  pipelines:
-    traces:
-      receivers: [otlp]
-      exporters: [jaeger_storage_exporter]
-  telemetry:
-    resource:
-      service.name: jaeger
-    # Without a reader of its own, the collector serves these on localhost:8888.
-    metrics:
-      level: basic
-      readers:
-        - pull:
-            exporter:
-              prometheus:
-                host: 127.0.0.1
-                port: {metrics}
-    logs:
-      level: info
-
-extensions:
-  jaeger_storage:
-    backends:
-      memory_store:
-        memory:
-          max_traces: 100000
-  jaeger_query:
-    storage:
-      traces: memory_store
-    # Otherwise Jaeger sends spans of its own queries to localhost:4317.
-    enable_tracing: false
-    http:
-      endpoint: "127.0.0.1:{query}"
-    grpc:
-      endpoint: "127.0.0.1:{query_grpc}"
-  # HTTP only: a grpc key, even empty, opens the gRPC health check on 13132.
-  healthcheckv2:
-    use_v2: true
-    http:
-      endpoint: "127.0.0.1:{health}"
-
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: "127.0.0.1:{otlp_grpc}"
-      http:
-        endpoint: "127.0.0.1:{otlp_http}"
-
-exporters:
-  jaeger_storage_exporter:
-    trace_storage: memory_store
-"#
-    )
+    let names = [
+        "OTLP_GRPC",
+        "OTLP_HTTP",
+        "QUERY",
+        "QUERY_GRPC",
+        "HEALTH",
+        "METRICS",
+    ];
+    let ports = [otlp_grpc, otlp_http, query, query_grpc, health, metrics];
+    let mut text = include_str!("../jaeger/config.yaml").replace("@MAX_TRACES@", "100000");
+    for (name, port) in names.iter().zip(ports) {
+        text = text.replace(&format!("@{name}@"), &port.to_string());
+    }
+    text
 }
 
 /// One HTTP/1.0 request to `address` (`host:port`), with a body of a content type
