@@ -8,6 +8,9 @@
 //! memory store, the query API, a health check and Jaeger's metrics, each on a port
 //! of its own, and nothing else that listens.
 
+#[path = "../../tests/jaeger/config.rs"]
+mod jaeger_config;
+
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -90,7 +93,17 @@ impl Jaeger {
         let [grpc, http, query, query_grpc, health, metrics] = free_ports::<6>()?;
         std::fs::write(
             config,
-            config_yaml(grpc, http, query, query_grpc, health, metrics),
+            jaeger_config::config_yaml(
+                &jaeger_config::Ports {
+                    otlp_grpc: grpc,
+                    otlp_http: http,
+                    query,
+                    query_grpc,
+                    health,
+                    metrics,
+                },
+                MAX_TRACES,
+            ),
         )
         .with_context(|| format!("writing {}", config.display()))?;
         let file =
@@ -316,33 +329,6 @@ fn tail(log: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// Jaeger's config: the tracing tests' (tests/jaeger/config.yaml, which says why
-/// each part is there) with these ports and a store of [`MAX_TRACES`].
-fn config_yaml(
-    otlp_grpc: u16,
-    otlp_http: u16,
-    query: u16,
-    query_grpc: u16,
-    health: u16,
-    metrics: u16,
-) -> String {
-    let names = [
-        "OTLP_GRPC",
-        "OTLP_HTTP",
-        "QUERY",
-        "QUERY_GRPC",
-        "HEALTH",
-        "METRICS",
-    ];
-    let ports = [otlp_grpc, otlp_http, query, query_grpc, health, metrics];
-    let mut text = include_str!("../../tests/jaeger/config.yaml")
-        .replace("@MAX_TRACES@", &MAX_TRACES.to_string());
-    for (name, port) in names.iter().zip(ports) {
-        text = text.replace(&format!("@{name}@"), &port.to_string());
-    }
-    text
 }
 
 #[cfg(test)]

@@ -23,6 +23,9 @@
 //!   below pads every trace id to 32.
 #![allow(dead_code)]
 
+#[path = "../jaeger/config.rs"]
+mod jaeger_config;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -119,7 +122,17 @@ impl Jaeger {
         let [grpc, http, query, query_grpc, health, metrics] = free_ports();
         std::fs::write(
             config,
-            config_yaml(grpc, http, query, query_grpc, health, metrics),
+            jaeger_config::config_yaml(
+                &jaeger_config::Ports {
+                    otlp_grpc: grpc,
+                    otlp_http: http,
+                    query,
+                    query_grpc,
+                    health,
+                    metrics,
+                },
+                100_000,
+            ),
         )
         .unwrap_or_else(|e| panic!("cannot write {} ({e})", config.display()));
         let file = std::fs::File::create(log)
@@ -393,32 +406,6 @@ fn claim_files(dir: &Path) -> (PathBuf, PathBuf) {
         }
     }
     unreachable!("some N is free")
-}
-
-/// Jaeger's config: tests/jaeger/config.yaml (which says why each part is there)
-/// with these ports and a store of at most 100,000 traces.
-fn config_yaml(
-    otlp_grpc: u16,
-    otlp_http: u16,
-    query: u16,
-    query_grpc: u16,
-    health: u16,
-    metrics: u16,
-) -> String {
-    let names = [
-        "OTLP_GRPC",
-        "OTLP_HTTP",
-        "QUERY",
-        "QUERY_GRPC",
-        "HEALTH",
-        "METRICS",
-    ];
-    let ports = [otlp_grpc, otlp_http, query, query_grpc, health, metrics];
-    let mut text = include_str!("../jaeger/config.yaml").replace("@MAX_TRACES@", "100000");
-    for (name, port) in names.iter().zip(ports) {
-        text = text.replace(&format!("@{name}@"), &port.to_string());
-    }
-    text
 }
 
 /// One HTTP/1.0 request to `address` (`host:port`), with a body of a content type
