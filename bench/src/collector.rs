@@ -11,13 +11,13 @@
 #[path = "../../tests/jaeger/config.rs"]
 mod jaeger_config;
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use crate::http::{get as http_get, metric_sum};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, bail};
 
 /// How often Jaeger is started on new ports when another process took one first.
 const ATTEMPTS: usize = 3;
@@ -284,44 +284,6 @@ pub fn settled_span_counts(address: &str, within: Duration) -> anyhow::Result<Sp
         }
         last = now;
     }
-}
-
-/// The sum of the samples of metric `name` (whole name) over its label sets.
-fn metric_sum(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix(name)?;
-            let value = match rest.as_bytes().first()? {
-                b'{' => rest.rsplit_once('}')?.1,
-                b' ' => rest,
-                _ => return None,
-            };
-            value.split_whitespace().next()?.parse::<f64>().ok()
-        })
-        .sum()
-}
-
-/// One HTTP/1.0 GET of `path` from `address` (`host:port`): status and body.
-fn http_get(address: &str, path: &str) -> anyhow::Result<(u16, String)> {
-    let socket: SocketAddr = address
-        .parse()
-        .map_err(|e| anyhow!("{address} is not host:port ({e})"))?;
-    let mut stream = TcpStream::connect_timeout(&socket, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    let response = String::from_utf8_lossy(&response);
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| anyhow!("no HTTP status line from {address}{path}"))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
 }
 
 /// The last `lines` lines of a log.

@@ -8,6 +8,7 @@
 
 mod collector;
 mod driver;
+mod http;
 mod proc;
 mod report;
 mod serve;

@@ -1,8 +1,6 @@
 //! One `weir run` process of the state benchmark, and what it says: its log (when
 //! a line appeared, the restore lines), its metrics endpoint, its memory.
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -10,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow, bail};
 
 use super::wall_ms;
+pub use crate::http::metric_sum;
 use crate::proc::{peak_rss, rss};
 
 pub struct Instance {
@@ -100,7 +99,7 @@ impl Instance {
             .address
             .as_deref()
             .ok_or_else(|| anyhow!("no metrics address in {}", self.log.display()))?;
-        http_get(address, "/metrics")
+        crate::http::get(address, "/metrics").map(|(_, body)| body)
     }
 
     /// The sum of metric `name` over its label sets (0 when absent).
@@ -148,35 +147,6 @@ impl Drop for Instance {
             let _ = child.wait();
         }
     }
-}
-
-/// A plain HTTP/1.0 GET; the body.
-fn http_get(address: &str, path: &str) -> anyhow::Result<String> {
-    let mut stream =
-        TcpStream::connect(address).with_context(|| format!("connecting to {address}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .ok_or_else(|| anyhow!("no HTTP body from {address}{path}"))
-}
-
-/// The sum of the samples of metric `name` (Prometheus text format).
-pub fn metric_sum(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix(name)?;
-            let value = match rest.as_bytes().first()? {
-                b'{' => rest.rsplit_once('}')?.1,
-                b' ' => rest,
-                _ => return None,
-            };
-            value.split_whitespace().next()?.parse::<f64>().ok()
-        })
-        .sum()
 }
 
 /// The time of a log line (tracing's RFC 3339 prefix), ms since the epoch.
