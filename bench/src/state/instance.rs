@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow, bail};
 
 use super::wall_ms;
-pub use crate::http::metric_sum;
+use crate::http::metric_sum;
 use crate::proc::{peak_rss, rss};
 
 pub struct Instance {
