@@ -287,7 +287,7 @@ impl Prometheus {
 
     /// An instant query's result.
     fn query(&self, promql: &str) -> Vec<Value> {
-        let data = self.api(&format!("/api/v1/query?query={}", encode(promql)));
+        let data = self.api(&format!("/api/v1/query?query={}", common::encode(promql)));
         data["result"].as_array().cloned().unwrap_or_default()
     }
 
@@ -462,18 +462,6 @@ impl Drop for Prometheus {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Percent-encodes a query parameter.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn tail(text: &str, lines: usize) -> String {

@@ -352,7 +352,7 @@ impl Jaeger {
             + 3_600_000_000;
         let path = format!(
             "/api/traces?service={}&limit={limit}&start=0&end={until_us}",
-            encode(service)
+            super::encode(service)
         );
         let (status, value) = self.get(&path);
         assert_eq!(status, 200, "GET {path} from Jaeger: {value}");
@@ -452,18 +452,6 @@ pub fn http(
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     Ok((status, body))
-}
-
-/// Percent-encodes a query parameter.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 // ------------------------------------------------------------------ the typed view

@@ -173,3 +173,15 @@ pub fn spawn_tied(mut command: Command, what: &Path) -> std::process::Child {
         .expect("the spawning thread")
         .unwrap_or_else(|e| panic!("cannot start {} ({e})", what.display()))
 }
+
+/// Percent-encodes a query parameter.
+pub fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
