@@ -289,10 +289,8 @@ impl PartitionRunner {
             )
         });
         let _logs = log_span(&record, trace.as_ref()).entered();
-        let site = &CallSite {
-            trace: trace.clone(),
-            ..site.clone()
-        };
+        let mut traced = None;
+        let site = with_trace(site, trace.as_ref(), &mut traced);
         let Some(admission) = self.admit() else {
             return Handled::Abandoned;
         };
@@ -438,10 +436,8 @@ impl PartitionRunner {
         let event = &source.event;
         let _logs = log_span(event, source.trace.as_ref()).entered();
         // The record's trace, for its plugin calls' spans; gone with the record.
-        let site = &CallSite {
-            trace: source.trace.clone(),
-            ..site.clone()
-        };
+        let mut traced = None;
+        let site = with_trace(site, source.trace.as_ref(), &mut traced);
         let pipeline = &self.pipeline;
         self.refresh(snapshot, instances);
         // Dropped on any early return (or a panic), it goes back to the circuit.
@@ -459,6 +455,21 @@ impl PartitionRunner {
         };
         pipeline.record(admission, outcome, snapshot);
         Handled::Done
+    }
+}
+
+/// `site` carrying `trace` (kept in `slot`), or `site` itself with tracing off.
+fn with_trace<'s>(
+    site: &'s CallSite,
+    trace: Option<&RecordTrace>,
+    slot: &'s mut Option<CallSite>,
+) -> &'s CallSite {
+    match trace {
+        None => site,
+        Some(trace) => slot.insert(CallSite {
+            trace: Some(trace.clone()),
+            ..site.clone()
+        }),
     }
 }
 
